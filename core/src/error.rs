@@ -1,0 +1,190 @@
+//! sepo's one error type.
+//!
+//! Every public function that takes user data validates it at entry and reports the offender by name,
+//! index and value; hot loops behind that boundary are infallible. Device failures (a CUDA allocation, say)
+//! are carried as [`Error::Device`] with the operation that failed.
+
+use std::path::PathBuf;
+
+/// Result alias used throughout sepo.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in sepo, grouped by where it comes from.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    // === Input validation ===
+    /// A token id is not in `[0, vocab)`.
+    #[error("token {token} at sequence {sequence}, position {position} is outside the vocabulary of {vocab} states")]
+    TokenOutOfVocab {
+        /// Index of the sequence in its batch.
+        sequence: usize,
+        /// Position within the sequence.
+        position: usize,
+        /// The offending token id.
+        token: usize,
+        /// Number of states of the graph or model.
+        vocab: usize,
+    },
+    /// Two inputs disagree in shape, or an input has the wrong shape for the operation.
+    #[error("shape mismatch in {op}: expected {expected:?}, got {got:?}")]
+    ShapeMismatch {
+        /// The operation that checked the shape.
+        op: &'static str,
+        /// The shape it needed.
+        expected: Vec<usize>,
+        /// The shape it got.
+        got: Vec<usize>,
+    },
+    /// A batch with no sequences (or sequences of length zero) where at least one is needed.
+    #[error("empty input to {op}: {what}")]
+    Empty {
+        /// The operation that refused it.
+        op: &'static str,
+        /// What was empty.
+        what: &'static str,
+    },
+    /// A configuration value outside its valid range.
+    #[error("invalid {name} = {value}: {reason}")]
+    InvalidParameter {
+        /// Name of the parameter, as the user wrote it.
+        name: &'static str,
+        /// Its value, formatted.
+        value: String,
+        /// What it must satisfy.
+        reason: String,
+    },
+    /// A value that must be finite (a time, a noise level, a weight) is NaN or infinite.
+    #[error("non-finite {what} at index {index}: {value}")]
+    NonFinite {
+        /// What the value is.
+        what: &'static str,
+        /// Where it was found.
+        index: usize,
+        /// The value.
+        value: f64,
+    },
+
+    // === Rewards ===
+    /// A reward returned NaN or an infinity.
+    #[error("reward `{reward}` returned the non-finite value {value} for sample {sample}")]
+    NonFiniteReward {
+        /// The reward's name.
+        reward: String,
+        /// Index of the sample in the batch it scored.
+        sample: usize,
+        /// The value it returned.
+        value: f64,
+    },
+    /// A reward returned a value outside the range it declared.
+    #[error("reward `{reward}` returned {value} for sample {sample}, outside its declared range [{min}, {max}]")]
+    RewardOutOfRange {
+        /// The reward's name.
+        reward: String,
+        /// Index of the sample in the batch it scored.
+        sample: usize,
+        /// The value it returned.
+        value: f64,
+        /// Declared lower bound.
+        min: f64,
+        /// Declared upper bound.
+        max: f64,
+    },
+    /// A reward returned a different number of values than it was given sequences.
+    #[error("reward `{reward}` returned {got} values for a batch of {expected} sequences")]
+    RewardCount {
+        /// The reward's name.
+        reward: String,
+        /// Batch size.
+        expected: usize,
+        /// Values returned.
+        got: usize,
+    },
+
+    // === Training ===
+    /// A loss or gradient became NaN or infinite; the update was not applied.
+    #[error("non-finite {what} at step {step}; parameters were left unchanged")]
+    Diverged {
+        /// What went non-finite (`loss`, `gradient norm`).
+        what: &'static str,
+        /// Optimiser step at which it happened.
+        step: u64,
+    },
+
+    // === Checkpoints and files ===
+    /// Reading or writing a file failed.
+    #[error("i/o error on {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A checkpoint file could not be parsed (truncated, not safetensors, bad JSON).
+    #[error("corrupt checkpoint {path}: {reason}")]
+    CorruptCheckpoint {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A checkpoint parsed but does not fit the model it is loaded into.
+    #[error("checkpoint {path} does not match: {what} expected {expected}, found {found}")]
+    CheckpointMismatch {
+        /// The file.
+        path: PathBuf,
+        /// What differs (a tensor name, a config key).
+        what: String,
+        /// Value the model expects.
+        expected: String,
+        /// Value in the file.
+        found: String,
+    },
+
+    // === Device ===
+    /// The tensor backend failed (allocation, kernel launch).
+    #[error("device error in {op}: {message}")]
+    Device {
+        /// The operation.
+        op: &'static str,
+        /// The backend's message.
+        message: String,
+    },
+}
+
+impl Error {
+    /// Shorthand for [`Error::InvalidParameter`].
+    pub fn invalid(
+        name: &'static str,
+        value: impl std::fmt::Display,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::InvalidParameter {
+            name,
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Maps any displayable backend error into [`Error::Device`].
+    pub fn device<Er: std::fmt::Display>(op: &'static str) -> impl FnOnce(Er) -> Self {
+        move |e| Error::Device {
+            op,
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Checks that `x` is finite, naming it in the error.
+pub fn ensure_finite(what: &'static str, index: usize, x: f64) -> Result<f64> {
+    if x.is_finite() {
+        Ok(x)
+    } else {
+        Err(Error::NonFinite {
+            what,
+            index,
+            value: x,
+        })
+    }
+}

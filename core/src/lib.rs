@@ -1,0 +1,35 @@
+//! # sepo-core
+//!
+//! Discrete diffusion with the concrete score, and its fine-tuning by policy gradients (SEPO).
+//!
+//! Data flows one way through the modules:
+//!
+//! ```text
+//!   graph, schedule        the forward corruption  p_t(y | x) = exp(σ̄(t) Q)(x, y)
+//!        │
+//!   score                  networks  s_θ(x, σ̄)_y ≈ p_t(y)/p_t(x)
+//!        │
+//!   sample                 reverse-time samplers → tokens + trajectories
+//!        │
+//!   loss                   denoising score entropy (pretraining)
+//!        │
+//!   train                  optimiser loop, checkpoints, metrics
+//! ```
+//!
+//! `nn` is the thin layer over dfdx (parameters, AdamW, clipping, stop-gradient, safetensors) that every
+//! other module uses.
+#![warn(missing_docs)]
+
+pub mod check;
+pub mod error;
+pub mod graph;
+pub mod loss;
+pub mod nn;
+pub mod sample;
+pub mod schedule;
+pub mod score;
+
+pub use error::{Error, Result};
+
+/// Re-export of the tensor library, for users who implement their own [`score::ScoreModel`].
+pub use dfdx;

@@ -1,0 +1,3 @@
+//! Reverse-time samplers.
+
+pub mod categorical;

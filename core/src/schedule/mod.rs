@@ -1,0 +1,73 @@
+//! Noise schedules: the total noise `σ̄(t)` and its rate `σ(t) = dσ̄/dt` on `t ∈ [0, 1]`.
+
+mod geometric;
+mod loglinear;
+
+pub use geometric::Geometric;
+pub use loglinear::LogLinear;
+
+/// A noise schedule. `σ̄` must be non-decreasing on `[0, 1]` with `σ(t) = dσ̄/dt ≥ 0`.
+pub trait NoiseSchedule: Clone + std::fmt::Debug + Send + Sync + 'static {
+    /// Total noise `σ̄(t)`.
+    fn total(&self, t: f64) -> f64;
+
+    /// Rate `σ(t) = dσ̄/dt`.
+    fn rate(&self, t: f64) -> f64;
+
+    /// Inverse of `σ̄` on `[0, 1]`: the `t` with `σ̄(t) = sigma_bar`, clamped to `[0, 1]`.
+    /// The default bisects (60 halvings: exact to f64 precision); schedules override it in closed form.
+    fn inverse(&self, sigma_bar: f64) -> f64 {
+        let (mut lo, mut hi) = (0.0, 1.0);
+        if sigma_bar <= self.total(lo) {
+            return lo;
+        }
+        if sigma_bar >= self.total(hi) {
+            return hi;
+        }
+        for _ in 0..60 {
+            let mid = 0.5 * (lo + hi);
+            if self.total(mid) < sigma_bar {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        0.5 * (lo + hi)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// σ matches a central difference of σ̄, σ̄ is monotone, and `inverse` inverts `total`.
+    pub(crate) fn check_schedule<S: NoiseSchedule>(s: &S, t_max: f64) {
+        let h = 1e-6;
+        let mut prev = s.total(0.0);
+        for i in 1..=200 {
+            let t = t_max * i as f64 / 200.0;
+            let total = s.total(t);
+            assert!(total >= prev, "{s:?}: σ̄ decreases at t = {t}");
+            prev = total;
+            if t > h && t + h <= 1.0 {
+                let fd = (s.total(t + h) - s.total(t - h)) / (2.0 * h);
+                let rel = (fd - s.rate(t)).abs() / s.rate(t).abs().max(1e-3);
+                assert!(
+                    rel < 1e-6,
+                    "{s:?}: σ({t}) = {} but finite difference gives {fd}",
+                    s.rate(t)
+                );
+            }
+            let back = s.inverse(total);
+            assert!((back - t).abs() < 1e-9, "{s:?}: inverse(σ̄({t})) = {back}");
+        }
+    }
+
+    #[test]
+    fn built_in_schedules_are_consistent() {
+        check_schedule(&Geometric::new(1e-4, 20.0).unwrap(), 1.0);
+        check_schedule(&Geometric::default(), 1.0);
+        check_schedule(&LogLinear::new(1e-3).unwrap(), 1.0);
+        check_schedule(&LogLinear::default(), 1.0);
+    }
+}

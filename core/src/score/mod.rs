@@ -1,0 +1,99 @@
+//! Score networks: `s_θ(x, σ̄)_{l,v} ≈ p_t(x^{l←v}) / p_t(x)`, the *concrete score*, in log space.
+//!
+//! A [`ScoreModel`] is an architecture (layer ids, widths) evaluated against a [`ParamStore`]: the same
+//! architecture serves the trainable weights θ, a frozen snapshot θ_old and the reference model, each a
+//! store of its own. Outputs are log-ratios `[B, L, N]` with `0` at `v = x_l` (the ratio of a sequence to
+//! itself).
+
+pub mod head;
+pub mod tabular;
+
+pub use head::ScoreHead;
+
+use dfdx::prelude::*;
+
+use crate::error::Result;
+use crate::nn::ParamStore;
+
+/// Token ids `[B, L]` on the device.
+pub type Tokens<D> = Tensor<(usize, usize), usize, D>;
+
+/// Log concrete scores `[B, L, N]`.
+pub type LogScores<E, D, T> = Tensor<(usize, usize, usize), E, D, T>;
+
+/// A network predicting log concrete scores, generic over the device, the dtype and the tape.
+pub trait ScoreModel<E: Dtype, D: Device<E>> {
+    /// Number of states `N` it scores (the graph's `num_states`).
+    fn num_states(&self) -> usize;
+
+    /// Longest sequence accepted (`None`: any length).
+    fn max_len(&self) -> Option<usize>;
+
+    /// The model's own (trainable) parameters.
+    fn params(&self) -> &ParamStore<E, D>;
+
+    /// Mutable access for optimisers and checkpoint loading.
+    fn params_mut(&mut self) -> &mut ParamStore<E, D>;
+
+    /// `log s(x, σ̄)_{l,v}` for `tokens [B, L]` and per-sequence total noise `sigma_bar [B]`, evaluated with
+    /// the weights in `params` (this model's, a snapshot's or a reference's: same layout), recording on
+    /// `tape`. Inputs must already be validated (see [`ScoreModel::check_input`]).
+    fn forward_with<T: Tape<E, D>>(
+        &self,
+        params: &ParamStore<E, D>,
+        tokens: &Tokens<D>,
+        sigma_bar: &[f64],
+        tape: T,
+    ) -> LogScores<E, D, T>;
+
+    /// [`ScoreModel::forward_with`] on the model's own parameters.
+    fn forward<T: Tape<E, D>>(
+        &self,
+        tokens: &Tokens<D>,
+        sigma_bar: &[f64],
+        tape: T,
+    ) -> LogScores<E, D, T> {
+        self.forward_with(self.params(), tokens, sigma_bar, tape)
+    }
+
+    /// Validates user input: `tokens` is `[batch, seq_len]` flat, every id `< N`, the length allowed,
+    /// `sigma_bar` has one finite non-negative entry per sequence.
+    fn check_input(
+        &self,
+        tokens: &[usize],
+        batch: usize,
+        seq_len: usize,
+        sigma_bar: &[f64],
+    ) -> Result<()> {
+        crate::check::tokens(tokens, batch, seq_len, self.num_states())?;
+        crate::check::sigmas(sigma_bar, batch)?;
+        if let Some(max) = self.max_len() {
+            if seq_len > max {
+                return Err(crate::Error::ShapeMismatch {
+                    op: "ScoreModel::check_input (sequence length)",
+                    expected: vec![max],
+                    got: vec![seq_len],
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Checked, tape-free evaluation from host data: log-scores `[B·L·N]` on the host in `f64`.
+    fn log_scores_host(
+        &self,
+        tokens: &[usize],
+        batch: usize,
+        seq_len: usize,
+        sigma_bar: &[f64],
+    ) -> Result<Vec<f64>> {
+        self.check_input(tokens, batch, seq_len, sigma_bar)?;
+        let dev = self.params().device();
+        let ids = dev
+            .try_tensor_from_vec(tokens.to_vec(), (batch, seq_len))
+            .map_err(crate::Error::device("log_scores_host"))?;
+        Ok(crate::nn::to_f64s(
+            &self.forward(&ids, sigma_bar, NoneTape).as_vec(),
+        ))
+    }
+}

@@ -1,0 +1,1 @@
+//! sepo procedural macros (see the DSL issue).

@@ -1,0 +1,2 @@
+//! sepo facade
+pub use sepo_core as core;
