@@ -7,6 +7,7 @@
 
 pub mod head;
 pub mod tabular;
+pub use tabular::Tabular;
 
 pub use head::ScoreHead;
 
