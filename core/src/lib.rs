@@ -28,6 +28,7 @@ pub mod nn;
 pub mod sample;
 pub mod schedule;
 pub mod score;
+pub mod train;
 
 pub use error::{Error, Result};
 
