@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod check;
+pub mod data;
 pub mod error;
 pub mod graph;
 pub mod loss;
