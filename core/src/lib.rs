@@ -26,6 +26,7 @@ pub mod error;
 pub mod graph;
 pub mod loss;
 pub mod nn;
+pub mod reward;
 pub mod sample;
 pub mod schedule;
 pub mod score;
