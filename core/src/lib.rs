@@ -31,6 +31,7 @@ pub mod sample;
 pub mod schedule;
 pub mod score;
 pub mod train;
+pub mod weight;
 
 pub use error::{Error, Result};
 

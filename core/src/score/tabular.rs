@@ -256,6 +256,25 @@ impl<E: Dtype, D: Device<E>> ScoreModel<E, D> for Tabular<E, D> {
         &mut self.params
     }
 
+    fn exact_log_prob(
+        &self,
+        params: &ParamStore<E, D>,
+        sequences: &[usize],
+        batch: usize,
+    ) -> Option<Vec<f64>> {
+        let pi = self.probabilities_with(params);
+        let l = sequences.len() / batch.max(1);
+        if l != self.seq_len || sequences.iter().any(|&t| t >= self.tokens) {
+            return None;
+        }
+        Some(
+            sequences
+                .chunks(l)
+                .map(|s| pi[self.index_of(s)].ln())
+                .collect(),
+        )
+    }
+
     fn forward_with<T: Tape<E, D>>(
         &self,
         params: &ParamStore<E, D>,
