@@ -26,6 +26,7 @@ pub mod error;
 pub mod graph;
 pub mod loss;
 pub mod nn;
+pub mod policy;
 pub mod reward;
 pub mod sample;
 pub mod schedule;
