@@ -39,18 +39,17 @@ pub struct PpoStats {
     pub ratio_mean: f64,
 }
 
-/// The clipped surrogate loss `−J` for log-ratios `delta [B, K]` (taped).
-pub fn ppo_clip<E: Dtype, D: Device<E>, T: Tape<E, D>>(
-    delta: Tensor<(usize, usize), E, D, T>,
-    terms: &PpoTerms<'_>,
-) -> Result<(Tensor<Rank0, E, D, T>, PpoStats)> {
-    let (b, k) = *delta.shape();
+/// Host part of the surrogate: for log-ratios `delta` (`[B·K]`, values only) returns coefficients `κ`
+/// with `loss = Σ_i κ_i e^{Δ_i} + constant`, so that `∇loss = Σ_i κ_i e^{Δ_i} ∇Δ_i`, and the statistics
+/// (with `loss` the full value). Shared by [`ppo_clip`] and estimators that backpropagate `Δ` in pieces.
+pub fn ppo_coefficients(delta: &[f64], batch: usize, terms: &PpoTerms<'_>) -> Result<(Vec<f64>, PpoStats)> {
+    let k = delta.len() / batch.max(1);
     for (name, len, want) in [
-        ("ppo_clip (weight)", terms.weight.len(), b * k),
-        ("ppo_clip (log_offset)", terms.log_offset.len(), b * k),
-        ("ppo_clip (advantage)", terms.advantage.len(), b),
+        ("ppo_clip (weight)", terms.weight.len(), batch * k),
+        ("ppo_clip (log_offset)", terms.log_offset.len(), batch * k),
+        ("ppo_clip (advantage)", terms.advantage.len(), batch),
     ] {
-        if len != want {
+        if len != want || batch == 0 {
             return Err(Error::ShapeMismatch {
                 op: name,
                 expected: vec![want],
@@ -59,60 +58,55 @@ pub fn ppo_clip<E: Dtype, D: Device<E>, T: Tape<E, D>>(
         }
     }
     if !(terms.epsilon > 0.0 && terms.epsilon < 1.0) {
-        return Err(Error::invalid(
-            "epsilon",
-            terms.epsilon,
-            "must be in (0, 1)",
-        ));
+        return Err(Error::invalid("epsilon", terms.epsilon, "must be in (0, 1)"));
     }
-    let dev = delta.device().clone();
-    let delta_host = to_f64s(&delta.retaped::<NoneTape>().as_vec());
-    if let Some(i) = delta_host.iter().position(|d| !d.is_finite()) {
+    if let Some(i) = delta.iter().position(|d| !d.is_finite()) {
         return Err(Error::NonFinite {
             what: "policy log-ratio",
             index: i,
-            value: delta_host[i],
+            value: delta[i],
         });
     }
     let (lo, hi) = (1.0 - terms.epsilon, 1.0 + terms.epsilon);
-    let mut coeff = vec![0.0; b * k];
-    let (mut constant, mut clipped_w, mut total_w, mut ratio_w) = (0.0, 0.0, 0.0, 0.0);
-    for i in 0..b * k {
+    let mut coeff = vec![0.0; batch * k];
+    let (mut value, mut clipped_w, mut total_w, mut ratio_w) = (0.0, 0.0, 0.0, 0.0);
+    for i in 0..batch * k {
         let a = terms.advantage[i / k];
         let w = terms.weight[i];
-        let rho = (terms.log_offset[i] + delta_host[i]).exp();
+        let rho = (terms.log_offset[i] + delta[i]).exp();
         let unclipped = rho * a;
         let clipped = rho.clamp(lo, hi) * a;
         total_w += w;
         ratio_w += w * rho;
         if clipped < unclipped {
-            constant += w * clipped;
             clipped_w += w;
+            value -= w * clipped / batch as f64;
         } else {
             // ρ = c·e^Δ: the offset enters as a constant factor of the coefficient.
-            coeff[i] = -w * a * terms.log_offset[i].exp() / b as f64;
+            coeff[i] = -w * a * terms.log_offset[i].exp() / batch as f64;
+            value -= w * unclipped / batch as f64;
         }
     }
-    let coeff = dev.tensor_from_vec(from_f64s::<E>(&coeff), (b, k));
-    let loss = (delta.exp() * coeff).sum::<Rank0, _>();
-    let value = loss.retaped::<NoneTape>().as_vec()[0]
-        .to_f64()
-        .unwrap_or(f64::NAN)
-        - constant / b as f64;
     let stats = PpoStats {
         loss: value,
-        clip_ratio: if total_w > 0.0 {
-            clipped_w / total_w
-        } else {
-            0.0
-        },
-        ratio_mean: if total_w > 0.0 {
-            ratio_w / total_w
-        } else {
-            1.0
-        },
+        clip_ratio: if total_w > 0.0 { clipped_w / total_w } else { 0.0 },
+        ratio_mean: if total_w > 0.0 { ratio_w / total_w } else { 1.0 },
     };
-    Ok((loss, stats))
+    Ok((coeff, stats))
+}
+
+/// The clipped surrogate loss `−J` for log-ratios `delta [B, K]` (taped). The returned tensor has the
+/// loss's gradient; its value omits the constant clipped terms, which [`PpoStats::loss`] includes.
+pub fn ppo_clip<E: Dtype, D: Device<E>, T: Tape<E, D>>(
+    delta: Tensor<(usize, usize), E, D, T>,
+    terms: &PpoTerms<'_>,
+) -> Result<(Tensor<Rank0, E, D, T>, PpoStats)> {
+    let (b, k) = *delta.shape();
+    let delta_host = to_f64s(&delta.retaped::<NoneTape>().as_vec());
+    let (coeff, stats) = ppo_coefficients(&delta_host, b, terms)?;
+    let dev = delta.device().clone();
+    let coeff = dev.tensor_from_vec(from_f64s::<E>(&coeff), (b, k));
+    Ok(((delta.exp() * coeff).sum::<Rank0, _>(), stats))
 }
 
 #[cfg(test)]
