@@ -6,9 +6,13 @@
 //! itself).
 
 pub mod head;
+pub mod mlp;
 pub mod tabular;
+pub mod transformer;
 
 pub use head::ScoreHead;
+pub use mlp::{Mlp, MlpConfig};
+pub use transformer::{Transformer, TransformerConfig};
 
 use dfdx::prelude::*;
 
