@@ -148,3 +148,25 @@ impl Checkpoint {
         Path::new(&self.model_path()).exists() && Path::new(&self.config_path()).exists()
     }
 }
+
+impl<E: Dtype, D: Device<E>> ModelKind<E, D> for crate::score::Mlp<E, D> {
+    type Config = crate::score::MlpConfig;
+    const NAME: &'static str = "mlp";
+    fn config(&self) -> &Self::Config {
+        crate::score::Mlp::config(self)
+    }
+    fn build(config: &Self::Config, dev: &D, seed: u64) -> Result<Self> {
+        crate::score::Mlp::new(config.clone(), dev, seed)
+    }
+}
+
+impl<E: Dtype, D: Device<E>> ModelKind<E, D> for crate::score::Transformer<E, D> {
+    type Config = crate::score::TransformerConfig;
+    const NAME: &'static str = "transformer";
+    fn config(&self) -> &Self::Config {
+        crate::score::Transformer::config(self)
+    }
+    fn build(config: &Self::Config, dev: &D, seed: u64) -> Result<Self> {
+        crate::score::Transformer::new(config.clone(), dev, seed)
+    }
+}
