@@ -3,6 +3,7 @@
 mod behaviour;
 mod exactness;
 mod oracle;
+mod validation;
 
 use dfdx::prelude::*;
 use rand::SeedableRng;

@@ -107,18 +107,25 @@ impl<E: Dtype, D: Device<E>> Tabular<E, D> {
     /// Log-scores of one sequence directly: `p(x^{l←v}) = Σ_{x0} π(x0) Π_{l'≠l} K(x0_l', x_l') K(x0_l, v)`.
     fn direct(&self, s: f64, x: &[usize], out: &mut [f64]) {
         let (n, l) = (self.states, self.seq_len);
+        let kern: Vec<f64> = (0..n * n).map(|i| (self.kernel)(i / n, i % n, s)).collect();
         let mut nb = vec![0.0; l * n];
         let mut px = 0.0;
+        let mut k = vec![0.0; l];
         for (c, &pi) in self.probs.iter().enumerate() {
-            let d = self.digits(c, self.tokens);
-            let k: Vec<f64> = (0..l).map(|p| (self.kernel)(d[p], x[p], s)).collect();
-            for p in 0..l {
-                let rest: f64 = pi * (0..l).filter(|&q| q != p).map(|q| k[q]).product::<f64>();
-                if rest == 0.0 {
-                    continue;
-                }
-                for v in 0..n {
-                    nb[p * n + v] += rest * (self.kernel)(d[p], v, s);
+            let mut rest = c;
+            for p in (0..l).rev() {
+                k[p] = kern[(rest % self.tokens) * n + x[p]];
+                rest /= self.tokens;
+            }
+            let mut rest = c;
+            for p in (0..l).rev() {
+                let d = rest % self.tokens;
+                rest /= self.tokens;
+                let others: f64 = pi * (0..l).filter(|&q| q != p).map(|q| k[q]).product::<f64>();
+                if others != 0.0 {
+                    for v in 0..n {
+                        nb[p * n + v] += others * kern[d * n + v];
+                    }
                 }
             }
             px += pi * k.iter().product::<f64>();
