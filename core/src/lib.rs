@@ -21,13 +21,18 @@
 #![warn(missing_docs)]
 
 pub mod check;
+pub mod data;
 pub mod error;
 pub mod graph;
 pub mod loss;
 pub mod nn;
+pub mod policy;
+pub mod reward;
 pub mod sample;
 pub mod schedule;
 pub mod score;
+pub mod train;
+pub mod weight;
 
 pub use error::{Error, Result};
 

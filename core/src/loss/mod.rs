@@ -1,1 +1,8 @@
-//! Losses.
+//! Losses. Pretraining uses the denoising score entropy ([`score_entropy`]); the policy-gradient
+//! surrogates of fine-tuning build on the same log-scores.
+
+pub mod ppo_clip;
+pub mod score_entropy;
+
+pub use ppo_clip::{ppo_clip, ppo_coefficients, PpoStats, PpoTerms};
+pub use score_entropy::{dwdse_loss, score_entropy, score_entropy_host, Dwdse, DwdseBatch};

@@ -7,6 +7,7 @@
 
 pub mod head;
 pub mod tabular;
+pub use tabular::Tabular;
 
 pub use head::ScoreHead;
 
@@ -54,6 +55,19 @@ pub trait ScoreModel<E: Dtype, D: Device<E>> {
         tape: T,
     ) -> LogScores<E, D, T> {
         self.forward_with(self.params(), tokens, sigma_bar, tape)
+    }
+
+    /// Exact `log π(x)` of clean sequences (flat `[batch, L]`) under `params`, for models whose
+    /// distribution can be enumerated ([`Tabular`]); `None` for networks. Powers the `Enumerate`
+    /// neighbour weights and the exactness tests.
+    fn exact_log_prob(
+        &self,
+        params: &ParamStore<E, D>,
+        sequences: &[usize],
+        batch: usize,
+    ) -> Option<Vec<f64>> {
+        let _ = (params, sequences, batch);
+        None
     }
 
     /// Validates user input: `tokens` is `[batch, seq_len]` flat, every id `< N`, the length allowed,

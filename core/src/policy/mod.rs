@@ -1,0 +1,16 @@
+//! Policy gradients through the concrete score (SEPO), docs/sepo.md.
+//!
+//! The score network is the policy. For clean samples `x` with advantages `A`, the estimators here build
+//! the PPO-clip surrogate of [`crate::loss::ppo_clip`] from the weighted log concrete score
+//! `∇ log π_θ(x) ≈ −Σ_{l, v≠x_l} π_θ(x^{l←v}) ∇ log s_θ(x)_{l,v}`.
+
+pub mod clean;
+pub mod concrete;
+pub mod neighbour;
+
+pub use clean::{clean_log_scores, CleanScores};
+pub use concrete::ConcreteScore;
+pub use neighbour::{conditional_log_weights, neighbour_log_weights, NeighbourWeights};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,22 @@
+//! Training loops, checkpoints and metrics.
+//!
+//! Randomness is derived per step from `(seed, step)` ([`step_rng`]), so a run resumed from a checkpoint
+//! continues bit-identically on CPU without having to serialise an RNG.
+
+pub mod checkpoint;
+pub mod metrics;
+pub mod pretrain;
+
+pub use checkpoint::{Checkpoint, ModelKind};
+pub use metrics::MetricsWriter;
+pub use pretrain::{Corpus, LrSchedule, PretrainConfig, Pretrainer, StepStats};
+
+use rand::SeedableRng;
+
+/// The RNG for step `step` of a run seeded with `seed` (SplitMix64 mixing of the pair).
+pub fn step_rng(seed: u64, step: u64) -> rand::rngs::StdRng {
+    let mut z = seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    rand::rngs::StdRng::seed_from_u64(z ^ (z >> 31))
+}

@@ -1,0 +1,171 @@
+//! Importance weights in log space: normalisation, effective sample size, the log normalising-constant
+//! estimate, and path log-weights between two reverse chains.
+//!
+//! Weights never leave log space until they are normalised with the log-sum-exp trick, so they do not
+//! underflow however long the path: `w̄_i = exp(log w_i − LSE(log w))`.
+
+use crate::error::{Error, Result};
+
+/// Log importance weights `log w_i` of a population of particles.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogWeights(pub Vec<f64>);
+
+impl LogWeights {
+    /// Uniform weights (`log w_i = 0`) for `n` particles.
+    pub fn uniform(n: usize) -> Self {
+        Self(vec![0.0; n])
+    }
+
+    /// Number of particles.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no particles.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Checks that no weight is NaN or `+∞` and that at least one is finite.
+    pub fn check(&self) -> Result<()> {
+        if self.0.is_empty() {
+            return Err(Error::Empty {
+                op: "LogWeights",
+                what: "no particles",
+            });
+        }
+        if let Some(i) = self
+            .0
+            .iter()
+            .position(|w| w.is_nan() || *w == f64::INFINITY)
+        {
+            return Err(Error::NonFinite {
+                what: "log importance weight",
+                index: i,
+                value: self.0[i],
+            });
+        }
+        if self.0.iter().all(|w| *w == f64::NEG_INFINITY) {
+            return Err(Error::invalid(
+                "importance weights",
+                "all zero",
+                "at least one particle needs positive weight",
+            ));
+        }
+        Ok(())
+    }
+
+    /// `LSE = log Σ_i w_i`.
+    pub fn log_sum(&self) -> Result<f64> {
+        self.check()?;
+        Ok(log_sum_exp(&self.0))
+    }
+
+    /// Self-normalised weights `w̄_i = w_i / Σ_j w_j`.
+    pub fn normalized(&self) -> Result<Vec<f64>> {
+        let lse = self.log_sum()?;
+        Ok(self.0.iter().map(|w| (w - lse).exp()).collect())
+    }
+
+    /// Effective sample size `(Σ w)² / Σ w² = 1 / Σ w̄²`, in `[1, N]`.
+    pub fn ess(&self) -> Result<f64> {
+        let w = self.normalized()?;
+        Ok(1.0 / w.iter().map(|x| x * x).sum::<f64>())
+    }
+
+    /// `log((1/N) Σ_i w_i)`: the log of the unbiased estimate of the normalising constant.
+    pub fn log_mean(&self) -> Result<f64> {
+        Ok(self.log_sum()? - (self.0.len() as f64).ln())
+    }
+
+    /// Adds per-particle log-increments (one SMC step's incremental weights).
+    pub fn add(&mut self, increments: &[f64]) -> Result<()> {
+        if increments.len() != self.0.len() {
+            return Err(Error::ShapeMismatch {
+                op: "LogWeights::add",
+                expected: vec![self.0.len()],
+                got: vec![increments.len()],
+            });
+        }
+        for (w, d) in self.0.iter_mut().zip(increments) {
+            *w += d;
+        }
+        Ok(())
+    }
+}
+
+/// `log Σ_i exp(x_i)`, stable; `−∞` for an empty slice or all `−∞`.
+pub fn log_sum_exp(x: &[f64]) -> f64 {
+    let max = x.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    if max == f64::NEG_INFINITY {
+        return f64::NEG_INFINITY;
+    }
+    max + x.iter().map(|v| (v - max).exp()).sum::<f64>().ln()
+}
+
+/// Path log-weights between two reverse chains that produced the same trajectories:
+/// `log w_b = Σ_steps [log p_target(step_b) − log p_proposal(step_b)]`, from per-step, per-sequence
+/// log-probabilities (`[steps][batch]`).
+pub fn path_log_weights(target: &[Vec<f64>], proposal: &[Vec<f64>]) -> Result<LogWeights> {
+    if target.len() != proposal.len() {
+        return Err(Error::ShapeMismatch {
+            op: "path_log_weights (steps)",
+            expected: vec![proposal.len()],
+            got: vec![target.len()],
+        });
+    }
+    let batch = proposal.first().map_or(0, Vec::len);
+    let mut out = vec![0.0; batch];
+    for (k, (t, p)) in target.iter().zip(proposal).enumerate() {
+        if t.len() != batch || p.len() != batch {
+            return Err(Error::ShapeMismatch {
+                op: "path_log_weights (batch)",
+                expected: vec![k, batch],
+                got: vec![k, t.len().max(p.len())],
+            });
+        }
+        for b in 0..batch {
+            out[b] += t[b] - p[b];
+        }
+    }
+    Ok(LogWeights(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_far_below_underflow_still_normalise() {
+        let w = LogWeights(vec![-2000.0, -2000.0 + 3f64.ln(), f64::NEG_INFINITY]);
+        let n = w.normalized().unwrap();
+        assert!((n[0] - 0.25).abs() < 1e-12 && (n[1] - 0.75).abs() < 1e-12 && n[2] == 0.0);
+        assert!((w.ess().unwrap() - 1.0 / (0.0625 + 0.5625)).abs() < 1e-12);
+        assert!((w.log_mean().unwrap() - (-2000.0 + 4f64.ln() - 3f64.ln())).abs() < 1e-9);
+    }
+
+    #[test]
+    fn degenerate_weights_are_clear_errors() {
+        assert!(matches!(
+            LogWeights(vec![f64::NEG_INFINITY; 3]).normalized(),
+            Err(Error::InvalidParameter { .. })
+        ));
+        assert!(matches!(
+            LogWeights(vec![0.0, f64::NAN]).ess(),
+            Err(Error::NonFinite { index: 1, .. })
+        ));
+        assert!(matches!(LogWeights(vec![]).ess(), Err(Error::Empty { .. })));
+        assert!((LogWeights::uniform(8).ess().unwrap() - 8.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn path_weights_sum_step_differences() {
+        let w = path_log_weights(
+            &[vec![-1.0, -2.0], vec![-0.5, -0.5]],
+            &[vec![-1.5, -1.0], vec![-0.5, -1.0]],
+        )
+        .unwrap();
+        assert_eq!(w.0, vec![0.5, -0.5]);
+        assert!(path_log_weights(&[vec![0.0]], &[]).is_err());
+    }
+}
