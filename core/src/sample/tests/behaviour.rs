@@ -28,7 +28,7 @@ fn tail_histogram(samples: &Samples) -> Vec<f64> {
 fn a_fixed_prefix_gives_the_exact_conditional_on_the_absorbing_graph() {
     let graph = Absorbing::with_tokens(TOKENS).unwrap();
     let model = oracle(&graph);
-    let target = exact_conditional(&model.probabilities(), 1, 2);
+    let target = exact_conditional(&model.0.probabilities(), 1, 2);
     let prompt = Condition::prefix(&[1, 2], LEN);
     let n = 20_000;
     let cfg = SamplerConfig {

@@ -174,7 +174,7 @@ fn a_model_over_another_number_of_states_is_refused() {
 
 /// Returns NaN scores once `σ̄` drops below a threshold.
 struct NanBelow {
-    inner: Tabular<f64, Cpu>,
+    inner: Dedup<Tabular<f64, Cpu>>,
     threshold: f64,
 }
 
