@@ -3,6 +3,7 @@
 mod behaviour;
 mod dedup;
 mod exactness;
+mod trajectory;
 mod validation;
 
 use dfdx::prelude::*;
