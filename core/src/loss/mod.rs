@@ -1,8 +1,10 @@
 //! Losses. Pretraining uses the denoising score entropy ([`score_entropy`]); the policy-gradient
 //! surrogates of fine-tuning build on the same log-scores.
 
+pub mod kl;
 pub mod ppo_clip;
 pub mod score_entropy;
 
+pub use kl::path_kl;
 pub use ppo_clip::{ppo_clip, ppo_coefficients, PpoStats, PpoTerms};
 pub use score_entropy::{dwdse_loss, score_entropy, score_entropy_host, Dwdse, DwdseBatch};

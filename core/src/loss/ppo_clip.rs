@@ -42,7 +42,11 @@ pub struct PpoStats {
 /// Host part of the surrogate: for log-ratios `delta` (`[B·K]`, values only) returns coefficients `κ`
 /// with `loss = Σ_i κ_i e^{Δ_i} + constant`, so that `∇loss = Σ_i κ_i e^{Δ_i} ∇Δ_i`, and the statistics
 /// (with `loss` the full value). Shared by [`ppo_clip`] and estimators that backpropagate `Δ` in pieces.
-pub fn ppo_coefficients(delta: &[f64], batch: usize, terms: &PpoTerms<'_>) -> Result<(Vec<f64>, PpoStats)> {
+pub fn ppo_coefficients(
+    delta: &[f64],
+    batch: usize,
+    terms: &PpoTerms<'_>,
+) -> Result<(Vec<f64>, PpoStats)> {
     let k = delta.len() / batch.max(1);
     for (name, len, want) in [
         ("ppo_clip (weight)", terms.weight.len(), batch * k),
@@ -58,7 +62,11 @@ pub fn ppo_coefficients(delta: &[f64], batch: usize, terms: &PpoTerms<'_>) -> Re
         }
     }
     if !(terms.epsilon > 0.0 && terms.epsilon < 1.0) {
-        return Err(Error::invalid("epsilon", terms.epsilon, "must be in (0, 1)"));
+        return Err(Error::invalid(
+            "epsilon",
+            terms.epsilon,
+            "must be in (0, 1)",
+        ));
     }
     if let Some(i) = delta.iter().position(|d| !d.is_finite()) {
         return Err(Error::NonFinite {
@@ -89,8 +97,16 @@ pub fn ppo_coefficients(delta: &[f64], batch: usize, terms: &PpoTerms<'_>) -> Re
     }
     let stats = PpoStats {
         loss: value,
-        clip_ratio: if total_w > 0.0 { clipped_w / total_w } else { 0.0 },
-        ratio_mean: if total_w > 0.0 { ratio_w / total_w } else { 1.0 },
+        clip_ratio: if total_w > 0.0 {
+            clipped_w / total_w
+        } else {
+            0.0
+        },
+        ratio_mean: if total_w > 0.0 {
+            ratio_w / total_w
+        } else {
+            1.0
+        },
     };
     Ok((coeff, stats))
 }

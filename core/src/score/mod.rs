@@ -6,10 +6,14 @@
 //! itself).
 
 pub mod head;
+pub mod mlp;
 pub mod tabular;
-pub use tabular::Tabular;
+pub mod transformer;
 
 pub use head::ScoreHead;
+pub use mlp::{Mlp, MlpConfig};
+pub use tabular::Tabular;
+pub use transformer::{Transformer, TransformerConfig};
 
 use dfdx::prelude::*;
 

@@ -4,10 +4,12 @@
 //! continues bit-identically on CPU without having to serialise an RNG.
 
 pub mod checkpoint;
+pub mod finetune;
 pub mod metrics;
 pub mod pretrain;
 
 pub use checkpoint::{Checkpoint, ModelKind};
+pub use finetune::{FinetuneConfig, Finetuner, LogProb, RoundMetrics, SamplerKind};
 pub use metrics::MetricsWriter;
 pub use pretrain::{Corpus, LrSchedule, PretrainConfig, Pretrainer, StepStats};
 
