@@ -12,7 +12,7 @@ use rand::Rng;
 pub fn draw<R: Rng + ?Sized>(weights: &[f64], rng: &mut R) -> usize {
     let clean = |w: f64| if w > 0.0 { w } else { 0.0 };
     let total: f64 = weights.iter().map(|&w| clean(w)).sum();
-    if !(total > 0.0) || !total.is_finite() {
+    if total.is_nan() || total <= 0.0 || total.is_infinite() {
         return weights
             .iter()
             .rposition(|&w| w > 0.0)

@@ -1,8 +1,10 @@
 //! Sampler tests against the exact oracle on a 4^4 = 256-sequence space.
 
 mod behaviour;
+mod dedup;
 mod exactness;
-mod oracle;
+mod trajectory;
+mod validation;
 
 use dfdx::prelude::*;
 use rand::SeedableRng;
@@ -10,7 +12,8 @@ use rand_distr::{Distribution, StandardNormal};
 
 use super::*;
 use crate::schedule::NoiseSchedule;
-pub(crate) use oracle::Tabular;
+pub(crate) use crate::score::Tabular;
+pub(crate) use dedup::Dedup;
 
 pub(crate) const TOKENS: usize = 4;
 pub(crate) const LEN: usize = 4;
@@ -37,8 +40,9 @@ pub(crate) fn digits(mut c: usize) -> [usize; LEN] {
     d
 }
 
-pub(crate) fn oracle<G: Graph>(graph: &G) -> Tabular<f64, Cpu> {
-    Tabular::new(graph, LEN, target_logits(), &Cpu::default()).unwrap()
+/// The exact oracle for the target, behind [`Dedup`] (scores unchanged, computed once per distinct row).
+pub(crate) fn oracle<G: Graph>(graph: &G) -> Dedup<Tabular<f64, Cpu>> {
+    Dedup(Tabular::new(graph, LEN, target_logits(), &Cpu::default()).unwrap())
 }
 
 /// Empirical distribution over the 256 clean sequences; panics on a sample containing a non-clean token.
@@ -109,7 +113,7 @@ fn erf(x: f64) -> f64 {
 /// `step_probs` it draws from) over all `N^L` states: `μ'(x') = Σ_x μ(x) Π_l P_x[l, x'_l]`.
 /// Returns the law restricted to clean sequences (lexicographic), and the mass left on non-clean ones.
 pub(crate) fn exact_grid_law<G: Graph, S: NoiseSchedule>(
-    model: &Tabular<f64, Cpu>,
+    model: &Dedup<Tabular<f64, Cpu>>,
     graph: &G,
     schedule: &S,
     cfg: &SamplerConfig,
