@@ -21,20 +21,22 @@ pub mod prelude {
     pub use sepo_core::score::{ScoreHead, ScoreModel, Tabular};
     pub use sepo_core::train::{Checkpoint, Corpus, LrSchedule, PretrainConfig, Pretrainer};
     pub use sepo_core::{Error, Result};
-    pub use sepo_macros::reward;
+    pub use sepo_macros::{noise_schedule, reward};
 }
 
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
-pub use sepo_macros::reward;
+pub use sepo_macros::{noise_schedule, reward};
 
 /// What the DSL's expansions name (`::sepo::__private::..`). Not a public API: it changes with
 /// `sepo-macros`, which the facade pins with `=`.
 #[doc(hidden)]
 pub mod __private {
     pub use sepo_core::reward::{Reward, Scaled, SequenceReward, Sum};
+    pub use sepo_core::schedule::NoiseSchedule;
+    pub use serde;
 
     /// Token types a `#[reward]` fn may take. `usize` (sepo's own) is borrowed; the others are
     /// converted copies, a token too large for the type becoming its `MAX`.

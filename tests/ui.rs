@@ -7,4 +7,6 @@ fn ui() {
     let t = trybuild::TestCases::new();
     t.pass("tests/ui/reward/pass/*.rs");
     t.compile_fail("tests/ui/reward/fail/*.rs");
+    t.pass("tests/ui/noise_schedule/pass/*.rs");
+    t.compile_fail("tests/ui/noise_schedule/fail/*.rs");
 }

@@ -12,3 +12,10 @@ pub const REWARD_OPTIONS: &[&str] = &[BATCHED, RANGE, NAME];
 pub const REWARD_OPTIONS_SYNTAX: &str = "`batched`, `range = min..=max`, `name = \"...\"`";
 /// `#[param]` on an argument of a `#[reward]` fn.
 pub const PARAM: &str = "param";
+
+/// The time variable of `noise_schedule!` expressions.
+pub const TIME: &str = "t";
+/// `π` in `noise_schedule!` expressions.
+pub const PI: &str = "PI";
+/// Euler's number in `noise_schedule!` expressions.
+pub const E: &str = "E";

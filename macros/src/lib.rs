@@ -2,6 +2,8 @@
 //! and are re-exported by the `sepo` facade: depend on `sepo`, not on this crate.
 //!
 //! - [`macro@reward`]: a fn scoring token sequences becomes a type implementing `sepo::reward::Reward`.
+//! - [`noise_schedule!`]: a formula `σ̄(t)` becomes a `NoiseSchedule`, its rate `σ = dσ̄/dt`
+//!   differentiated symbolically at compile time.
 //!
 //! Each entry point is a thin call into a plain `fn(TokenStream2) -> TokenStream2` (unit-tested in
 //! this crate); `estimator!` and `policy!` will follow the same layout.
@@ -9,6 +11,7 @@
 mod ctxt;
 mod keys;
 mod reward;
+mod schedule;
 mod suggest;
 
 use proc_macro::TokenStream;
@@ -115,4 +118,55 @@ use proc_macro::TokenStream;
 #[proc_macro_attribute]
 pub fn reward(args: TokenStream, item: TokenStream) -> TokenStream {
     reward::reward(args.into(), item.into()).into()
+}
+
+/// Declares noise schedules by their total noise `σ̄(t)`; the rate `σ(t) = dσ̄/dt` is derived
+/// symbolically at compile time.
+///
+/// ```
+/// use sepo::prelude::*;
+///
+/// noise_schedule! {
+///     /// A cosine schedule.
+///     pub Cosine(eps: f64 = 1e-3) = -ln(cos(PI / 2.0 * (1.0 - eps) * t));
+///
+///     /// SEDD's geometric schedule, again.
+///     pub Geo(sigma_min: f64 = 1e-4, sigma_max: f64 = 20) =
+///         sigma_min.powf(1.0 - t) * sigma_max.powf(t);
+/// }
+///
+/// let cosine = Cosine::default();
+/// assert_eq!(cosine, Cosine { eps: 1e-3 });
+/// let t = 0.5;
+/// let a = std::f64::consts::PI / 2.0 * (1.0 - cosine.eps);
+/// assert!((cosine.rate(t) - a * (a * t).tan()).abs() < 1e-12);
+/// ```
+///
+/// Each item is `attributes visibility Name(param: f64 = default, ..) = σ̄(t);` (the parentheses may
+/// be left out when there are no parameters). It expands to a struct with one `pub f64` field per
+/// parameter, deriving `Debug, Clone, Copy, PartialEq` and serde's `Serialize, Deserialize`, with
+/// `Default` from the defaults and `NoiseSchedule` (`inverse` is the trait's bisection). The docs of
+/// the struct show `σ̄` and the derived `σ`; for `Cosine` the expansion computes
+///
+/// ```text
+/// fn total(&self, t: f64) -> f64 {
+///     let eps = self.eps;
+///     -f64::ln(f64::cos(::std::f64::consts::PI / 2.0 * (1.0 - eps) * t))
+/// }
+/// fn rate(&self, t: f64) -> f64 {
+///     let eps = self.eps;
+///     f64::sin(::std::f64::consts::PI / 2.0 * (1.0 - eps) * t) * (::std::f64::consts::PI / 2.0 * (1.0 - eps))
+///         / f64::cos(::std::f64::consts::PI / 2.0 * (1.0 - eps) * t)
+/// }
+/// ```
+///
+/// # Expressions
+///
+/// Number literals, `t`, the parameters, `PI`, `E`, `+ - * /`, unary `-`, parentheses, and the
+/// functions `exp ln sqrt sin cos tan exp_m1 ln_1p` (one argument), `powi(x, n)` (integer literal `n`)
+/// and `powf(x, y)`, called as `ln(x)` or `x.ln()`. Anything else is a compile error at its span,
+/// listing what is supported. The macro does not check that `σ̄` is non-decreasing.
+#[proc_macro]
+pub fn noise_schedule(input: TokenStream) -> TokenStream {
+    schedule::noise_schedule(input.into()).into()
 }

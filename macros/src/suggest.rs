@@ -19,6 +19,15 @@ pub fn hint(word: &str, candidates: &[&str]) -> String {
         .unwrap_or_default()
 }
 
+/// `a`, `b`, `c` (each in backticks, comma-separated).
+pub fn list(candidates: &[&str]) -> String {
+    candidates
+        .iter()
+        .map(|c| format!("`{c}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn levenshtein(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut row: Vec<usize> = (0..=b.len()).collect();
