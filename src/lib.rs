@@ -21,8 +21,121 @@ pub mod prelude {
     pub use sepo_core::score::{ScoreHead, ScoreModel, Tabular};
     pub use sepo_core::train::{Checkpoint, Corpus, LrSchedule, PretrainConfig, Pretrainer};
     pub use sepo_core::{Error, Result};
+    pub use sepo_macros::{noise_schedule, reward};
 }
 
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+pub use sepo_macros::{noise_schedule, reward};
+
+/// What the DSL's expansions name (`::sepo::__private::..`). Not a public API: it changes with
+/// `sepo-macros`, which the facade pins with `=`.
+#[doc(hidden)]
+pub mod __private {
+    pub use sepo_core::reward::{Reward, Scaled, SequenceReward, Sum};
+    pub use sepo_core::schedule::NoiseSchedule;
+    pub use serde;
+
+    /// Token types a `#[reward]` fn may take. `usize` (sepo's own) is borrowed; the others are
+    /// converted copies, a token too large for the type becoming its `MAX`.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` is not a token type for a `#[reward]` fn",
+        label = "expected `usize` (borrowed) or `u32`, `u64`, `u16`, `u8` (converted copies)"
+    )]
+    pub trait Token: Sized + Copy {
+        /// The token as `Self`.
+        fn from_token(token: usize) -> Self;
+
+        /// Calls `f` on the sequence as `&[Self]`: one allocation of its length.
+        fn with_sequence<R>(seq: &[usize], f: impl FnOnce(&[Self]) -> R) -> R {
+            let converted: Vec<Self> = seq.iter().map(|&t| Self::from_token(t)).collect();
+            f(&converted)
+        }
+
+        /// Calls `f` on the batch as `&[&[Self]]`: one buffer for all tokens, one for the slices.
+        fn with_batch<R>(batch: &[&[usize]], f: impl FnOnce(&[&[Self]]) -> R) -> R {
+            let flat: Vec<Self> = batch
+                .iter()
+                .flat_map(|seq| seq.iter().map(|&t| Self::from_token(t)))
+                .collect();
+            let mut rest = &flat[..];
+            let mut slices = Vec::with_capacity(batch.len());
+            for seq in batch {
+                let (head, tail) = rest.split_at(seq.len());
+                slices.push(head);
+                rest = tail;
+            }
+            f(&slices)
+        }
+    }
+
+    impl Token for usize {
+        fn from_token(token: usize) -> Self {
+            token
+        }
+        fn with_sequence<R>(seq: &[usize], f: impl FnOnce(&[Self]) -> R) -> R {
+            f(seq)
+        }
+        fn with_batch<R>(batch: &[&[usize]], f: impl FnOnce(&[&[Self]]) -> R) -> R {
+            f(batch)
+        }
+    }
+
+    macro_rules! narrow_token {
+        ($($ty:ty),*) => {$(
+            impl Token for $ty {
+                fn from_token(token: usize) -> Self {
+                    <$ty>::try_from(token).unwrap_or(<$ty>::MAX)
+                }
+            }
+        )*};
+    }
+    narrow_token!(u8, u16, u32, u64);
+
+    /// Scores a `#[reward]` fn may return.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` is not a reward score",
+        label = "a `#[reward]` fn returns `f32` or `f64`",
+        note = "a `#[reward(batched)]` fn returns `Vec<f32>` or `Vec<f64>`, one score per sequence"
+    )]
+    pub trait RewardValue {
+        /// The score as `f64`.
+        fn into_f64(self) -> f64;
+    }
+
+    impl RewardValue for f64 {
+        fn into_f64(self) -> f64 {
+            self
+        }
+    }
+
+    impl RewardValue for f32 {
+        fn into_f64(self) -> f64 {
+            f64::from(self)
+        }
+    }
+
+    /// Scores a `#[reward(batched)]` fn may return.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` is not a batch of reward scores",
+        label = "a `#[reward(batched)]` fn returns `Vec<f32>` or `Vec<f64>`, one score per sequence"
+    )]
+    pub trait BatchValue {
+        /// The scores as `f64`.
+        fn into_f64s(self) -> Vec<f64>;
+    }
+
+    impl BatchValue for Vec<f64> {
+        fn into_f64s(self) -> Vec<f64> {
+            self
+        }
+    }
+
+    impl BatchValue for Vec<f32> {
+        fn into_f64s(self) -> Vec<f64> {
+            self.into_iter().map(f64::from).collect()
+        }
+    }
+}

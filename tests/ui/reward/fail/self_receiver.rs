@@ -1,0 +1,12 @@
+use sepo::prelude::*;
+
+struct Scorer;
+
+impl Scorer {
+    #[reward]
+    fn score(&self, seq: &[usize]) -> f64 {
+        seq.len() as f64
+    }
+}
+
+fn main() {}
