@@ -52,6 +52,9 @@ fn main() -> sepo::Result<()> {
         );
     }
     let (first, last) = (&history[0], &history[history.len() - 1]);
-    println!("\nmean GC content: {:.3} → {:.3}", first.reward, last.reward);
+    println!(
+        "\nmean GC content: {:.3} → {:.3}",
+        first.reward, last.reward
+    );
     Ok(())
 }

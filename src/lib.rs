@@ -17,9 +17,18 @@ pub mod prelude {
     pub use sepo_core::graph::{Absorbing, Graph, Uniform};
     pub use sepo_core::loss::Dwdse;
     pub use sepo_core::nn::{AdamW, ParamStore};
+    pub use sepo_core::policy::{CleanScores, ConcreteScore, NeighbourWeights};
+    pub use sepo_core::reward::{evaluate, Reward, RewardExt, SequenceReward};
+    pub use sepo_core::sample::{first_hitting, sample, Condition, Predictor, SamplerConfig};
     pub use sepo_core::schedule::{Geometric, LogLinear, NoiseSchedule};
-    pub use sepo_core::score::{ScoreHead, ScoreModel, Tabular};
-    pub use sepo_core::train::{Checkpoint, Corpus, LrSchedule, PretrainConfig, Pretrainer};
+    pub use sepo_core::score::{
+        Mlp, MlpConfig, ScoreHead, ScoreModel, Tabular, Transformer, TransformerConfig,
+    };
+    pub use sepo_core::train::{
+        Checkpoint, Corpus, FinetuneConfig, Finetuner, KlMode, LogProb, LrSchedule, MetricsWriter,
+        PretrainConfig, Pretrainer, SamplerKind,
+    };
+    pub use sepo_core::weight::Baseline;
     pub use sepo_core::{Error, Result};
     pub use sepo_macros::{noise_schedule, reward};
 }

@@ -19,7 +19,7 @@ use crate::graph::Graph;
 use crate::loss::path_kl;
 use crate::nn::io::write_atomic;
 use crate::nn::{to_f64s, AdamW, AdamWState, Grads, ParamStore};
-use crate::policy::{clean_log_scores, conditional_log_weights, ConcreteScore};
+use crate::policy::{clean_log_scores, conditional_log_weights, path_log_prob, ConcreteScore};
 use crate::reward::{evaluate_flat, Reward};
 use crate::sample::{first_hitting, sample, Condition, SamplerConfig, Samples};
 use crate::schedule::NoiseSchedule;
@@ -59,6 +59,19 @@ impl SamplerKind {
     }
 }
 
+/// How the KL to the reference enters the objective `E[r] − β·KL`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum KlMode {
+    /// In the reward: each sample's reward becomes `r(x) − β·[log P_θ_old(path) − log P_ref(path)]`, the
+    /// path log-ratio of the trajectory that produced it. Then `p* ∝ p_ref·exp(r/β)` (on paths) makes
+    /// every shaped reward equal to `β log Z`, a constant, so it is a fixed point of *every* estimator,
+    /// biased or not. One reference forward per sampler step.
+    InReward,
+    /// As a loss: the closed-form per-step KL `Σ_k Σ_l KL(p_θ(·|x_k) ‖ p_ref(·|x_k))` along the sampled
+    /// trajectories, differentiated through `p_θ` at the visited states (DRAKES-style).
+    Path,
+}
+
 /// Fine-tuning hyper-parameters. Defaults follow the reference implementation where it has one.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FinetuneConfig {
@@ -88,6 +101,8 @@ pub struct FinetuneConfig {
     pub grad_clip: Option<f64>,
     /// KL coefficient β (0 = off).
     pub kl: f64,
+    /// How the KL enters the objective.
+    pub kl_mode: KlMode,
     /// Compute the KL over the last this-many sampler steps only (`None`: all).
     pub kl_last_steps: Option<usize>,
     /// Refresh the reference to θ every this-many rounds (`None`: keep the pretrained model).
@@ -120,6 +135,7 @@ impl FinetuneConfig {
             lr_schedule: LrSchedule::Constant,
             grad_clip: Some(1.0),
             kl: 0.0,
+            kl_mode: KlMode::InReward,
             kl_last_steps: None,
             reference_refresh: None,
             entropy_bonus: 0.0,
@@ -171,6 +187,14 @@ impl FinetuneConfig {
             ));
         }
         Ok(())
+    }
+}
+
+/// The last `n` steps of a trajectory (all if `None`).
+fn last_steps(t: &crate::sample::Trajectory, n: Option<usize>) -> crate::sample::Trajectory {
+    let skip = n.map_or(0, |n| t.steps.len().saturating_sub(n));
+    crate::sample::Trajectory {
+        steps: t.steps[skip..].to_vec(),
     }
 }
 
@@ -364,7 +388,27 @@ where
             None => None,
         };
         let time_score = clock.elapsed().as_secs_f64();
-        let adv = advantages(&rewards, c.group_size, c.baseline)?;
+        // KL in the reward: shape with the path log-ratio of θ_old (recorded) to the reference.
+        let (shaped, kl_in_reward) = match (&samples.trajectory, c.kl_mode) {
+            (Some(t), KlMode::InReward) if c.kl > 0.0 => {
+                let t = last_steps(t, c.kl_last_steps);
+                let reference = path_log_prob(&self.model, &self.reference, &self.graph, &t)?;
+                let log_ratio: Vec<f64> = t
+                    .log_prob()
+                    .iter()
+                    .zip(&reference)
+                    .map(|(p, q)| p - q)
+                    .collect();
+                let shaped: Vec<f64> = rewards
+                    .iter()
+                    .zip(&log_ratio)
+                    .map(|(r, d)| r - c.kl * d)
+                    .collect();
+                (shaped, Some(log_ratio.iter().sum::<f64>() / batch as f64))
+            }
+            _ => (rewards.clone(), None),
+        };
+        let adv = advantages(&shaped, c.group_size, c.baseline)?;
         let zero_groups = rewards
             .chunks(c.group_size)
             .filter(|g| g.iter().all(|&r| r == g[0]))
@@ -418,7 +462,7 @@ where
             reward: mean,
             reward_std: var.sqrt(),
             eval_reward: eval,
-            kl: record.then_some(kl_sum / n),
+            kl: kl_in_reward.or(record.then_some(kl_sum / n)),
             entropy,
             clip_ratio: clip_sum / n,
             grad_norm: norm_sum / n,

@@ -9,7 +9,7 @@ pub mod metrics;
 pub mod pretrain;
 
 pub use checkpoint::{Checkpoint, ModelKind};
-pub use finetune::{FinetuneConfig, Finetuner, LogProb, RoundMetrics, SamplerKind};
+pub use finetune::{FinetuneConfig, Finetuner, KlMode, LogProb, RoundMetrics, SamplerKind};
 pub use metrics::MetricsWriter;
 pub use pretrain::{Corpus, LrSchedule, PretrainConfig, Pretrainer, StepStats};
 
