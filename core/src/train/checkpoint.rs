@@ -99,19 +99,28 @@ impl Checkpoint {
             path: path.clone(),
             source,
         })?;
-        let file: ConfigFile<C> =
-            serde_json::from_slice(&bytes).map_err(|e| Error::CorruptCheckpoint {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
-        if file.kind != kind {
+        let corrupt = |reason: String| Error::CorruptCheckpoint {
+            path: path.clone(),
+            reason,
+        };
+        // The kind first, so that a checkpoint of another architecture is a mismatch, not "corrupt".
+        let value: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        let found = value
+            .get("kind")
+            .and_then(|k| k.as_str())
+            .unwrap_or_default()
+            .to_string();
+        if found != kind {
             return Err(Error::CheckpointMismatch {
                 path,
                 what: "model kind".into(),
                 expected: kind.into(),
-                found: file.kind,
+                found,
             });
         }
+        let file: ConfigFile<C> =
+            serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))?;
         Ok((file.model, file.extra))
     }
 
