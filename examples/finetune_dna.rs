@@ -12,12 +12,12 @@ mod common;
 
 use rand::SeedableRng;
 use sepo::data::to_dna_string;
+use sepo::policy::Mixture;
 use sepo::policy::{CleanScores, ConcreteScore};
 use sepo::prelude::*;
 use sepo::reward::{evaluate, CnnClassifier, MotifCount, Reward};
 use sepo::sample::{first_hitting, SamplerConfig};
 use sepo::train::{FinetuneConfig, Finetuner, LogProb, MetricsWriter, SamplerKind};
-use sepo::weight::Baseline;
 
 const TATA: [usize; 4] = [3, 0, 3, 0];
 
@@ -86,7 +86,7 @@ fn main() -> sepo::Result<()> {
             clean: CleanScores::MaskedSubset { positions: 4 },
             ..ConcreteScore::default()
         }),
-        baseline: Baseline::GRPO,
+        estimator: Mixture::grpo(0.2),
         epochs: 2,
         minibatch: 16,
         optimizer: AdamW::with_lr(1e-3),

@@ -225,8 +225,13 @@ fn trajectory_gradient_agrees_with_the_exact_gradient() {
         .unwrap();
         let r: Vec<f64> = s.sequences().map(count_twos).collect();
         let a = advantages(&r, per, Baseline::LeaveOneOut).unwrap();
-        let (g, _) =
-            trajectory_ppo_grads(&m, &graph, s.trajectory.as_ref().unwrap(), &a, 0.2).unwrap();
+        let (g, _) = trajectory_ppo_grads(
+            &m,
+            &graph,
+            s.trajectory.as_ref().unwrap(),
+            &sepo::loss::PpoObjective::single(&a, Some(0.2)),
+        )
+        .unwrap();
         let g: Vec<f64> = g.flat_f64().iter().map(|x| -x).collect(); // the loss is −J
         for (d, p) in directions.iter().zip(proj.iter_mut()) {
             p.push(g.iter().zip(d).map(|(x, y)| x * y).sum::<f64>());

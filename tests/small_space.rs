@@ -154,7 +154,7 @@ fn finetune_config(log_prob: sepo::train::LogProb, kl: f64) -> sepo::train::Fine
         group_size: 16,
         sampler: sepo::train::SamplerKind::FirstHitting(SamplerConfig::default()),
         log_prob,
-        baseline: sepo::weight::Baseline::LeaveOneOut,
+        estimator: sepo::policy::Mixture::reinforce(sepo::weight::Baseline::LeaveOneOut),
         epochs: 2,
         minibatch: 64,
         optimizer: AdamW::with_lr(1e-3),

@@ -15,17 +15,37 @@ use dfdx::prelude::*;
 use crate::error::{Error, Result};
 use crate::nn::{from_f64s, to_f64s};
 
-/// Inputs of [`ppo_clip`]; all host vectors are `[B·K]` (or `[B]` for the advantages).
+/// One clipped objective: `scale · J(A, ε)`. An estimator mixture is a sum of these over the same terms.
+#[derive(Debug, Clone, Copy)]
+pub struct PpoObjective<'a> {
+    /// Mixture weight (1 for a single estimator).
+    pub scale: f64,
+    /// Advantages `A_b`, `[B]`.
+    pub advantage: &'a [f64],
+    /// Clip range `ε ∈ (0, 1)`; `None` disables clipping (plain REINFORCE with importance ratio).
+    pub clip: Option<f64>,
+}
+
+/// Inputs of [`ppo_clip`]; host vectors are `[B·K]`.
 #[derive(Debug, Clone)]
 pub struct PpoTerms<'a> {
     /// Constant weights `w_bk ≥ 0`.
     pub weight: &'a [f64],
     /// Constant log-offsets `log c_bk`.
     pub log_offset: &'a [f64],
-    /// Advantages `A_b`.
-    pub advantage: &'a [f64],
-    /// Clip range `ε ∈ (0, 1)`.
-    pub epsilon: f64,
+    /// The objectives summed into the loss.
+    pub objectives: &'a [PpoObjective<'a>],
+}
+
+impl<'a> PpoObjective<'a> {
+    /// A single objective of weight 1.
+    pub fn single(advantage: &'a [f64], clip: Option<f64>) -> [PpoObjective<'a>; 1] {
+        [PpoObjective {
+            scale: 1.0,
+            advantage,
+            clip,
+        }]
+    }
 }
 
 /// Diagnostics of one surrogate evaluation.
@@ -51,7 +71,6 @@ pub fn ppo_coefficients(
     for (name, len, want) in [
         ("ppo_clip (weight)", terms.weight.len(), batch * k),
         ("ppo_clip (log_offset)", terms.log_offset.len(), batch * k),
-        ("ppo_clip (advantage)", terms.advantage.len(), batch),
     ] {
         if len != want || batch == 0 {
             return Err(Error::ShapeMismatch {
@@ -61,12 +80,32 @@ pub fn ppo_coefficients(
             });
         }
     }
-    if !(terms.epsilon > 0.0 && terms.epsilon < 1.0) {
-        return Err(Error::invalid(
-            "epsilon",
-            terms.epsilon,
-            "must be in (0, 1)",
-        ));
+    if terms.objectives.is_empty() {
+        return Err(Error::Empty {
+            op: "ppo_clip",
+            what: "no objective",
+        });
+    }
+    for o in terms.objectives {
+        if o.advantage.len() != batch {
+            return Err(Error::ShapeMismatch {
+                op: "ppo_clip (advantage)",
+                expected: vec![batch],
+                got: vec![o.advantage.len()],
+            });
+        }
+        if let Some(eps) = o.clip {
+            if !(eps > 0.0 && eps < 1.0) {
+                return Err(Error::invalid("epsilon", eps, "must be in (0, 1)"));
+            }
+        }
+        if !(o.scale >= 0.0 && o.scale.is_finite()) {
+            return Err(Error::invalid(
+                "mixture weight",
+                o.scale,
+                "must be finite and ≥ 0",
+            ));
+        }
     }
     if let Some(i) = delta.iter().position(|d| !d.is_finite()) {
         return Err(Error::NonFinite {
@@ -75,30 +114,34 @@ pub fn ppo_coefficients(
             value: delta[i],
         });
     }
-    let (lo, hi) = (1.0 - terms.epsilon, 1.0 + terms.epsilon);
     let mut coeff = vec![0.0; batch * k];
     let (mut value, mut clipped_w, mut total_w, mut ratio_w) = (0.0, 0.0, 0.0, 0.0);
     for i in 0..batch * k {
-        let a = terms.advantage[i / k];
         let w = terms.weight[i];
         let rho = (terms.log_offset[i] + delta[i]).exp();
-        let unclipped = rho * a;
-        let clipped = rho.clamp(lo, hi) * a;
         total_w += w;
         ratio_w += w * rho;
-        if clipped < unclipped {
-            clipped_w += w;
-            value -= w * clipped / batch as f64;
-        } else {
-            // ρ = c·e^Δ: the offset enters as a constant factor of the coefficient.
-            coeff[i] = -w * a * terms.log_offset[i].exp() / batch as f64;
-            value -= w * unclipped / batch as f64;
+        for o in terms.objectives {
+            let a = o.advantage[i / k];
+            let unclipped = rho * a;
+            let clipped = o
+                .clip
+                .map_or(unclipped, |eps| rho.clamp(1.0 - eps, 1.0 + eps) * a);
+            if clipped < unclipped {
+                clipped_w += o.scale * w;
+                value -= o.scale * w * clipped / batch as f64;
+            } else {
+                // ρ = c·e^Δ: the offset enters as a constant factor of the coefficient.
+                coeff[i] -= o.scale * w * a * terms.log_offset[i].exp() / batch as f64;
+                value -= o.scale * w * unclipped / batch as f64;
+            }
         }
     }
+    let total_scale: f64 = terms.objectives.iter().map(|o| o.scale).sum();
     let stats = PpoStats {
         loss: value,
-        clip_ratio: if total_w > 0.0 {
-            clipped_w / total_w
+        clip_ratio: if total_w > 0.0 && total_scale > 0.0 {
+            clipped_w / (total_w * total_scale)
         } else {
             0.0
         },
@@ -135,7 +178,7 @@ mod tests {
         let mut store = ParamStore::<f64, Cpu>::new(&dev, 0);
         let id = store.add("delta", &[delta.len()], Init::Zeros).unwrap();
         store.set_values(id, delta.to_vec()).unwrap();
-        let b = terms.advantage.len();
+        let b = terms.objectives[0].advantage.len();
         let x = store
             .vector(id)
             .put_tape(OwnedTape::default())
@@ -152,11 +195,11 @@ mod tests {
     #[test]
     fn at_the_old_policy_ratios_are_one_and_the_gradient_is_reinforce() {
         let (w, c, a) = ([0.2, 0.3, 0.5, 1.0], [0.0; 4], [2.0, -1.0]);
+        let o = PpoObjective::single(&a, Some(0.2));
         let terms = PpoTerms {
             weight: &w,
             log_offset: &c,
-            advantage: &a,
-            epsilon: 0.2,
+            objectives: &o,
         };
         let (g, stats) = grad_of(&[0.0; 4], &terms);
         assert_eq!(stats.ratio_mean, 1.0);
@@ -172,11 +215,11 @@ mod tests {
         // Positive advantage, ρ = e^{0.5} > 1.2: clipped, constant. Negative advantage, ρ = e^{−0.5} < 0.8:
         // clipped too. Positive advantage with ρ < 1 − ε is *not* clipped (min keeps ρA).
         let (w, c, a) = ([1.0, 1.0, 1.0], [0.0; 3], [1.0, -1.0, 1.0]);
+        let o = PpoObjective::single(&a, Some(0.2));
         let terms = PpoTerms {
             weight: &w,
             log_offset: &c,
-            advantage: &a,
-            epsilon: 0.2,
+            objectives: &o,
         };
         let (g, stats) = grad_of(&[0.5, -0.5, -0.5], &terms);
         assert_eq!(g[0], 0.0);
@@ -195,19 +238,19 @@ mod tests {
     #[test]
     fn zero_advantages_give_zero_gradient_and_shapes_are_checked() {
         let (w, c, a) = ([1.0, 0.5], [0.1, -0.2], [0.0]);
+        let o = PpoObjective::single(&a, Some(0.2));
         let terms = PpoTerms {
             weight: &w,
             log_offset: &c,
-            advantage: &a,
-            epsilon: 0.2,
+            objectives: &o,
         };
         let (g, _) = grad_of(&[0.3, -0.1], &terms);
         assert!(g.iter().all(|&x| x == 0.0));
+        let o = PpoObjective::single(&a, Some(0.2));
         let bad = PpoTerms {
             weight: &w[..1],
             log_offset: &c,
-            advantage: &a,
-            epsilon: 0.2,
+            objectives: &o,
         };
         let dev = Cpu::default();
         let x: Tensor<(usize, usize), f64, Cpu> = dev.zeros_like(&(1, 2));

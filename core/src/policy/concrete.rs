@@ -5,7 +5,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::error::{Error, Result};
 use crate::graph::Graph;
-use crate::loss::{ppo_clip, PpoStats, PpoTerms};
+use crate::loss::{ppo_clip, PpoObjective, PpoStats, PpoTerms};
 use crate::nn::{from_f64s, to_f64s, ParamStore};
 use crate::policy::{clean_log_scores, neighbour_log_weights, CleanScores, NeighbourWeights};
 use crate::schedule::NoiseSchedule;
@@ -46,7 +46,7 @@ impl ConcreteScore {
     }
 
     /// The PPO-clip loss `−J` of docs/sepo.md (4) for clean samples `x` (flat `[batch, L]`) with
-    /// advantages `[batch]`, differentiable in `model`'s parameters; `old` holds `θ_old`.
+    /// objectives (advantages `[batch]`, clip), differentiable in `model`'s parameters; `old` holds `θ_old`.
     #[allow(clippy::too_many_arguments)]
     pub fn loss<E, D, M, G, S, R>(
         &self,
@@ -56,8 +56,7 @@ impl ConcreteScore {
         schedule: &S,
         x: &[usize],
         batch: usize,
-        advantage: &[f64],
-        epsilon: f64,
+        objectives: &[PpoObjective<'_>],
         rng: &mut R,
     ) -> Result<(Tensor<Rank0, E, D, OwnedTape<E, D>>, PpoStats)>
     where
@@ -135,8 +134,7 @@ impl ConcreteScore {
             &PpoTerms {
                 weight: &weight,
                 log_offset: &log_offset,
-                advantage,
-                epsilon,
+                objectives,
             },
         )
     }

@@ -48,7 +48,14 @@ fn estimator_gradient<G: Graph>(
     let schedule = LogLinear::new(1e-3).unwrap();
     let (loss, stats) = estimator
         .loss(
-            model, &old, graph, &schedule, &x, count, &adv, 0.2, &mut rng,
+            model,
+            &old,
+            graph,
+            &schedule,
+            &x,
+            count,
+            &crate::loss::PpoObjective::single(&adv, Some(0.2)),
+            &mut rng,
         )
         .unwrap();
     assert!(

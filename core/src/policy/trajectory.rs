@@ -10,7 +10,7 @@ use dfdx::prelude::*;
 
 use crate::error::Result;
 use crate::graph::Graph;
-use crate::loss::{ppo_coefficients, PpoStats, PpoTerms};
+use crate::loss::{ppo_coefficients, PpoObjective, PpoStats, PpoTerms};
 use crate::nn::{from_f64s, to_f64s, Grads, ParamStore};
 use crate::sample::{step_log_prob, Trajectory};
 use crate::score::ScoreModel;
@@ -41,13 +41,12 @@ where
 
 /// Gradient of the per-sample PPO-clip loss `−J` of the trajectory estimator, with respect to `model`'s
 /// parameters, for recorded `trajectory` (sampled under `θ_old`, whose per-step log-probabilities it holds)
-/// and advantages `[batch]`.
+/// and objectives (advantages `[batch]`, clip).
 pub fn trajectory_ppo_grads<E, D, M, G>(
     model: &M,
     graph: &G,
     trajectory: &Trajectory,
-    advantage: &[f64],
-    epsilon: f64,
+    objectives: &[PpoObjective<'_>],
 ) -> Result<(Grads<E, D>, PpoStats)>
 where
     E: Dtype,
@@ -55,7 +54,7 @@ where
     M: ScoreModel<E, D>,
     G: Graph,
 {
-    let batch = advantage.len();
+    let batch = trajectory.steps.first().map_or(0, |s| s.batch);
     let current = path_log_prob(model, model.params(), graph, trajectory)?;
     let old = trajectory.log_prob();
     let delta: Vec<f64> = current.iter().zip(&old).map(|(c, o)| c - o).collect();
@@ -67,8 +66,7 @@ where
         &PpoTerms {
             weight: &ones,
             log_offset: &zeros,
-            advantage,
-            epsilon,
+            objectives,
         },
     )?;
     // ∂loss/∂(log p_step,b) = κ_b e^{Δ_b}, the same for every step of path b.

@@ -17,15 +17,17 @@ use rand::Rng;
 use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::loss::path_kl;
+use crate::loss::PpoObjective;
 use crate::nn::io::write_atomic;
 use crate::nn::{to_f64s, AdamW, AdamWState, Grads, ParamStore};
+use crate::policy::Mixture;
 use crate::policy::{clean_log_scores, conditional_log_weights, path_log_prob, ConcreteScore};
 use crate::reward::{evaluate_flat, Reward};
 use crate::sample::{first_hitting, sample, Condition, SamplerConfig, Samples};
 use crate::schedule::NoiseSchedule;
 use crate::score::ScoreModel;
 use crate::train::{step_rng, Checkpoint, LrSchedule, MetricsWriter};
-use crate::weight::{advantages, Baseline};
+use crate::weight::Baseline;
 
 /// Which log-probability estimator the policy gradient uses (docs/sepo.md §3–4).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -85,10 +87,8 @@ pub struct FinetuneConfig {
     pub sampler: SamplerKind,
     /// Log-probability estimator.
     pub log_prob: LogProb,
-    /// Baseline of the advantages.
-    pub baseline: Baseline,
-    /// PPO clip range ε.
-    pub epsilon: f64,
+    /// The policy-gradient estimator: a mixture of (baseline, clip) objectives (GRPO by default).
+    pub estimator: Mixture,
     /// Optimisation epochs over each round's samples (`K`).
     pub epochs: usize,
     /// Sequences per minibatch.
@@ -127,8 +127,7 @@ impl FinetuneConfig {
                 ..SamplerConfig::default()
             }),
             log_prob: LogProb::default(),
-            baseline: Baseline::GRPO,
-            epsilon: 0.2,
+            estimator: Mixture::grpo(0.2),
             epochs: 5,
             minibatch: 16,
             optimizer: AdamW::with_lr(1e-4),
@@ -160,9 +159,7 @@ impl FinetuneConfig {
         if let LogProb::ConcreteScore(c) = self.log_prob {
             c.check()?;
         }
-        if !(self.epsilon > 0.0 && self.epsilon < 1.0) {
-            return Err(Error::invalid("epsilon", self.epsilon, "must be in (0, 1)"));
-        }
+        self.estimator.check()?;
         if !(self.kl >= 0.0 && self.kl.is_finite()) {
             return Err(Error::invalid("kl", self.kl, "must be finite and ≥ 0"));
         }
@@ -179,12 +176,26 @@ impl FinetuneConfig {
         if self.reference_refresh == Some(0) {
             return Err(Error::invalid("reference_refresh", 0, "must be ≥ 1 round"));
         }
-        if matches!(self.baseline, Baseline::LeaveOneOut) && self.group_size < 2 {
-            return Err(Error::invalid(
-                "group_size",
-                self.group_size,
-                "leave-one-out needs groups of at least 2",
-            ));
+        for comp in &self.estimator.components {
+            let g = comp.group.unwrap_or(self.group_size);
+            if self.batch() % g != 0 {
+                return Err(Error::invalid(
+                    "group",
+                    g,
+                    format!(
+                        "of `{}` must divide the {} samples of a round",
+                        comp.name,
+                        self.batch()
+                    ),
+                ));
+            }
+            if matches!(comp.baseline, Baseline::LeaveOneOut) && g < 2 {
+                return Err(Error::invalid(
+                    "group_size",
+                    g,
+                    "leave-one-out needs groups of at least 2",
+                ));
+            }
         }
         Ok(())
     }
@@ -408,7 +419,12 @@ where
             }
             _ => (rewards.clone(), None),
         };
-        let adv = advantages(&shaped, c.group_size, c.baseline)?;
+        let adv: Vec<Vec<f64>> = c
+            .estimator
+            .components
+            .iter()
+            .map(|comp| comp.advantages(&shaped, c.group_size))
+            .collect::<Result<_>>()?;
         let zero_groups = rewards
             .chunks(c.group_size)
             .filter(|g| g.iter().all(|&r| r == g[0]))
@@ -482,13 +498,23 @@ where
         old: &ParamStore<E, D>,
         samples: &Samples,
         rows: std::ops::Range<usize>,
-        adv: &[f64],
+        adv: &[Vec<f64>],
         rng: &mut Rn,
     ) -> Result<(Grads<E, D>, crate::loss::PpoStats, Option<f64>)> {
         let c = &self.config;
         let l = c.seq_len;
         let x = &samples.tokens[rows.start * l..rows.end * l];
-        let a = &adv[rows.clone()];
+        let objectives: Vec<PpoObjective<'_>> = c
+            .estimator
+            .components
+            .iter()
+            .zip(adv)
+            .map(|(comp, a)| PpoObjective {
+                scale: comp.weight,
+                advantage: &a[rows.clone()],
+                clip: comp.clip,
+            })
+            .collect();
         let b = rows.len();
         let trajectory = samples
             .trajectory
@@ -505,8 +531,7 @@ where
                     &self.schedule,
                     x,
                     b,
-                    a,
-                    c.epsilon,
+                    &objectives,
                     rng,
                 )?;
                 (
@@ -518,7 +543,7 @@ where
                 let t = trajectory
                     .as_ref()
                     .expect("trajectories are recorded for this estimator");
-                crate::policy::trajectory_ppo_grads(&self.model, &self.graph, t, a, c.epsilon)?
+                crate::policy::trajectory_ppo_grads(&self.model, &self.graph, t, &objectives)?
             }
         };
         let mut kl_value = None;
