@@ -18,7 +18,7 @@ pub mod prelude {
     pub use sepo_core::loss::Dwdse;
     pub use sepo_core::nn::{AdamW, ParamStore};
     pub use sepo_core::policy::{CleanScores, ConcreteScore, Estimator, Mixture, NeighbourWeights};
-    pub use sepo_core::reward::{evaluate, Reward, RewardExt, SequenceReward};
+    pub use sepo_core::reward::{evaluate, Reward, RewardExt};
     pub use sepo_core::sample::{first_hitting, sample, Condition, Predictor, SamplerConfig};
     pub use sepo_core::schedule::{Geometric, LogLinear, NoiseSchedule};
     pub use sepo_core::score::{
