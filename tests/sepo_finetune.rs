@@ -250,3 +250,42 @@ fn trajectory_gradient_agrees_with_the_exact_gradient() {
         );
     }
 }
+
+#[test]
+fn prompts_fix_each_groups_prefix_and_bad_prompts_are_refused() {
+    let dev = Cpu::default();
+    let graph = Absorbing::with_tokens(4).unwrap();
+    let prompts = vec![vec![0, 1], vec![3], vec![2, 2, 2]];
+    let ft = Finetuner::new(
+        model(&dev),
+        graph,
+        LogLinear::default(),
+        FnReward::new("twos", count_twos),
+        config(LogProb::default()),
+    )
+    .unwrap()
+    .with_prompts(&prompts)
+    .unwrap();
+    assert_eq!(ft.config.groups, 3);
+    let mut rng = step_rng(1, 0);
+    let s = ft
+        .sample_with(ft.model.params(), ft.config.batch(), false, &mut rng)
+        .unwrap();
+    for (i, seq) in s.sequences().enumerate() {
+        let prompt = &prompts[i / ft.config.group_size];
+        assert_eq!(&seq[..prompt.len()], prompt.as_slice(), "sequence {i}");
+    }
+    let bad = Finetuner::new(
+        model(&dev),
+        Absorbing::with_tokens(4).unwrap(),
+        LogLinear::default(),
+        FnReward::new("twos", count_twos),
+        config(LogProb::default()),
+    )
+    .unwrap()
+    .with_prompts(&[vec![0, 7]]);
+    assert!(matches!(
+        bad,
+        Err(sepo::Error::TokenOutOfVocab { token: 7, .. })
+    ));
+}

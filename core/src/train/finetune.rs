@@ -322,6 +322,45 @@ where
         self
     }
 
+    /// One prompt per group: group `g`'s `group_size` completions start with `prompts[g]` (a prefix held
+    /// fixed by the sampler), and GRPO standardises rewards among the completions of one prompt. Sets
+    /// `groups = prompts.len()`.
+    pub fn with_prompts(mut self, prompts: &[Vec<usize>]) -> Result<Self> {
+        let c = &mut self.config;
+        if prompts.is_empty() {
+            return Err(Error::Empty {
+                op: "Finetuner::with_prompts",
+                what: "no prompt",
+            });
+        }
+        let vocab = self.graph.num_tokens();
+        let mut fixed = Vec::with_capacity(prompts.len() * c.group_size * c.seq_len);
+        for (g, prompt) in prompts.iter().enumerate() {
+            if prompt.len() > c.seq_len {
+                return Err(Error::ShapeMismatch {
+                    op: "Finetuner::with_prompts (prompt longer than seq_len)",
+                    expected: vec![c.seq_len],
+                    got: vec![g, prompt.len()],
+                });
+            }
+            if let Some(p) = prompt.iter().position(|&t| t >= vocab) {
+                return Err(Error::TokenOutOfVocab {
+                    sequence: g,
+                    position: p,
+                    token: prompt[p],
+                    vocab,
+                });
+            }
+            for _ in 0..c.group_size {
+                fixed.extend((0..c.seq_len).map(|l| prompt.get(l).copied()));
+            }
+        }
+        c.groups = prompts.len();
+        c.check()?;
+        self.condition = Some(Condition::per_sequence(fixed));
+        Ok(self)
+    }
+
     /// Draws `batch` samples from `params` with the configured sampler.
     pub fn sample_with<Rn: Rng>(
         &self,
