@@ -49,6 +49,11 @@ pub struct TransformerConfig {
     pub freq_dim: usize,
     /// How logits become log-scores.
     pub head: ScoreHead,
+    /// Add a learned absolute position embedding `[max_len, D]` to the token embedding. SEDD relies on
+    /// RoPE alone (relative positions); on short sequences whose positions have very different
+    /// marginals, absolute positions make learning much faster. Off in every preset.
+    #[serde(default)]
+    pub learned_positions: bool,
 }
 
 impl TransformerConfig {
@@ -64,6 +69,7 @@ impl TransformerConfig {
             mlp_ratio: 4,
             freq_dim: 64,
             head,
+            learned_positions: false,
         }
     }
 
@@ -79,6 +85,7 @@ impl TransformerConfig {
             mlp_ratio: 4,
             freq_dim: 256,
             head,
+            learned_positions: false,
         }
     }
 
@@ -95,6 +102,7 @@ impl TransformerConfig {
             mlp_ratio: 4,
             freq_dim: 256,
             head: ScoreHead::Absorbing,
+            learned_positions: false,
         }
     }
 
@@ -151,6 +159,7 @@ impl TransformerConfig {
     pub fn num_params(&self) -> usize {
         let hidden = self.mlp_ratio * self.dim;
         self.vocab * self.dim
+            + usize::from(self.learned_positions) * self.max_len * self.dim
             + SigmaEmbedder::num_params(self.freq_dim, self.cond_dim)
             + self.layers * DitBlock::num_params(self.dim, self.cond_dim, hidden)
             + FinalLayer::num_params(self.dim, self.cond_dim, self.vocab)
@@ -164,6 +173,7 @@ pub struct Transformer<E: Dtype, D: Device<E>> {
     config: TransformerConfig,
     store: ParamStore<E, D>,
     vocab_embed: ParamId,
+    pos_embed: Option<ParamId>,
     sigma_map: SigmaEmbedder,
     blocks: Vec<DitBlock>,
     output_layer: FinalLayer,
@@ -190,6 +200,17 @@ impl<E: Dtype, D: Device<E>> Transformer<E, D> {
                 bound: 1.0 / (dim as f64).sqrt(),
             },
         )?;
+        let pos_embed = if config.learned_positions {
+            Some(store.add(
+                "pos_embed.embedding",
+                &[config.max_len, dim],
+                Init::Uniform {
+                    bound: 1.0 / (dim as f64).sqrt(),
+                },
+            )?)
+        } else {
+            None
+        };
         let sigma_map = SigmaEmbedder::new(&mut store, "sigma_map", config.freq_dim, cond_dim)?;
         let blocks = (0..config.layers)
             .map(|i| {
@@ -209,6 +230,7 @@ impl<E: Dtype, D: Device<E>> Transformer<E, D> {
             config,
             store,
             vocab_embed,
+            pos_embed,
             sigma_map,
             blocks,
             output_layer,
@@ -254,6 +276,17 @@ impl<E: Dtype, D: Device<E>> ScoreModel<E, D> for Transformer<E, D> {
             .matrix(self.vocab_embed)
             .put_tape(T::default())
             .gather(tokens.clone());
+        if let Some(pos) = self.pos_embed {
+            let (b, dim) = (tokens.shape().0, self.config.dim);
+            let positions = params.device().tensor_from_vec((0..len).collect::<Vec<usize>>(), (len,));
+            // The table's gather must be recorded too (its own tape, merged by the addition): an
+            // untaped gather would hand the gradient to the gathered copy, never to the table.
+            x = x + params
+                .matrix(pos)
+                .put_tape(T::default())
+                .gather(positions)
+                .broadcast_like::<_, Axis<0>>(&(b, len, dim));
+        }
         for block in &self.blocks {
             x = block.forward(params, x, c.with_empty_tape(), &rope);
         }

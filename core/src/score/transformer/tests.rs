@@ -18,6 +18,8 @@ fn micro(layers: usize, head: ScoreHead) -> TransformerConfig {
         mlp_ratio: 4,
         freq_dim: 8,
         head,
+        // The one-layer variant also exercises (and gradient-checks) the learned position table.
+        learned_positions: layers == 1,
     }
 }
 
@@ -260,3 +262,4 @@ fn dfdx_cpu_slice_backward_assigns_instead_of_adding() {
     let grads = loss.backward();
     assert_eq!(grads.get(&x).as_vec(), vec![1.0, 3.0]);
 }
+
