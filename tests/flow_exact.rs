@@ -118,7 +118,11 @@ fn the_chain_is_the_wasserstein_gradient_flow_of_kl() {
             mu = evolve(&q, &mu, next - t, 200);
             t = next;
             let flow = q.left_mul(&mu);
-            let psi: Vec<f64> = mu.iter().zip(&pi).map(|(m, p)| (m / p).ln() + 1.0).collect();
+            let psi: Vec<f64> = mu
+                .iter()
+                .zip(&pi)
+                .map(|(m, p)| (m / p).ln() + 1.0)
+                .collect();
             let k = onsager(&q, &pi, &mu, &psi);
             let sum: Vec<f64> = flow.iter().zip(&k).map(|(a, b)| a + b).collect();
             let residual = rel(&sum, &vec![0.0; sum.len()]) / rel(&flow, &vec![0.0; sum.len()]);
@@ -160,17 +164,37 @@ fn check_gradients<P: LogPotential>(model: &P, seed: u64) {
             .map(|i| {
                 let mut t = theta.clone();
                 t[i] += h;
-                let up = objective_at_fixed_point(model, &t, LocallyBalanced::HeatBath, &reward, beta, &log_ref).unwrap();
+                let up = objective_at_fixed_point(
+                    model,
+                    &t,
+                    LocallyBalanced::HeatBath,
+                    &reward,
+                    beta,
+                    &log_ref,
+                )
+                .unwrap();
                 t[i] -= 2.0 * h;
-                let down = objective_at_fixed_point(model, &t, LocallyBalanced::HeatBath, &reward, beta, &log_ref).unwrap();
+                let down = objective_at_fixed_point(
+                    model,
+                    &t,
+                    LocallyBalanced::HeatBath,
+                    &reward,
+                    beta,
+                    &log_ref,
+                )
+                .unwrap();
                 (up - down) / (2.0 * h)
             })
             .collect();
         let e_fd = rel(&fd, &closed);
-        eprintln!("{:?} β={beta}: closed form vs finite differences {e_fd:.1e}", model.space());
+        eprintln!(
+            "{:?} β={beta}: closed form vs finite differences {e_fd:.1e}",
+            model.space()
+        );
         assert!(e_fd < 1e-6, "β={beta}: {e_fd}");
         for kind in LocallyBalanced::ALL {
-            let dense = stationarity_ift_gradient(model, &theta, kind, &reward, beta, &log_ref).unwrap();
+            let dense =
+                stationarity_ift_gradient(model, &theta, kind, &reward, beta, &log_ref).unwrap();
             let e = rel(&dense, &closed);
             eprintln!("  {kind:?}: closed form vs fundamental matrix {e:.1e}");
             assert!(e < 1e-10, "β={beta} {kind:?}: {e}");
@@ -205,13 +229,21 @@ fn pseudo_likelihood_differences_move_the_fixed_point() {
     // r is itself a Potts potential, so p* = softmax(φ_ref + r/β) is in the family: θ* = θ_ref + θ_r/β.
     let theta_r = normal(model.num_params(), 0.3, 32);
     let reward = model.table(&theta_r);
-    let theta_star: Vec<f64> = theta_ref.iter().zip(&theta_r).map(|(a, b)| a + b / beta).collect();
+    let theta_star: Vec<f64> = theta_ref
+        .iter()
+        .zip(&theta_r)
+        .map(|(a, b)| a + b / beta)
+        .collect();
     let phi_ref = model.table(&theta_ref);
     let log_ref: Vec<f64> = softmax(&phi_ref).iter().map(|p| p.ln()).collect();
     let pi_star = softmax(&model.table(&theta_star));
     let exact = ift_gradient(&model, &theta_star, &pi_star, &reward, beta, &log_ref);
     let norm = |g: &[f64]| g.iter().map(|x| x * x).sum::<f64>().sqrt();
-    assert!(norm(&exact) < 1e-12, "exact gradient at θ*: {}", norm(&exact));
+    assert!(
+        norm(&exact) < 1e-12,
+        "exact gradient at θ*: {}",
+        norm(&exact)
+    );
     // ρ with pseudo-likelihoods in place of log π: pass log PL_ref + (log π − log PL_θ) as the
     // "reference", so that r − β(log π − that) = r − β(log PL_θ − log PL_ref).
     let pl_theta = log_pseudo_likelihood(space, &model.table(&theta_star));

@@ -106,7 +106,11 @@ where
             for r in 0..rows {
                 let (b, p) = (start + r, positions[start + r]);
                 let row = &scores[(r * l + p) * n..(r * l + p + 1) * n];
-                let own = if masked.is_some() { row[x[b * l + p]] } else { 0.0 };
+                let own = if masked.is_some() {
+                    row[x[b * l + p]]
+                } else {
+                    0.0
+                };
                 for (v, &s) in row.iter().enumerate() {
                     out.push(if Some(v) == self.graph.mask() {
                         f64::NEG_INFINITY

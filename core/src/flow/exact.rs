@@ -142,7 +142,14 @@ pub fn objective(mu: &[f64], reward: &[f64], beta: f64, log_ref: &[f64]) -> f64 
     mu.iter()
         .zip(reward)
         .zip(log_ref)
-        .map(|((m, r), lr)| m * r - if *m > 0.0 { beta * m * (m.ln() - lr) } else { 0.0 })
+        .map(|((m, r), lr)| {
+            m * r
+                - if *m > 0.0 {
+                    beta * m * (m.ln() - lr)
+                } else {
+                    0.0
+                }
+        })
         .sum()
 }
 

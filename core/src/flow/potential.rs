@@ -182,7 +182,9 @@ mod tests {
     #[test]
     fn potts_is_linear_in_its_features() {
         let m = Potts(Space::new(3, 3).unwrap());
-        let theta: Vec<f64> = (0..m.num_params()).map(|i| (i as f64 * 0.37).sin()).collect();
+        let theta: Vec<f64> = (0..m.num_params())
+            .map(|i| (i as f64 * 0.37).sin())
+            .collect();
         for i in 0..27 {
             let g = m.gradient(&theta, i);
             let dot: f64 = g.iter().zip(&theta).map(|(a, b)| a * b).sum();

@@ -91,10 +91,7 @@ impl LocallyBalanced {
     pub fn rates(self, log_scores: &[f64], current: usize, out: &mut [f64]) {
         match self {
             LocallyBalanced::HeatBath => {
-                let max = log_scores
-                    .iter()
-                    .cloned()
-                    .fold(f64::NEG_INFINITY, f64::max);
+                let max = log_scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let mut z = 0.0;
                 for (o, &s) in out.iter_mut().zip(log_scores) {
                     *o = (s - max).exp();
@@ -130,10 +127,7 @@ impl LocallyBalanced {
         match self {
             LocallyBalanced::HeatBath => {
                 let mut c = vec![0.0; log_scores.len()];
-                let max = log_scores
-                    .iter()
-                    .cloned()
-                    .fold(f64::NEG_INFINITY, f64::max);
+                let max = log_scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let mut z = 0.0;
                 for (ci, &s) in c.iter_mut().zip(log_scores) {
                     *ci = (s - max).exp();
@@ -198,7 +192,11 @@ mod tests {
             let (up, down) = (shift(1.0), shift(-1.0));
             for v in 0..4 {
                 let fd = (up[v] - down[v]) / (2.0 * h);
-                assert!((fd - an[v]).abs() < 1e-8, "{kind:?} v={v}: {fd} vs {}", an[v]);
+                assert!(
+                    (fd - an[v]).abs() < 1e-8,
+                    "{kind:?} v={v}: {fd} vs {}",
+                    an[v]
+                );
             }
         }
     }
