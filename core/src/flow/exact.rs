@@ -228,8 +228,8 @@ pub fn stationarity_ift_gradient<P: LogPotential>(
     let rho = advantage(&pi, reward, beta, log_ref);
     let mut m = Dense::zeros(n);
     for x in 0..n {
-        for y in 0..n {
-            *m.at_mut(x, y) = pi[y] - q.at(x, y);
+        for (y, &p) in pi.iter().enumerate() {
+            *m.at_mut(x, y) = p - q.at(x, y);
         }
     }
     let w = m.solve(&rho)?;
