@@ -23,6 +23,7 @@
 pub mod check;
 pub mod data;
 pub mod error;
+pub mod flow;
 pub mod graph;
 pub mod loss;
 pub mod nn;

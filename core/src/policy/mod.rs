@@ -7,12 +7,14 @@
 pub mod clean;
 pub mod concrete;
 pub mod estimator;
+pub mod ift;
 pub mod neighbour;
 pub mod trajectory;
 
 pub use clean::{clean_log_scores, CleanScores};
 pub use concrete::ConcreteScore;
 pub use estimator::{Component, Estimator, Mixture};
+pub use ift::{ift_estimate, ift_weights, EnergyModel, Ift, StateGradient};
 pub use neighbour::{conditional_log_weights, neighbour_log_weights, NeighbourWeights};
 pub use trajectory::{path_log_prob, trajectory_ppo_grads};
 

@@ -7,11 +7,13 @@ pub mod checkpoint;
 pub mod finetune;
 pub mod metrics;
 pub mod pretrain;
+pub mod single_loop;
 
 pub use checkpoint::{Checkpoint, ModelKind};
 pub use finetune::{FinetuneConfig, Finetuner, KlMode, LogProb, RoundMetrics, SamplerKind};
 pub use metrics::MetricsWriter;
 pub use pretrain::{Corpus, LrSchedule, PretrainConfig, Pretrainer, StepStats};
+pub use single_loop::{FlowLr, RatioMode, SingleLoop, SingleLoopConfig, UpdateMetrics};
 
 use rand::SeedableRng;
 

@@ -1,0 +1,305 @@
+//! The IFT-corrected policy gradient at the fixed point of a locally balanced chain
+//! (docs/gradient_flow.md §2–3).
+//!
+//! For `J(θ) = E_{π_θ}[r] − β·KL(π_θ‖p_ref)` and `ρ(x) = r(x) − β·log(π_θ(x)/p_ref(x))`,
+//! `∇J = Cov_{x∼π_θ}(ρ(x), ∇_θ φ_θ(x))`, `φ_θ` the log-potential (known only up to a constant). Over
+//! particles `x_1..x_B` the estimator is `ĝ = (1/(B−1)) Σ_b (ρ̂_b − mean ρ̂)·ĥ_b`, where `ĥ_b` stands for
+//! `∇ log π_θ(x_b)` up to a constant shared by all particles (which the centred weights cancel):
+//! [`StateGradient::Energy`] (`∇φ_θ(x_b)` from an energy head), [`StateGradient::Conditional`]
+//! (`−Σ_{l,v} c_l(v|x_b) ∇ log s_θ(x_b)_{l,v}`) or any SEPO [`NeighbourWeights`].
+
+use dfdx::prelude::*;
+use rand::Rng;
+
+use crate::error::{Error, Result};
+use crate::graph::Graph;
+use crate::nn::{from_f64s, to_f64s, ParamStore};
+use crate::policy::{clean_log_scores, neighbour_log_weights, CleanScores, NeighbourWeights};
+use crate::score::{Mlp, ScoreModel, Tabular, Tokens, Transformer};
+
+/// What stands for `∇ log π_θ(x_b)` in the estimator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum StateGradient {
+    /// `∇_θ φ_θ(x_b)` from a model with a scalar energy head ([`EnergyModel`]): exact.
+    Energy,
+    /// `−Σ_{l,v} c_l(v|x_b) ∇ log s_θ(x_b)_{l,v}` (the pseudo-likelihood gradient; exact on one position).
+    Conditional,
+    /// `−Σ_{l,v} π̂(x^{l←v}) ∇ log s_θ(x_b)_{l,v}` with SEPO's neighbour weights.
+    Neighbour(NeighbourWeights),
+}
+
+/// A score model that may also expose a differentiable log-potential `φ_θ(x)` with `π_θ ∝ exp φ_θ`.
+/// The default has none; [`Tabular`] returns its logit `θ_x`.
+pub trait EnergyModel<E: Dtype, D: Device<E>>: ScoreModel<E, D> {
+    /// `φ_θ(x_b)` for `tokens [B, L]` (clean) under `params`, recorded on `tape`; `None` without an
+    /// energy head.
+    fn log_potential_with<T: Tape<E, D>>(
+        &self,
+        params: &ParamStore<E, D>,
+        tokens: &Tokens<D>,
+        tape: T,
+    ) -> Option<Tensor<(usize,), E, D, T>> {
+        let _ = (params, tokens, tape);
+        None
+    }
+}
+
+impl<E: Dtype, D: Device<E>> EnergyModel<E, D> for Tabular<E, D> {
+    /// `φ_θ(x) = θ_x`, the logit of the sequence.
+    fn log_potential_with<T: Tape<E, D>>(
+        &self,
+        params: &ParamStore<E, D>,
+        tokens: &Tokens<D>,
+        tape: T,
+    ) -> Option<Tensor<(usize,), E, D, T>> {
+        let (b, l) = *tokens.shape();
+        let x = tokens.as_vec();
+        let index: Vec<usize> = (0..b)
+            .map(|i| self.index_of(&x[i * l..(i + 1) * l]))
+            .collect();
+        let index = tokens.device().tensor_from_vec(index, (b,));
+        Some(params.vector(self.logits_id()).put_tape(tape).gather(index))
+    }
+}
+
+impl<E: Dtype, D: Device<E>> EnergyModel<E, D> for Mlp<E, D> {}
+impl<E: Dtype, D: Device<E>> EnergyModel<E, D> for Transformer<E, D> {}
+
+/// The centred weights `w_b = (ρ̂_b − mean ρ̂)/(B − 1)`, so that `ĝ = Σ_b w_b ĥ_b` is the unbiased sample
+/// covariance. Needs `B ≥ 2` finite values.
+pub fn ift_weights(rho: &[f64]) -> Result<Vec<f64>> {
+    if rho.len() < 2 {
+        return Err(Error::invalid(
+            "particles",
+            rho.len(),
+            "the IFT estimator needs at least 2",
+        ));
+    }
+    for (i, &r) in rho.iter().enumerate() {
+        crate::error::ensure_finite("rho", i, r)?;
+    }
+    let mean = rho.iter().sum::<f64>() / rho.len() as f64;
+    let scale = 1.0 / (rho.len() - 1) as f64;
+    Ok(rho.iter().map(|r| (r - mean) * scale).collect())
+}
+
+/// Host form of the estimator, `ĝ = Σ_b w_b ĥ_b` with `ĥ` flat `[B, P]`.
+pub fn ift_estimate(rho: &[f64], state_gradients: &[f64]) -> Result<Vec<f64>> {
+    let w = ift_weights(rho)?;
+    let p = state_gradients.len() / w.len();
+    if p * w.len() != state_gradients.len() || p == 0 {
+        return Err(Error::ShapeMismatch {
+            op: "ift_estimate",
+            expected: vec![w.len(), p.max(1)],
+            got: vec![state_gradients.len()],
+        });
+    }
+    let mut g = vec![0.0; p];
+    for (wb, hb) in w.iter().zip(state_gradients.chunks(p)) {
+        for (gi, h) in g.iter_mut().zip(hb) {
+            *gi += wb * h;
+        }
+    }
+    Ok(g)
+}
+
+/// The estimator's configuration: the state gradient, the time `t₀` of the clean-end scores
+/// (as `σ̄(t₀)`), and how clean scores are read.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Ift {
+    /// What stands for `∇ log π_θ(x_b)`.
+    pub state_gradient: StateGradient,
+    /// Total noise `σ̄(t₀)` at which clean-end scores are read.
+    pub sigma0: f64,
+    /// How clean-end scores are read under the absorbing graph.
+    pub clean: CleanScores,
+}
+
+impl Default for Ift {
+    /// `Conditional` state gradients from `Masked` clean scores at `σ̄ = 1e-5`.
+    fn default() -> Self {
+        Self {
+            state_gradient: StateGradient::Conditional,
+            sigma0: 1e-5,
+            clean: CleanScores::Masked,
+        }
+    }
+}
+
+/// The surrogate built by [`Ift::surrogate`].
+#[derive(Debug)]
+pub struct Surrogate<E: Dtype, D: Device<E>, T> {
+    /// `−Σ_b w_b h_b(θ)`, whose gradient is `−ĝ`.
+    pub loss: Tensor<Rank0, E, D, T>,
+    /// `h_b(θ)` per particle (`φ_θ(x_b)`, or `−Σ_{l,v} ω_{b,l,v} log s_θ(x_b)_{l,v}`).
+    pub values: Vec<f64>,
+    /// The frozen weights `ω [B·L·N]` of the score-based state gradients (empty for `Energy`).
+    pub coefficients: Vec<f64>,
+    /// Forwards on one sequence that it cost.
+    pub evaluations: u64,
+}
+
+impl Ift {
+    /// The surrogate `h_b(θ)` with `∇h_b = ĥ_b`, weighted by `weights` (from [`ift_weights`]) into a
+    /// loss, under `params` and on `tape`. `coefficients` freezes the neighbour weights `ω` (pass the
+    /// ones a previous call returned to evaluate the same `h_b` at new parameters; `None` computes them
+    /// from `params`). `rng` draws the `MaskedSubset` positions and SNIS samples.
+    #[allow(clippy::too_many_arguments)]
+    pub fn surrogate<E, D, M, G, T, R>(
+        &self,
+        model: &M,
+        params: &ParamStore<E, D>,
+        graph: &G,
+        x: &[usize],
+        batch: usize,
+        weights: &[f64],
+        coefficients: Option<&[f64]>,
+        tape: T,
+        rng: &mut R,
+    ) -> Result<Surrogate<E, D, T>>
+    where
+        E: Dtype,
+        D: Device<E>,
+        M: EnergyModel<E, D>,
+        G: Graph,
+        T: Tape<E, D>,
+        R: Rng,
+    {
+        crate::check::nonzero("batch", batch)?;
+        let l = x.len() / batch;
+        crate::check::tokens(x, batch, l, graph.num_tokens())?;
+        if weights.len() != batch {
+            return Err(Error::ShapeMismatch {
+                op: "Ift::surrogate (weights)",
+                expected: vec![batch],
+                got: vec![weights.len()],
+            });
+        }
+        let dev = params.device().clone();
+        let n = graph.num_states();
+        let kind = match self.state_gradient {
+            StateGradient::Energy => {
+                let ids = dev.tensor_from_vec(x.to_vec(), (batch, l));
+                let phi = model
+                    .log_potential_with(params, &ids, tape)
+                    .ok_or_else(|| {
+                        Error::invalid(
+                            "state_gradient",
+                            "Energy",
+                            "the model has no energy head (EnergyModel::log_potential_with)",
+                        )
+                    })?;
+                let values = to_f64s(&phi.retaped::<NoneTape>().as_vec());
+                let w = dev.tensor_from_vec(from_f64s::<E>(weights), (batch,));
+                return Ok(Surrogate {
+                    loss: (phi * w).sum::<Rank0, _>().negate(),
+                    values,
+                    coefficients: Vec::new(),
+                    evaluations: batch as u64,
+                });
+            }
+            StateGradient::Conditional => NeighbourWeights::Conditional,
+            StateGradient::Neighbour(k) => k,
+        };
+        let (ls, position_weight) = clean_log_scores(
+            model,
+            params,
+            graph,
+            x,
+            batch,
+            self.sigma0,
+            self.clean,
+            tape,
+            rng,
+        )?;
+        let ls_host = to_f64s(&ls.retaped::<NoneTape>().as_vec());
+        let mut evaluations = match (graph.mask(), self.clean) {
+            (None, _) | (_, CleanScores::Unmasked) => batch,
+            (Some(_), CleanScores::Masked) => batch * l,
+            (Some(_), CleanScores::MaskedSubset { positions }) => batch * positions,
+        } as u64;
+        let omega = match coefficients {
+            Some(c) if c.len() == batch * l * n => c.to_vec(),
+            Some(c) => {
+                return Err(Error::ShapeMismatch {
+                    op: "Ift::surrogate (coefficients)",
+                    expected: vec![batch, l, n],
+                    got: vec![c.len()],
+                })
+            }
+            None => {
+                let lw = neighbour_log_weights(
+                    kind,
+                    model,
+                    params,
+                    graph,
+                    x,
+                    batch,
+                    self.sigma0,
+                    &ls_host,
+                    rng,
+                )?;
+                if let NeighbourWeights::Snis { draws } = kind {
+                    evaluations += (batch * l * graph.num_tokens() * (1 + draws)) as u64;
+                }
+                lw.iter()
+                    .enumerate()
+                    .map(|(i, w)| {
+                        if w.is_finite() {
+                            w.exp() * position_weight[i / n]
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect()
+            }
+        };
+        let values: Vec<f64> = (0..batch)
+            .map(|b| {
+                -(b * l * n..(b + 1) * l * n)
+                    .map(|i| {
+                        if omega[i] != 0.0 {
+                            omega[i] * ls_host[i]
+                        } else {
+                            0.0
+                        }
+                    })
+                    .sum::<f64>()
+            })
+            .collect();
+        // −Σ_b w_b h_b = Σ_{b,l,v} w_b ω_{b,l,v} log s_{b,l,v}.
+        let coef: Vec<f64> = omega
+            .iter()
+            .enumerate()
+            .map(|(i, o)| weights[i / (l * n)] * o)
+            .collect();
+        let coef = dev.tensor_from_vec(from_f64s::<E>(&coef), (batch, l, n));
+        Ok(Surrogate {
+            loss: (ls * coef).sum::<Rank0, _>(),
+            values,
+            coefficients: omega,
+            evaluations,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_are_centred_and_scaled_by_b_minus_one() {
+        let w = ift_weights(&[1.0, 2.0, 6.0]).unwrap();
+        assert_eq!(w, vec![-1.0, -0.5, 1.5]);
+        assert!(ift_weights(&[1.0]).is_err());
+        assert!(ift_weights(&[1.0, f64::NAN]).is_err());
+    }
+
+    #[test]
+    fn host_estimate_is_the_sample_covariance() {
+        // ρ = (0, 2), ĥ = ((1, 0), (0, 1)): ĝ = (−1, 1).
+        let g = ift_estimate(&[0.0, 2.0], &[1.0, 0.0, 0.0, 1.0]).unwrap();
+        assert_eq!(g, vec![-1.0, 1.0]);
+        assert!(ift_estimate(&[0.0, 2.0], &[1.0, 0.0, 0.0]).is_err());
+    }
+}

@@ -1,0 +1,406 @@
+//! Single-loop gradient-flow SEPO (docs/gradient_flow.md §4): a persistent population of particles
+//! moved by the model's own locally balanced chain, and one IFT policy-gradient step per chain step.
+//!
+//! Start: `B` particles from the pretrained sampler (given by the caller). Each update: advance every
+//! particle `k` uniformised steps under `Q_θ` (`B·k` no-grad forwards), score the rewards of the
+//! particles that moved (cached otherwise), form `ĝ = Σ_b w_b ĥ_b` with `w_b = (ρ̂_b − mean ρ̂)/(B − 1)`
+//! and `ρ̂_b = r_b − β·ℓ̂_b`, clip, AdamW step. `ℓ̂_b ≈ log(π_θ/p_ref)(x_b)` up to a constant is exact for
+//! an energy head ([`RatioMode::Exact`]) or tracked along the particle ([`RatioMode::Tracked`]: 0 at the
+//! start, since fine-tuning starts at the reference; `+ log s_θ(x)_y − log s_ref(x)_y` per jump;
+//! `+ h_b(θ_new) − h_b(θ)` per update, the first-order `Δθ·ĥ_b` with the weights of `h_b` frozen).
+
+use std::time::Instant;
+
+use dfdx::prelude::*;
+use rand::Rng;
+
+use crate::error::{Error, Result};
+use crate::flow::{step as chain_step, LocallyBalanced, ModelScores, PositionScores};
+use crate::graph::Graph;
+use crate::nn::{AdamW, AdamWState, Grads, ParamStore};
+use crate::policy::{ift_weights, EnergyModel, Ift};
+use crate::reward::{evaluate_flat, Reward};
+use crate::train::step_rng;
+
+/// How `log(π_θ/p_ref)(x_b)` is obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum RatioMode {
+    /// `φ_θ(x_b) − φ_ref(x_b)` from the energy head (one reference forward per particle).
+    Exact,
+    /// Tracked along each particle (see the module documentation).
+    Tracked,
+}
+
+/// Learning-rate decay over updates `i = 0, 1, …`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum FlowLr {
+    /// `lr`.
+    Constant,
+    /// `lr·(1 − i/total)`, reaching 0 at `total`.
+    Linear {
+        /// Update at which the rate reaches 0.
+        total: u64,
+    },
+    /// `lr/√(1 + i/scale)`.
+    InvSqrt {
+        /// Updates per unit of the decay.
+        scale: f64,
+    },
+}
+
+impl FlowLr {
+    /// The rate at update `i`.
+    pub fn at(&self, lr: f64, i: u64) -> f64 {
+        match *self {
+            FlowLr::Constant => lr,
+            FlowLr::Linear { total } => lr * (1.0 - i as f64 / total.max(1) as f64).max(0.0),
+            FlowLr::InvSqrt { scale } => lr / (1.0 + i as f64 / scale.max(1e-12)).sqrt(),
+        }
+    }
+}
+
+/// Hyper-parameters of the single loop.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SingleLoopConfig {
+    /// Rates of the chain (must be uniformisable: `HeatBath`, `Barker` or `Metropolis`).
+    pub rates: LocallyBalanced,
+    /// Chain steps per update `k`.
+    pub steps_per_update: usize,
+    /// The IFT estimator (its `clean` mode also reads the chain's scores).
+    pub estimator: Ift,
+    /// How `log(π_θ/p_ref)` enters `ρ̂`.
+    pub ratio: RatioMode,
+    /// KL coefficient β.
+    pub beta: f64,
+    /// AdamW (its `lr` is the initial rate).
+    pub optimizer: AdamW,
+    /// Learning-rate decay.
+    pub lr_decay: FlowLr,
+    /// Global gradient-norm clip.
+    pub grad_clip: Option<f64>,
+    /// Largest forward batch of the chain.
+    pub max_batch: usize,
+    /// Run seed: update `i` draws from `step_rng(seed, i)`.
+    pub seed: u64,
+}
+
+impl Default for SingleLoopConfig {
+    /// Heat bath, `k = 1`, the default [`Ift`], tracked ratios, β = 0, AdamW lr 1e-3 decaying as
+    /// `1/√(1 + i/100)`, clip 1.0.
+    fn default() -> Self {
+        Self {
+            rates: LocallyBalanced::HeatBath,
+            steps_per_update: 1,
+            estimator: Ift::default(),
+            ratio: RatioMode::Tracked,
+            beta: 0.0,
+            optimizer: AdamW::with_lr(1e-3),
+            lr_decay: FlowLr::InvSqrt { scale: 100.0 },
+            grad_clip: Some(1.0),
+            max_batch: 4096,
+            seed: 0,
+        }
+    }
+}
+
+impl SingleLoopConfig {
+    /// Validates every field.
+    pub fn check(&self, num_tokens: usize) -> Result<()> {
+        crate::check::nonzero("steps_per_update", self.steps_per_update)?;
+        crate::check::nonzero("max_batch", self.max_batch)?;
+        self.rates.checked_bound(num_tokens)?;
+        self.optimizer.check()?;
+        if !(self.beta >= 0.0 && self.beta.is_finite()) {
+            return Err(Error::invalid("beta", self.beta, "must be finite and ≥ 0"));
+        }
+        if let Some(c) = self.grad_clip {
+            crate::check::positive("grad_clip", c)?;
+        }
+        Ok(())
+    }
+}
+
+/// What one update did.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct UpdateMetrics {
+    /// Update index.
+    pub update: u64,
+    /// Mean training reward over the particles.
+    pub reward: f64,
+    /// Mean of `ℓ̂_b`, a (shifted) estimate of `KL(π_θ‖p_ref)`; exact up to the unknown constant.
+    pub log_ratio: f64,
+    /// Gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Particles that moved during the chain steps.
+    pub jumps: usize,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Model evaluations (forwards on one sequence) spent since the start.
+    pub evaluations: u64,
+    /// Wall time of the update, seconds.
+    pub seconds: f64,
+}
+
+/// The single-loop trainer.
+pub struct SingleLoop<E: Dtype, D: Device<E>, M: EnergyModel<E, D>, G: Graph> {
+    /// The model being fine-tuned.
+    pub model: M,
+    /// The reference weights `p_ref` (the pretrained model).
+    pub reference: ParamStore<E, D>,
+    graph: G,
+    reward: Box<dyn Reward>,
+    config: SingleLoopConfig,
+    particles: Vec<usize>,
+    batch: usize,
+    rewards: Vec<f64>,
+    log_ratio: Vec<f64>,
+    state: AdamWState<E, D>,
+    update: u64,
+    evaluations: u64,
+}
+
+impl<E: Dtype, D: Device<E>, M: EnergyModel<E, D>, G: Graph> SingleLoop<E, D, M, G> {
+    /// Starts from `model` (also the reference) and `batch` particles (flat `[batch, L]`, drawn from the
+    /// pretrained sampler by the caller).
+    pub fn new(
+        model: M,
+        graph: G,
+        reward: Box<dyn Reward>,
+        config: SingleLoopConfig,
+        particles: Vec<usize>,
+        batch: usize,
+    ) -> Result<Self> {
+        config.check(graph.num_tokens())?;
+        if batch < 2 {
+            return Err(Error::invalid("batch", batch, "needs at least 2 particles"));
+        }
+        let l = particles.len() / batch;
+        crate::check::nonzero("sequence length", l)?;
+        crate::check::tokens(&particles, batch, l, graph.num_tokens())?;
+        let rewards = evaluate_flat(reward.as_ref(), &particles, l)?;
+        let state = config.optimizer.init(model.params());
+        Ok(Self {
+            reference: model.params().snapshot(),
+            model,
+            graph,
+            reward,
+            config,
+            particles,
+            batch,
+            rewards,
+            log_ratio: vec![0.0; batch],
+            state,
+            update: 0,
+            evaluations: 0,
+        })
+    }
+
+    /// The particles, flat `[batch, L]`.
+    pub fn particles(&self) -> &[usize] {
+        &self.particles
+    }
+
+    /// Model evaluations spent so far (chain steps, reference reads, surrogates).
+    pub fn evaluations(&self) -> u64 {
+        self.evaluations
+    }
+
+    /// Updates taken so far.
+    pub fn updates(&self) -> u64 {
+        self.update
+    }
+
+    /// Replaces the population (a restart from fresh samples); tracked ratios restart at 0, which is
+    /// only right for samples of the reference. Evaluations of the new rewards are not counted.
+    pub fn reset_particles(&mut self, particles: Vec<usize>) -> Result<()> {
+        let l = self.seq_len();
+        crate::check::tokens(&particles, self.batch, l, self.graph.num_tokens())?;
+        self.rewards = evaluate_flat(self.reward.as_ref(), &particles, l)?;
+        self.particles = particles;
+        self.log_ratio = vec![0.0; self.batch];
+        Ok(())
+    }
+
+    fn seq_len(&self) -> usize {
+        self.particles.len() / self.batch
+    }
+
+    /// `k` chain steps of every particle under `Q_θ`; returns how many particles moved.
+    pub fn advance<R: Rng>(&mut self, steps: usize, rng: &mut R) -> Result<usize> {
+        let l = self.seq_len();
+        let mut moved = vec![false; self.batch];
+        for _ in 0..steps {
+            let mut scores = ModelScores {
+                model: &self.model,
+                params: self.model.params(),
+                graph: &self.graph,
+                sigma0: self.config.estimator.sigma0,
+                clean: self.config.estimator.clean,
+                max_batch: self.config.max_batch,
+                spent: 0,
+            };
+            let before = self.particles.clone();
+            let jumps = chain_step(
+                self.config.rates,
+                &mut scores,
+                &mut self.particles,
+                self.batch,
+                rng,
+            )?;
+            self.evaluations += scores.evaluations();
+            if jumps.is_empty() {
+                continue;
+            }
+            if self.config.ratio == RatioMode::Tracked && self.config.beta > 0.0 {
+                // log s_ref at the same jumps, from the pre-jump states.
+                let mut x = Vec::with_capacity(jumps.len() * l);
+                let positions: Vec<usize> = jumps.iter().map(|j| j.position).collect();
+                for j in &jumps {
+                    x.extend_from_slice(&before[j.particle * l..(j.particle + 1) * l]);
+                }
+                let mut reference = ModelScores {
+                    model: &self.model,
+                    params: &self.reference,
+                    graph: &self.graph,
+                    sigma0: self.config.estimator.sigma0,
+                    clean: self.config.estimator.clean,
+                    max_batch: self.config.max_batch,
+                    spent: 0,
+                };
+                let rows = reference.position_log_scores(&x, jumps.len(), &positions)?;
+                self.evaluations += reference.evaluations();
+                let n = self.graph.num_states();
+                for (i, j) in jumps.iter().enumerate() {
+                    self.log_ratio[j.particle] += j.log_score - rows[i * n + j.to];
+                }
+            }
+            for j in &jumps {
+                moved[j.particle] = true;
+            }
+        }
+        // Re-score the particles that moved.
+        let idx: Vec<usize> = (0..self.batch).filter(|&b| moved[b]).collect();
+        if !idx.is_empty() {
+            let mut x = Vec::with_capacity(idx.len() * l);
+            for &b in &idx {
+                x.extend_from_slice(&self.particles[b * l..(b + 1) * l]);
+            }
+            let r = evaluate_flat(self.reward.as_ref(), &x, l)?;
+            for (&b, r) in idx.iter().zip(r) {
+                self.rewards[b] = r;
+            }
+        }
+        Ok(idx.len())
+    }
+
+    /// One policy-gradient update at the current particles (no chain step).
+    pub fn update<R: Rng>(&mut self, rng: &mut R) -> Result<(f64, f64)> {
+        let l = self.seq_len();
+        let beta = self.config.beta;
+        if self.config.ratio == RatioMode::Exact && beta > 0.0 {
+            let dev = self.model.params().device().clone();
+            let ids = dev.tensor_from_vec(self.particles.clone(), (self.batch, l));
+            let theta = self
+                .model
+                .log_potential_with(self.model.params(), &ids, NoneTape);
+            let reference = self
+                .model
+                .log_potential_with(&self.reference, &ids, NoneTape);
+            let (Some(theta), Some(reference)) = (theta, reference) else {
+                return Err(Error::invalid(
+                    "ratio",
+                    "Exact",
+                    "the model has no energy head; use RatioMode::Tracked",
+                ));
+            };
+            let (t, r) = (
+                crate::nn::to_f64s(&theta.as_vec()),
+                crate::nn::to_f64s(&reference.as_vec()),
+            );
+            self.log_ratio = t.iter().zip(&r).map(|(a, b)| a - b).collect();
+            self.evaluations += 2 * self.batch as u64;
+        }
+        let rho: Vec<f64> = self
+            .rewards
+            .iter()
+            .zip(&self.log_ratio)
+            .map(|(r, lr)| r - beta * lr)
+            .collect();
+        let weights = ift_weights(&rho)?;
+        let seed: u64 = rng.gen();
+        let mut sub = step_rng(seed, 0);
+        let surrogate = self.config.estimator.surrogate(
+            &self.model,
+            self.model.params(),
+            &self.graph,
+            &self.particles,
+            self.batch,
+            &weights,
+            None,
+            OwnedTape::default(),
+            &mut sub,
+        )?;
+        self.evaluations += surrogate.evaluations;
+        let mut grads = Grads::collect(self.model.params(), &mut surrogate.loss.backward())?;
+        let norm = match self.config.grad_clip {
+            Some(c) => grads.clip_norm(c),
+            None => grads.global_norm(),
+        };
+        let lr = self
+            .config
+            .lr_decay
+            .at(self.config.optimizer.lr, self.update);
+        self.config
+            .optimizer
+            .step(lr, self.model.params_mut(), &mut self.state, &grads)?;
+        if self.config.ratio == RatioMode::Tracked && beta > 0.0 {
+            // + Δθ·ĥ_b ≈ h_b(θ_new) − h_b(θ), same frozen weights and positions.
+            let mut sub = step_rng(seed, 0);
+            let after = self.config.estimator.surrogate(
+                &self.model,
+                self.model.params(),
+                &self.graph,
+                &self.particles,
+                self.batch,
+                &weights,
+                Some(surrogate.coefficients.as_slice()).filter(|c| !c.is_empty()),
+                NoneTape,
+                &mut sub,
+            )?;
+            self.evaluations += after.evaluations;
+            for (lr, (a, b)) in self
+                .log_ratio
+                .iter_mut()
+                .zip(after.values.iter().zip(&surrogate.values))
+            {
+                *lr += a - b;
+            }
+        }
+        self.update += 1;
+        Ok((norm, lr))
+    }
+
+    /// One full iteration: `k` chain steps, then one update.
+    pub fn step(&mut self) -> Result<UpdateMetrics> {
+        let clock = Instant::now();
+        let mut rng = step_rng(self.config.seed, self.update);
+        let jumps = self.advance(self.config.steps_per_update, &mut rng)?;
+        let update = self.update;
+        let (grad_norm, lr) = self.update(&mut rng)?;
+        Ok(UpdateMetrics {
+            update,
+            reward: self.mean_reward(),
+            log_ratio: self.log_ratio.iter().sum::<f64>() / self.batch as f64,
+            grad_norm,
+            jumps,
+            lr,
+            evaluations: self.evaluations,
+            seconds: clock.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Mean cached reward of the particles.
+    pub fn mean_reward(&self) -> f64 {
+        self.rewards.iter().sum::<f64>() / self.batch as f64
+    }
+}
