@@ -129,14 +129,14 @@ fn mlp_pretrained_with_dwdse_reaches_the_data_law() {
 }
 
 #[test]
-#[ignore = "being tuned: see the issue note"]
 fn transformer_pretrained_with_dwdse_reaches_the_data_law() {
-    let model = Transformer::new(
-        TransformerConfig::tiny(5, L, ScoreHead::Absorbing),
-        &Cpu::default(),
-        3,
-    )
-    .unwrap();
+    // The tiny transformer with a learned absolute position table: with RoPE alone it needs about twice
+    // the steps on these 4-token sequences, whose positions have very different marginals.
+    let config = TransformerConfig {
+        learned_positions: true,
+        ..TransformerConfig::tiny(5, L, ScoreHead::Absorbing)
+    };
+    let model = Transformer::new(config, &Cpu::default(), 3).unwrap();
     // 100,000 training sequences, 3,000 steps of batch 256.
     let model = pretrain(model, 3_000, 2e-3);
     let t = sample_tv(&model, 12);
