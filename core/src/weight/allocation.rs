@@ -5,9 +5,11 @@
 //! `E‖Ĝ − G‖² ≈ (1/P²) Σ_i σ_i²/n_i`. Two ways to spend the budget better than `n_i = B/P`:
 //!
 //! - **Neyman allocation** ([`Allocator`], GVM-RAFT-like): minimising `Σ σ_i²/n_i` under `Σ n_i = B`
-//!   gives `n_i ∝ σ_i`. `σ̂_i` is estimated online as the prompt's reward standard deviation times its
-//!   mean gradient norm, `σ̂_i = sd(r_i)·mean_j ‖∇log π(x_ij)‖` (smoothed across rounds), and every prompt
-//!   keeps a floor of draws so that a prompt whose groups looked degenerate is still revisited.
+//!   gives `n_i ∝ σ_i`. `σ̂_i` is estimated online from each draw's reward spread times its gradient norm,
+//!   `σ̂_i² = (1/(n−1)) Σ_j (r_ij − r̄_i)²·‖∇log π(x_ij)‖²` (pooled across rounds), and every prompt keeps
+//!   a floor of draws so that a prompt whose groups looked degenerate is still revisited. (The product of
+//!   the two spreads taken separately, `sd(r)·mean‖∇‖`, underestimates `σ_i` badly where the rare
+//!   outcome has the large gradient, e.g. the failures of an easy prompt.)
 //! - **Sequential rounds** ([`Sequential`], Reinforce-Ada-like successive elimination): draw `chunk`
 //!   samples for every active prompt; a prompt leaves once its group is non-degenerate (two distinct
 //!   rewards: its advantages are not all zero) or holds `cap` draws.
@@ -37,17 +39,17 @@ pub struct Neyman {
     pub budget: usize,
     /// Draws every prompt gets at least (`≥ 2`: a group needs two draws for a spread).
     pub floor: usize,
-    /// Weight of a new observation in the running estimate, `σ̂ ← (1 − s)·σ̂ + s·σ_new`, in `(0, 1]`.
+    /// Forgetting `s ∈ (0, 1]` of the pooled spread estimate (older rounds count `(1 − s)^age`).
     pub smoothing: f64,
 }
 
 impl Neyman {
-    /// `budget` draws a round, floor 2, smoothing ½.
+    /// `budget` draws a round, floor 2, forgetting 0.1.
     pub fn new(budget: usize) -> Self {
         Self {
             budget,
             floor: 2,
-            smoothing: 0.5,
+            smoothing: 0.1,
         }
     }
 
@@ -76,8 +78,10 @@ impl Neyman {
 pub struct Allocator {
     /// Settings.
     pub config: Neyman,
-    /// Running `σ̂_i` per prompt (`None` until first observed).
-    pub sigma: Vec<Option<f64>>,
+    /// Discounted sum of `(r_ij − r̄_i)²·‖∇_ij‖²` per prompt.
+    pub spread: Vec<f64>,
+    /// Discounted degrees of freedom `Σ (n − 1)` per prompt (`0`: not observed yet).
+    pub dof: Vec<f64>,
 }
 
 impl Allocator {
@@ -97,21 +101,29 @@ impl Allocator {
         }
         Ok(Self {
             config,
-            sigma: vec![None; prompts],
+            spread: vec![0.0; prompts],
+            dof: vec![0.0; prompts],
         })
+    }
+
+    /// `σ̂_i = sqrt(spread_i / dof_i)` (`None` before the first observation).
+    pub fn sigma(&self, prompt: usize) -> Option<f64> {
+        let dof = *self.dof.get(prompt)?;
+        (dof > 0.0).then(|| (self.spread[prompt] / dof).sqrt())
     }
 
     /// This round's draws per prompt: `n_i = floor + share_i` with `share_i ∝ σ̂_i` of the
     /// `B − P·floor` left over, rounded by largest remainder so that `Σ n_i = B` exactly. A prompt not yet
     /// observed counts with the mean `σ̂` of the others (all unobserved, or all `σ̂ = 0`: uniform).
     pub fn allocate(&self) -> Vec<usize> {
-        let known: Vec<f64> = self.sigma.iter().flatten().copied().collect();
+        let sigmas: Vec<Option<f64>> = (0..self.dof.len()).map(|i| self.sigma(i)).collect();
+        let known: Vec<f64> = sigmas.iter().flatten().copied().collect();
         let fill = if known.is_empty() {
             1.0
         } else {
             known.iter().sum::<f64>() / known.len() as f64
         };
-        let mut sigma: Vec<f64> = self.sigma.iter().map(|s| s.unwrap_or(fill)).collect();
+        let mut sigma: Vec<f64> = sigmas.iter().map(|s| s.unwrap_or(fill)).collect();
         if sigma.iter().sum::<f64>() <= 0.0 {
             sigma = vec![1.0; sigma.len()];
         }
@@ -124,14 +136,17 @@ impl Allocator {
     }
 
     /// Records prompt `prompt`'s group: rewards `r_ij` and per-sample gradient norms
-    /// `‖∇log π(x_ij)‖` (pass `1.0`s to allocate on reward spread alone). Updates
-    /// `σ̂_i ← (1 − s)·σ̂_i + s·sd(r_i)·mean(‖∇‖)` (the first observation is taken as is).
+    /// `‖∇log π(x_ij)‖` (pass `1.0`s to allocate on reward spread alone). Pools the variance over rounds
+    /// with forgetting `s`: `spread_i ← (1 − s)·spread_i + Σ_j (r_ij − r̄_i)²·‖∇_ij‖²`,
+    /// `dof_i ← (1 − s)·dof_i + (n − 1)`, `σ̂_i² = spread_i/dof_i`. (Pooling the squares, weighted by their
+    /// degrees of freedom, keeps `σ̂²` unbiased even when most small groups are degenerate; averaging
+    /// per-round `σ̂` would drive a floor-sized prompt's estimate to 0 and starve it.)
     pub fn observe(&mut self, prompt: usize, rewards: &[f64], grad_norms: &[f64]) -> Result<()> {
-        if prompt >= self.sigma.len() {
+        if prompt >= self.dof.len() {
             return Err(Error::invalid(
                 "prompt",
                 prompt,
-                format!("must be < {} prompts", self.sigma.len()),
+                format!("must be < {} prompts", self.dof.len()),
             ));
         }
         if rewards.len() < 2 || grad_norms.len() != rewards.len() {
@@ -154,12 +169,15 @@ impl Allocator {
                 });
             }
         }
-        let new = std_dev(rewards) * grad_norms.iter().sum::<f64>() / grad_norms.len() as f64;
-        let s = self.config.smoothing;
-        self.sigma[prompt] = Some(match self.sigma[prompt] {
-            Some(old) => (1.0 - s) * old + s * new,
-            None => new,
-        });
+        let mean = rewards.iter().sum::<f64>() / rewards.len() as f64;
+        let spread: f64 = rewards
+            .iter()
+            .zip(grad_norms)
+            .map(|(r, g)| (r - mean).powi(2) * g * g)
+            .sum();
+        let keep = 1.0 - self.config.smoothing;
+        self.spread[prompt] = keep * self.spread[prompt] + spread;
+        self.dof[prompt] = keep * self.dof[prompt] + (rewards.len() - 1) as f64;
         Ok(())
     }
 }
@@ -182,15 +200,6 @@ fn split(total: usize, weights: &[f64]) -> Vec<usize> {
         out[i] += 1;
     }
     out
-}
-
-/// Unbiased sample standard deviation (0 for fewer than two values).
-fn std_dev(v: &[f64]) -> f64 {
-    if v.len() < 2 {
-        return 0.0;
-    }
-    let m = v.iter().sum::<f64>() / v.len() as f64;
-    (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt()
 }
 
 /// Fraction of groups whose rewards are all equal (zero advantages; TRL's `frac_reward_zero_std`).
