@@ -1,4 +1,4 @@
-//! One reverse step at a time, for a population of particles: what SMC ([`super::smc`]) and value-guided
+//! One reverse step at a time, for a population of particles: what SMC ([`smc`](mod@super::smc)) and value-guided
 //! decoding ([`super::guidance`]) need beyond the samplers, built only on the public [`Step`] /
 //! [`step_probs`] API, so that their transitions are exactly the samplers' transitions.
 //!

@@ -56,7 +56,7 @@ impl GuidanceConfig {
     /// Checks `K ≥ 1`, `α > 0` (not NaN), the chain and the estimate.
     pub fn check(&self) -> Result<()> {
         crate::check::nonzero("candidates", self.candidates)?;
-        if !(self.alpha > 0.0) {
+        if self.alpha.is_nan() || self.alpha <= 0.0 {
             return Err(Error::invalid(
                 "alpha",
                 self.alpha,
@@ -137,7 +137,7 @@ where
             } else {
                 let repeat = |v: &[f64]| -> Vec<f64> {
                     v.iter()
-                        .flat_map(|&x| std::iter::repeat(x).take(k_cands))
+                        .flat_map(|&x| std::iter::repeat_n(x, k_cands))
                         .collect()
                 };
                 let estimates = chain::denoise(
