@@ -148,3 +148,6 @@ pub mod __private {
         }
     }
 }
+
+#[doc = include_str!("../docs/guidance.md")]
+pub mod guidance_tutorial {}
