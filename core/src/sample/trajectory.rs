@@ -136,7 +136,12 @@ impl Step {
             sigma_bar_next: seq(&self.sigma_bar_next),
             rate: seq(&self.rate),
             before: tok(&self.before),
-            after: tok(&self.after),
+            // A step built but not yet taken has no `after`: keep it empty rather than slice it.
+            after: if self.after.is_empty() {
+                Vec::new()
+            } else {
+                tok(&self.after)
+            },
             fixed: self.fixed[rows.start * l..rows.end * l].to_vec(),
             position: if self.position.is_empty() {
                 Vec::new()
