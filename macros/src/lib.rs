@@ -5,11 +5,17 @@
 //! - [`noise_schedule!`]: a formula `σ̄(t)` becomes a `NoiseSchedule`, its rate `σ = dσ̄/dt`
 //!   differentiated symbolically at compile time.
 //!
+//! - [`estimator!`]: a convex mixture of policy-gradient estimators becomes an `Estimator` type.
+//! - [`policy!`]: a fine-tuning configuration becomes a type whose constructors build a run.
+//!
 //! Each entry point is a thin call into a plain `fn(TokenStream2) -> TokenStream2` (unit-tested in
-//! this crate); `estimator!` and `policy!` will follow the same layout.
+//! this crate).
 
+mod call;
 mod ctxt;
+mod estimator;
 mod keys;
+mod policy;
 mod reward;
 mod schedule;
 mod suggest;
@@ -169,4 +175,16 @@ pub fn reward(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro]
 pub fn noise_schedule(input: TokenStream) -> TokenStream {
     schedule::noise_schedule(input.into()).into()
+}
+
+/// ESTIMATOR_DOCS
+#[proc_macro]
+pub fn estimator(input: TokenStream) -> TokenStream {
+    estimator::estimator(input.into()).into()
+}
+
+/// POLICY_DOCS
+#[proc_macro]
+pub fn policy(input: TokenStream) -> TokenStream {
+    policy::policy(input.into()).into()
 }
