@@ -26,12 +26,26 @@ pub mod prelude {
     };
     pub use sepo_core::train::{
         Checkpoint, Corpus, FinetuneConfig, Finetuner, KlMode, LogProb, LrSchedule, MetricsWriter,
-        PretrainConfig, Pretrainer, SamplerKind,
+        PretrainConfig, Pretrainer, RoundMetrics, SamplerKind,
     };
     pub use sepo_core::train::{Run, RunOptions};
     pub use sepo_core::weight::Baseline;
     pub use sepo_core::{Error, Result};
     pub use sepo_macros::{estimator, noise_schedule, policy, reward};
+}
+
+/// Tutorials, each a runnable doctest on tiny sizes.
+pub mod tutorials {
+    #[doc = include_str!("../docs/tutorial_1_rewards.md")]
+    pub mod tutorial_1_rewards {}
+    #[doc = include_str!("../docs/tutorial_2_schedules.md")]
+    pub mod tutorial_2_schedules {}
+    #[doc = include_str!("../docs/tutorial_3_pretrain.md")]
+    pub mod tutorial_3_pretrain {}
+    #[doc = include_str!("../docs/tutorial_4_finetune.md")]
+    pub mod tutorial_4_finetune {}
+    #[doc = include_str!("../docs/tutorial_5_estimators.md")]
+    pub mod tutorial_5_estimators {}
 }
 
 #[doc = include_str!("../README.md")]

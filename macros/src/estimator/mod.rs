@@ -100,7 +100,7 @@ mod tests {
     #[test]
     fn every_mistake_is_reported_with_a_stub() {
         let got = estimator(quote! {
-            pub Bad = 0.5 * gpro(clip = 1.5) + 0.4 * ppo(clip = 1.5, clip = 0.1);
+            pub Bad = 0.5 * grpoo(clip = 1.5) + 0.4 * ppo(clip = 1.5, clip = 0.1);
         })
         .to_string();
         assert!(got.contains("did you mean `grpo`"), "{got}");

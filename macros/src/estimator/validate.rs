@@ -53,7 +53,8 @@ fn weights_sum_to_one(cx: &Ctxt, mixture: &Mixture) {
         .iter()
         .map(|t| t.weight.as_ref().map_or(1.0, |w| w.0))
         .collect();
-    if weights.iter().any(|w| *w < 0.0) || !mixture.complete {
+    let unweighted = mixture.terms.len() > 1 && mixture.terms.iter().any(|t| t.weight.is_none());
+    if weights.iter().any(|w| *w < 0.0) || !mixture.complete || unweighted {
         return; // reported above, or some weights are unknown
     }
     let total: f64 = weights.iter().sum();

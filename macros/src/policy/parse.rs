@@ -457,6 +457,10 @@ fn plain(cx: &Ctxt, key: &str, value: &Expr) -> Option<()> {
         cx.error_spanned_by(value, format!("`{key}` expects {expected}"));
         return None;
     }
+    if key == "kl" && call::number(value).is_some_and(|(v, _)| v < 0.0) {
+        cx.error_spanned_by(value, "`kl` must be ≥ 0: it weighs a divergence");
+        return None;
+    }
     if literal && keys::POLICY_COUNTS.contains(&key) && call::number(value) == Some((0.0, true)) {
         cx.error_spanned_by(value, format!("`{key}` must be ≥ 1"));
         return None;

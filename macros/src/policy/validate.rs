@@ -16,8 +16,7 @@ pub fn check(cx: &Ctxt, item: &Item, policy: &Policy) {
 
 /// Without a reward there is nothing to fine-tune on; every other key has a default.
 fn has_reward(cx: &Ctxt, item: &Item, policy: &Policy) {
-    let given = item.entries.iter().any(|(k, _)| k == "reward");
-    if policy.reward.is_none() && !given {
+    if policy.reward.is_none() {
         cx.error_spanned_by(
             &item.name,
             format!(
