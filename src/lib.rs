@@ -26,26 +26,91 @@ pub mod prelude {
     };
     pub use sepo_core::train::{
         Checkpoint, Corpus, FinetuneConfig, Finetuner, KlMode, LogProb, LrSchedule, MetricsWriter,
-        PretrainConfig, Pretrainer, SamplerKind,
+        PretrainConfig, Pretrainer, RoundMetrics, SamplerKind,
     };
+    pub use sepo_core::train::{Run, RunOptions};
     pub use sepo_core::weight::Baseline;
     pub use sepo_core::{Error, Result};
-    pub use sepo_macros::{noise_schedule, reward};
+    pub use sepo_macros::{estimator, noise_schedule, policy, reward};
+}
+
+/// Tutorials, each a runnable doctest on tiny sizes.
+pub mod tutorials {
+    #[doc = include_str!("../docs/tutorial_1_rewards.md")]
+    pub mod tutorial_1_rewards {}
+    #[doc = include_str!("../docs/tutorial_2_schedules.md")]
+    pub mod tutorial_2_schedules {}
+    #[doc = include_str!("../docs/tutorial_3_pretrain.md")]
+    pub mod tutorial_3_pretrain {}
+    #[doc = include_str!("../docs/tutorial_4_finetune.md")]
+    pub mod tutorial_4_finetune {}
+    #[doc = include_str!("../docs/tutorial_5_estimators.md")]
+    pub mod tutorial_5_estimators {}
 }
 
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
-pub use sepo_macros::{noise_schedule, reward};
+pub use sepo_macros::{estimator, noise_schedule, policy, reward};
 
 /// What the DSL's expansions name (`::sepo::__private::..`). Not a public API: it changes with
 /// `sepo-macros`, which the facade pins with `=`.
 #[doc(hidden)]
 pub mod __private {
-    pub use sepo_core::reward::{Reward, Scaled, SequenceReward, Sum};
-    pub use sepo_core::schedule::NoiseSchedule;
+    pub use sepo_core::dfdx::prelude::Device;
+    pub use sepo_core::graph::{Absorbing, Uniform};
+    pub use sepo_core::nn::AdamW;
+    pub use sepo_core::policy::{
+        CleanScores, Component, ConcreteScore, Estimator, Mixture, NeighbourWeights,
+    };
+    pub use sepo_core::reward::{BoxedReward, Reward, Scaled, SequenceReward, Sum};
+    pub use sepo_core::sample::{Predictor, SamplerConfig};
+    pub use sepo_core::schedule::{LogLinear, NoiseSchedule};
+    pub use sepo_core::score::{Mlp, ScoreModel, Transformer};
+    pub use sepo_core::train::{
+        seq_len_of, Checkpoint, FinetuneConfig, Finetuner, FromStates, KlMode, LogProb, Run,
+        RunOptions, SamplerKind,
+    };
+    pub use sepo_core::weight::Baseline;
     pub use serde;
+
+    /// The reward of a `policy!`, type-erased; a value that is not a `Reward` is underlined at the
+    /// user's expression (the call carries its span).
+    pub fn boxed_reward<R: Reward + 'static>(reward: R) -> BoxedReward {
+        BoxedReward(Box::new(reward))
+    }
+
+    /// The checked mixture of a `policy!`'s `estimator:` value.
+    pub fn mixture_of<E: Estimator + ?Sized>(estimator: &E) -> sepo_core::Result<Mixture> {
+        Mixture::of(estimator)
+    }
+
+    /// `(groups, group_size)` for a `policy!`'s `batch` and the optional `groups`/`group_size`;
+    /// without either, groups of 8 (`FinetuneConfig::new`'s), or one group if the batch is smaller.
+    pub fn split_batch(
+        batch: usize,
+        groups: Option<usize>,
+        group_size: Option<usize>,
+    ) -> sepo_core::Result<(usize, usize)> {
+        let invalid = |reason: String| sepo_core::Error::invalid("batch", batch, reason);
+        let size = match (groups, group_size) {
+            (_, Some(size)) => size,
+            (Some(groups), None) if groups > 0 => batch / groups,
+            _ => batch.min(8),
+        };
+        if size == 0 || batch % size != 0 {
+            return Err(invalid(format!("must be a multiple of group_size {size}")));
+        }
+        if let Some(groups) = groups {
+            if groups * size != batch {
+                return Err(invalid(format!(
+                    "must equal groups × group_size = {groups} × {size}"
+                )));
+            }
+        }
+        Ok((batch / size, size))
+    }
 
     /// Token types a `#[reward]` fn may take. `usize` (sepo's own) is borrowed; the others are
     /// converted copies, a token too large for the type becoming its `MAX`.

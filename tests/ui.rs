@@ -9,4 +9,8 @@ fn ui() {
     t.compile_fail("tests/ui/reward/fail/*.rs");
     t.pass("tests/ui/noise_schedule/pass/*.rs");
     t.compile_fail("tests/ui/noise_schedule/fail/*.rs");
+    t.pass("tests/ui/estimator/pass/*.rs");
+    t.compile_fail("tests/ui/estimator/fail/*.rs");
+    t.pass("tests/ui/policy/pass/*.rs");
+    t.compile_fail("tests/ui/policy/fail/*.rs");
 }

@@ -19,3 +19,78 @@ pub const TIME: &str = "t";
 pub const PI: &str = "PI";
 /// Euler's number in `noise_schedule!` expressions.
 pub const E: &str = "E";
+
+/// `estimator!` components that exist.
+pub const COMPONENTS: &[&str] = &[REINFORCE, PPO, GRPO];
+/// Names of estimators planned in another issue, rejected with a message saying so.
+pub const COMPONENTS_LATER: &[&str] = &["snis", "control_variate"];
+/// `reinforce(baseline = ..)`: no clipping.
+pub const REINFORCE: &str = "reinforce";
+/// `ppo(baseline = .., clip = ε)`.
+pub const PPO: &str = "ppo";
+/// `grpo(group = G, clip = ε, delta = δ)`.
+pub const GRPO: &str = "grpo";
+/// Option `baseline = none|mean|leave_one_out|grpo`.
+pub const BASELINE: &str = "baseline";
+/// Option `clip = ε`, `ε ∈ (0, 1)`.
+pub const CLIP: &str = "clip";
+/// Option `group = G`, `G ≥ 1`.
+pub const GROUP: &str = "group";
+/// Option `delta = δ > 0` of GRPO's standardisation.
+pub const DELTA: &str = "delta";
+/// Values of `baseline = ..`.
+pub const BASELINES: &[&str] = &["none", "mean", "leave_one_out", "grpo"];
+
+/// Every key of a `policy!` body, in the order of the docs' table.
+pub const POLICY_KEYS: &[&str] = &[
+    "model",
+    "graph",
+    "schedule",
+    "sampler",
+    "reward",
+    "eval_reward",
+    "log_prob",
+    "estimator",
+    "kl",
+    "kl_mode",
+    "kl_last_steps",
+    "optimizer",
+    "batch",
+    "groups",
+    "group_size",
+    "iterations",
+    "epochs",
+    "minibatch",
+    "seq_len",
+    "seed",
+    "metrics",
+    "checkpoint_dir",
+    "progress",
+];
+/// `policy!` keys taking a count (`usize`, at least 1 when a literal).
+pub const POLICY_COUNTS: &[&str] = &[
+    "batch",
+    "groups",
+    "group_size",
+    "epochs",
+    "minibatch",
+    "seq_len",
+    "kl_last_steps",
+    "iterations",
+];
+/// Models `policy!` loads from a checkpoint.
+pub const MODELS: &[&str] = &["Transformer", "Mlp"];
+/// Graphs `policy!` builds for the model's states.
+pub const GRAPHS: &[&str] = &["Absorbing", "Uniform"];
+/// Samplers of `policy!`.
+pub const SAMPLERS: &[&str] = &["Tweedie", "Euler", "FirstHitting"];
+/// Log-probability estimators of `policy!`.
+pub const LOG_PROBS: &[&str] = &["ConcreteScore", "Trajectory"];
+/// Neighbour weights of `ConcreteScore(weights = ..)`.
+pub const WEIGHTS: &[&str] = &["Conditional", "Enumerate", "Snis"];
+/// Clean-score modes of `ConcreteScore(clean = ..)`.
+pub const CLEANS: &[&str] = &["Masked", "Unmasked", "MaskedSubset"];
+/// KL modes of `policy!`.
+pub const KL_MODES: &[&str] = &["InReward", "Path"];
+/// Optimisers of `policy!` (one: AdamW, also spelt `Adam`).
+pub const OPTIMIZERS: &[&str] = &["Adam", "AdamW"];

@@ -5,11 +5,17 @@
 //! - [`noise_schedule!`]: a formula `σ̄(t)` becomes a `NoiseSchedule`, its rate `σ = dσ̄/dt`
 //!   differentiated symbolically at compile time.
 //!
+//! - [`estimator!`]: a convex mixture of policy-gradient estimators becomes an `Estimator` type.
+//! - [`policy!`]: a fine-tuning configuration becomes a type whose constructors build a run.
+//!
 //! Each entry point is a thin call into a plain `fn(TokenStream2) -> TokenStream2` (unit-tested in
-//! this crate); `estimator!` and `policy!` will follow the same layout.
+//! this crate).
 
+mod call;
 mod ctxt;
+mod estimator;
 mod keys;
+mod policy;
 mod reward;
 mod schedule;
 mod suggest;
@@ -169,4 +175,191 @@ pub fn reward(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro]
 pub fn noise_schedule(input: TokenStream) -> TokenStream {
     schedule::noise_schedule(input.into()).into()
+}
+
+/// Declares policy-gradient estimators as convex mixtures of named components; each becomes a unit
+/// struct implementing `sepo::policy::Estimator` (and `Into<Mixture>`).
+///
+/// ```
+/// use sepo::prelude::*;
+///
+/// estimator! {
+///     /// Mostly GRPO over groups of 16, some leave-one-out REINFORCE.
+///     pub Mixed = 0.8 * grpo(group = 16, clip = 0.2) + 0.2 * reinforce(baseline = leave_one_out);
+///     /// A lone component has weight 1.
+///     pub Clipped = ppo(baseline = mean, clip = 0.1);
+/// }
+///
+/// let mixture = Mixture::of(&Mixed)?;
+/// assert_eq!(mixture.components[0].group, Some(16));
+/// assert_eq!(Mixture::from(Clipped), Mixture::ppo(Baseline::Mean, 0.1));
+/// # Ok::<(), sepo::Error>(())
+/// ```
+///
+/// # Components
+///
+/// | component | advantages | clip | options (defaults) |
+/// |---|---|---|---|
+/// | `reinforce` | `r − b` | none | `baseline = none\|mean\|leave_one_out\|grpo` (`mean`), `group = G` (the run's `group_size`) |
+/// | `ppo` | `r − b` | `ε` | `baseline` (`mean`), `clip = ε` (`0.2`), `group = G` |
+/// | `grpo` | `(r − r̄_g)/(σ_g + δ)` | `ε` | `group = G`, `clip = ε` (`0.2`), `delta = δ` (`1e-8`) |
+///
+/// `snis` and `control_variate` are not available yet (a later issue) and are rejected with a
+/// message saying so.
+///
+/// # Checks at compile time, each at its span
+///
+/// Weights are number literals `≥ 0` summing to 1 (within 1e-9); every term of a mixture has a
+/// weight; components and baselines are known ("did you mean"); options are known to their
+/// component and given once; `clip ∈ (0, 1)`, `group ≥ 1`, `delta > 0`. On error each struct is
+/// still emitted (with a stub body), so its uses do not add errors.
+///
+/// # Expansion
+///
+/// For `Mixed` above (pinned by a unit test in `estimator/mod.rs`):
+///
+/// ```text
+/// pub struct Mixed;   // #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// impl ::sepo::__private::Estimator for Mixed {
+///     fn name(&self) -> String { String::from("Mixed") }
+///     fn components(&self) -> Vec<::sepo::__private::Component> {
+///         vec![
+///             Component { name: "grpo".into(), weight: 0.8, baseline: Baseline::Grpo { delta: 1e-8 },
+///                         group: Some(16), clip: Some(0.2) },
+///             Component { name: "reinforce".into(), weight: 0.2, baseline: Baseline::LeaveOneOut,
+///                         group: None, clip: None },
+///         ]
+///     }
+/// }
+/// impl From<Mixed> for ::sepo::__private::Mixture { /* Mixture { components } */ }
+/// ```
+#[proc_macro]
+pub fn estimator(input: TokenStream) -> TokenStream {
+    estimator::estimator(input.into()).into()
+}
+
+/// Declares a SEPO fine-tuning run: a unit struct whose constructors build a `sepo::train::Run` (a
+/// `Finetuner` plus rounds, progress bar, metrics file and checkpoint), generic over the device.
+///
+/// ```no_run
+/// use sepo::prelude::*;
+/// use sepo::reward::GcContent;
+///
+/// estimator! {
+///     pub Mixed = 0.8 * grpo(clip = 0.2) + 0.2 * reinforce(baseline = leave_one_out);
+/// }
+///
+/// policy! {
+///     /// GC content, kept close to the pretrained model.
+///     pub DnaPolicy {
+///         model: Transformer(checkpoint = "runs/pretrain"),
+///         graph: Absorbing,
+///         schedule: LogLinear(eps = 1e-3),
+///         sampler: Tweedie(steps = 128),
+///         reward: GcContent::default(),
+///         log_prob: ConcreteScore(weights = Conditional),
+///         estimator: Mixed,
+///         kl: 0.05,
+///         optimizer: Adam(lr = 1e-4),
+///         batch: 64,
+///         iterations: 1_000,
+///         metrics: "runs/policy/metrics.jsonl",
+///         checkpoint_dir: "runs/policy",
+///     }
+/// }
+///
+/// let mut run = DnaPolicy::build(&Cpu::default())?; // or on `Cuda`
+/// let history = run.fit()?; // progress bar, metrics, checkpoint
+/// println!("reward {:.3} → {:.3}", history[0].reward, history[history.len() - 1].reward);
+/// # Ok::<(), sepo::Error>(())
+/// ```
+///
+/// Each item is `attributes visibility Name { key: value, .. }`. It expands to a unit struct with
+///
+/// - `Name::build(&dev)` (only with `model:`): loads the checkpoint onto `dev: D`, `D: Device<f32>`;
+/// - `Name::build_with(model)`: for a model built in code (e.g. pretrained in the same program), on
+///   the model's device; `model: impl ScoreModel<f32, D>`;
+/// - `Name::config(seq_len)`: the `FinetuneConfig`.
+///
+/// `run.fit()` runs the rounds left up to `iterations` and returns their `RoundMetrics`;
+/// `run.resume()` restores a run saved in `checkpoint_dir`; `run.finetuner` is the core trainer.
+///
+/// # Keys
+///
+/// Only `reward` is required. This table is the one place the defaults are documented (the
+/// fine-tuning tutorial repeats it).
+///
+/// | key | value | default |
+/// |---|---|---|
+/// | `model` | `Transformer(checkpoint = "dir")` or `Mlp(checkpoint = "dir")` | none: use `build_with(model)` |
+/// | `graph` | `Absorbing` or `Uniform`, over the model's states | `Absorbing` |
+/// | `schedule` | a schedule type, fields by name: `LogLinear(eps = 1e-3)`, `Geometric`, a `noise_schedule!` type | `LogLinear` (`eps = 1e-3`) |
+/// | `sampler` | `Tweedie(steps, eps, max_batch)`, `Euler(..)`, `FirstHitting(max_batch)` | `Tweedie(steps = 32)` |
+/// | `reward` | any `Reward` expression: `GcContent::default()`, `0.5 * MyReward + Other { .. }` | **required** |
+/// | `eval_reward` | a held-out `Reward`, reported as `eval_reward`, never trained on | none |
+/// | `log_prob` | `ConcreteScore(weights = Conditional\|Enumerate\|Snis(draws = 2), clean = Masked\|Unmasked\|MaskedSubset(positions = 4), t0 = 1e-5)` or `Trajectory` | `ConcreteScore(weights = Conditional, clean = Masked, t0 = 1e-5)` |
+/// | `estimator` | an `estimator!` type or any `Estimator` value, or a mixture inline: `grpo(clip = 0.2)` | `grpo(clip = 0.2)` |
+/// | `kl` | `β ≥ 0` | `0.0` (off) |
+/// | `kl_mode` | `InReward` or `Path` | `InReward` |
+/// | `kl_last_steps` | KL over the last `n` sampler steps | all steps |
+/// | `optimizer` | `Adam(lr, weight_decay, beta1, beta2, eps)` (AdamW) | `Adam(lr = 1e-4)` (`0.0`, `0.9`, `0.999`, `1e-8`) |
+/// | `batch` | samples per round, `groups × group_size` | `32` |
+/// | `groups` | groups per round | `4` (or `batch / group_size`) |
+/// | `group_size` | samples per group `G` | `8` (or `batch / groups`, or `batch` if below 8) |
+/// | `iterations` | rounds in total | `100` |
+/// | `epochs` | optimisation passes over a round's samples | `5` |
+/// | `minibatch` | sequences per gradient step | `16` |
+/// | `seq_len` | sequence length | the model's length |
+/// | `seed` | run seed (round `k` uses `step_rng(seed, k)`) | `0` |
+/// | `metrics` | a path: one JSON line of `RoundMetrics` per round | none |
+/// | `checkpoint_dir` | a path: the run is saved there after `fit` | none |
+/// | `progress` | `true`/`false`: the progress bar | `true` |
+///
+/// # Errors, at the user's span
+///
+/// Unknown keys and options ("did you mean"), repeated keys, the missing `reward`, values of the
+/// wrong form (`graph: 3`, `epochs: 2.5`, `kl: -0.1`), `batch` not splitting into groups, a
+/// first-hitting sampler on a uniform graph, and every `estimator!` rule for an inline mixture. A
+/// `reward` that is not a `Reward` is underlined by the compiler where it was written. On error the
+/// struct and its constructors are still emitted, with stub bodies.
+///
+/// # Expansion
+///
+/// For `policy! { pub Tiny { model: Mlp(checkpoint = "runs/mlp"), reward: GcContent::default(),
+/// kl: 0.05, batch: 16 } }` (pinned by a unit test in `policy/tests.rs`; paths shortened):
+///
+/// ```text
+/// pub struct Tiny;   // #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// impl Tiny {
+///     /// Loads the `Mlp` checkpoint from `runs/mlp` onto `dev` and builds the run.
+///     pub fn build<D: Device<f32>>(dev: &D) -> Result<Run<f32, D, Mlp<f32, D>, Absorbing, LogLinear>> {
+///         let checkpoint = Checkpoint::new("runs/mlp");
+///         let (model, _) = checkpoint.load_model::<f32, D, Mlp<f32, D>>(dev)?;
+///         Self::build_with(model)
+///     }
+///     /// Builds the run from a model built in code (on the model's device).
+///     pub fn build_with<D, M>(model: M) -> Result<Run<f32, D, M, Absorbing, LogLinear>>
+///     where D: Device<f32>, M: ScoreModel<f32, D> {
+///         let states = <M as ScoreModel<f32, D>>::num_states(&model);
+///         let graph = <Absorbing as FromStates>::from_states(states)?;
+///         let schedule: LogLinear = <LogLinear as Default>::default();
+///         let seq_len = seq_len_of(&model, None)?;
+///         let config = Self::config(seq_len)?;
+///         let reward = boxed_reward(GcContent::default());
+///         let finetuner = Finetuner::new(model, graph, schedule, reward, config)?;
+///         let options = RunOptions { rounds: 100, progress: true, metrics: None, checkpoint: None };
+///         Ok(Run::new(finetuner, options))
+///     }
+///     /// The fine-tuning configuration for sequences of length `seq_len`.
+///     pub fn config(seq_len: usize) -> Result<FinetuneConfig> {
+///         let mut config = FinetuneConfig::new(seq_len);
+///         config.kl = 0.05f64;
+///         (config.groups, config.group_size) = split_batch(16, None, None)?;
+///         Ok(config)
+///     }
+/// }
+/// ```
+#[proc_macro]
+pub fn policy(input: TokenStream) -> TokenStream {
+    policy::policy(input.into()).into()
 }

@@ -3,12 +3,14 @@
 //! Randomness is derived per step from `(seed, step)` ([`step_rng`]), so a run resumed from a checkpoint
 //! continues bit-identically on CPU without having to serialise an RNG.
 
+pub mod build;
 pub mod checkpoint;
 pub mod finetune;
 pub mod metrics;
 pub mod pretrain;
 pub mod single_loop;
 
+pub use build::{seq_len_of, FromStates, Run, RunOptions};
 pub use checkpoint::{Checkpoint, ModelKind};
 pub use finetune::{FinetuneConfig, Finetuner, KlMode, LogProb, RoundMetrics, SamplerKind};
 pub use metrics::MetricsWriter;

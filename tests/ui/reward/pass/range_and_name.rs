@@ -19,8 +19,8 @@ fn small(_seq: &[usize]) -> f64 {
 }
 
 fn main() {
-    assert_eq!(Signed.range(), Some((-1.0, 1.0)));
-    assert_eq!(Len.range(), Some((0.0, f64::INFINITY)));
-    assert_eq!(Len.name(), "length");
-    assert_eq!(Small.range(), Some((f64::NEG_INFINITY, 0.5)));
+    assert_eq!(Reward::range(&Signed), Some((-1.0, 1.0)));
+    assert_eq!(Reward::range(&Len), Some((0.0, f64::INFINITY)));
+    assert_eq!(Reward::name(&Len), "length");
+    assert_eq!(Reward::range(&Small), Some((f64::NEG_INFINITY, 0.5)));
 }

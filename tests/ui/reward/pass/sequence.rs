@@ -11,7 +11,7 @@ pub fn gc_content(seq: &[usize]) -> f64 {
 
 fn main() {
     let reward: GcContent = Default::default();
-    assert_eq!(reward.name(), "gc_content");
+    assert_eq!(Reward::name(&reward), "gc_content");
     let batch: Vec<&[usize]> = vec![&[1, 2], &[0, 3]];
     assert_eq!(evaluate(&GcContent, &batch).unwrap(), vec![1.0, 0.0]);
 }

@@ -1,0 +1,163 @@
+//! A configured fine-tuning run: a [`Finetuner`] plus what [`Run::fit`] needs to run unattended (the
+//! number of rounds, a progress bar, a metrics file, a checkpoint directory). This is what the facade's
+//! `policy!` macro builds; it is plain code and can be used without the macro.
+//!
+//! ```no_run
+//! # use sepo_core::{graph::Absorbing, reward::{BoxedReward, GcContent}, schedule::LogLinear};
+//! # use sepo_core::score::{Mlp, MlpConfig, ScoreHead, ScoreModel};
+//! # use sepo_core::train::{FinetuneConfig, Finetuner, FromStates, Run, RunOptions};
+//! # fn main() -> sepo_core::Result<()> {
+//! let dev = dfdx::prelude::Cpu::default();
+//! let model = Mlp::<f32, _>::new(MlpConfig::tiny(5, 4, ScoreHead::Absorbing), &dev, 0)?;
+//! let graph = Absorbing::from_states(model.num_states())?;
+//! let reward = BoxedReward(Box::new(GcContent::default()));
+//! let finetuner = Finetuner::new(model, graph, LogLinear::default(), reward, FinetuneConfig::new(4))?;
+//! let mut run = Run::new(finetuner, RunOptions { rounds: 10, ..RunOptions::default() });
+//! let history = run.fit()?;
+//! # Ok(()) }
+//! ```
+
+use std::path::PathBuf;
+
+use dfdx::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::graph::{Absorbing, Graph, Uniform};
+use crate::reward::{BoxedReward, Reward};
+use crate::schedule::NoiseSchedule;
+use crate::score::ScoreModel;
+use crate::train::{Checkpoint, Finetuner, MetricsWriter, RoundMetrics};
+
+/// A graph built for a model's number of states, so a configuration can say `Absorbing` and take
+/// the vocabulary from the model.
+pub trait FromStates: Graph + Sized {
+    /// The graph over `states` states in total (the mask included, for [`Absorbing`]).
+    fn from_states(states: usize) -> Result<Self>;
+}
+
+impl FromStates for Absorbing {
+    fn from_states(states: usize) -> Result<Self> {
+        Absorbing::new(states)
+    }
+}
+
+impl FromStates for Uniform {
+    fn from_states(states: usize) -> Result<Self> {
+        Uniform::new(states)
+    }
+}
+
+/// The sequence length of a run: `given`, else the model's fixed or maximal length.
+pub fn seq_len_of<E: Dtype, D: Device<E>, M: ScoreModel<E, D>>(
+    model: &M,
+    given: Option<usize>,
+) -> Result<usize> {
+    match (given, model.max_len()) {
+        (Some(len), Some(max)) if len > max => Err(Error::invalid(
+            "seq_len",
+            len,
+            format!("exceeds the model's maximal length {max}"),
+        )),
+        (Some(len), _) | (None, Some(len)) => Ok(len),
+        (None, None) => Err(Error::invalid(
+            "seq_len",
+            "unset",
+            "the model accepts any length: set `seq_len`",
+        )),
+    }
+}
+
+/// What [`Run::fit`] does besides the rounds themselves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunOptions {
+    /// Total rounds: `fit` runs until the finetuner has completed this many (so a resumed run
+    /// finishes the remainder).
+    pub rounds: u64,
+    /// Show a progress bar with the running reward.
+    pub progress: bool,
+    /// Append each round's [`RoundMetrics`] as a JSON line to this file.
+    pub metrics: Option<PathBuf>,
+    /// Save the run here after `fit` (policy, reference, optimiser, round counter).
+    pub checkpoint: Option<PathBuf>,
+}
+
+impl Default for RunOptions {
+    /// 100 rounds, a progress bar, no metrics file, no checkpoint.
+    fn default() -> Self {
+        Self {
+            rounds: 100,
+            progress: true,
+            metrics: None,
+            checkpoint: None,
+        }
+    }
+}
+
+/// A fine-tuning run ready to [`fit`](Run::fit). The reward is type-erased by default, so the type of a
+/// run names only the device, the model, the graph and the schedule.
+pub struct Run<E, D, M, G, S, R = BoxedReward>
+where
+    E: Dtype,
+    D: Device<E>,
+    M: ScoreModel<E, D>,
+    G: Graph,
+    S: NoiseSchedule,
+    R: Reward,
+{
+    /// The trainer: policy, reference, rewards, configuration, optimiser state.
+    pub finetuner: Finetuner<E, D, M, G, S, R>,
+    /// Rounds, progress, metrics and checkpoint.
+    pub options: RunOptions,
+}
+
+impl<E, D, M, G, S, R> Run<E, D, M, G, S, R>
+where
+    E: Dtype,
+    D: Device<E>,
+    M: ScoreModel<E, D>,
+    G: Graph,
+    S: NoiseSchedule,
+    R: Reward,
+{
+    /// A run of `finetuner` with `options`.
+    pub fn new(finetuner: Finetuner<E, D, M, G, S, R>, options: RunOptions) -> Self {
+        Self { finetuner, options }
+    }
+
+    /// The policy being fine-tuned.
+    pub fn model(&self) -> &M {
+        &self.finetuner.model
+    }
+
+    /// Runs the remaining rounds (up to [`RunOptions::rounds`] in total) with the configured progress
+    /// bar and metrics file, then saves a checkpoint if a directory is configured. Returns the metrics
+    /// of the rounds run by this call. On error the finetuner keeps the last completed round.
+    pub fn fit(&mut self) -> Result<Vec<RoundMetrics>> {
+        let mut writer = match &self.options.metrics {
+            Some(path) => Some(MetricsWriter::append(path)?),
+            None => None,
+        };
+        let remaining = self.options.rounds.saturating_sub(self.finetuner.round);
+        let history = self
+            .finetuner
+            .fit(remaining, self.options.progress, writer.as_mut())?;
+        if let Some(dir) = &self.options.checkpoint {
+            self.finetuner.save(&Checkpoint::new(dir))?;
+        }
+        Ok(history)
+    }
+
+    /// Restores the run saved in the checkpoint directory by an earlier [`Run::fit`], if there is one:
+    /// `Ok(true)` if it resumed, `Ok(false)` if no directory is configured or nothing was saved yet.
+    pub fn resume(&mut self) -> Result<bool> {
+        let Some(dir) = &self.options.checkpoint else {
+            return Ok(false);
+        };
+        let checkpoint = Checkpoint::new(dir);
+        if !checkpoint.dir.join("trainer.json").exists() {
+            return Ok(false);
+        }
+        self.finetuner.resume(&checkpoint)?;
+        Ok(true)
+    }
+}

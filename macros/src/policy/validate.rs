@@ -1,0 +1,67 @@
+//! Rules across the keys of a `policy!`, one small fn per rule, each error at the user's tokens.
+
+use super::parse::{EstimatorValue, Item, Policy};
+use crate::call;
+use crate::ctxt::Ctxt;
+
+/// Records every rule the policy breaks.
+pub fn check(cx: &Ctxt, item: &Item, policy: &Policy) {
+    has_reward(cx, item, policy);
+    batch_splits_into_groups(cx, policy);
+    first_hitting_needs_absorbing(cx, policy);
+    if let Some(EstimatorValue::Inline(mixture)) = &policy.estimator {
+        crate::estimator::validate::check(cx, mixture);
+    }
+}
+
+/// Without a reward there is nothing to fine-tune on; every other key has a default.
+fn has_reward(cx: &Ctxt, item: &Item, policy: &Policy) {
+    if policy.reward.is_none() {
+        cx.error_spanned_by(
+            &item.name,
+            format!(
+                "missing key `reward` in `{}`: the reward to fine-tune on, e.g. `reward: GcContent`",
+                item.name
+            ),
+        );
+    }
+}
+
+/// `batch = groups × group_size`, checked when the numbers are literals (else at run time).
+fn batch_splits_into_groups(cx: &Ctxt, policy: &Policy) {
+    let literal = |key: &str| {
+        policy
+            .plain(key)
+            .and_then(|e| call::number(e).map(|(v, _)| (v as u64, e)))
+    };
+    let Some((batch, original)) = literal("batch") else {
+        return;
+    };
+    match (literal("groups"), literal("group_size")) {
+        (Some((groups, _)), Some((size, _))) if groups * size != batch => cx.error_spanned_by(
+            original,
+            format!("`batch` ({batch}) must equal `groups` × `group_size` ({groups} × {size})"),
+        ),
+        (None, Some((size, _))) if size > 0 && batch % size != 0 => cx.error_spanned_by(
+            original,
+            format!("`batch` ({batch}) must be a multiple of `group_size` ({size})"),
+        ),
+        (Some((groups, _)), None) if groups > 0 && batch % groups != 0 => cx.error_spanned_by(
+            original,
+            format!("`batch` ({batch}) must be a multiple of `groups` ({groups})"),
+        ),
+        _ => {}
+    }
+}
+
+/// The first-hitting sampler unmasks one position per event: it needs the absorbing graph.
+fn first_hitting_needs_absorbing(cx: &Ctxt, policy: &Policy) {
+    if let (Some((_, Some(name))), Some(graph)) = (&policy.sampler, &policy.graph) {
+        if graph == "Uniform" {
+            cx.error_spanned_by(
+                name,
+                "`FirstHitting` samples absorbing graphs only: use `Tweedie` or `Euler` with `graph: Uniform`",
+            );
+        }
+    }
+}
