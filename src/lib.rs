@@ -46,6 +46,8 @@ pub mod tutorials {
     pub mod tutorial_4_finetune {}
     #[doc = include_str!("../docs/tutorial_5_estimators.md")]
     pub mod tutorial_5_estimators {}
+    #[doc = include_str!("../docs/tutorial_6_guidance.md")]
+    pub mod tutorial_6_guidance {}
 }
 
 #[doc = include_str!("../README.md")]
@@ -213,6 +215,3 @@ pub mod __private {
         }
     }
 }
-
-#[doc = include_str!("../docs/guidance.md")]
-pub mod guidance_tutorial {}

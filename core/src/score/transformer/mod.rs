@@ -278,7 +278,9 @@ impl<E: Dtype, D: Device<E>> ScoreModel<E, D> for Transformer<E, D> {
             .gather(tokens.clone());
         if let Some(pos) = self.pos_embed {
             let (b, dim) = (tokens.shape().0, self.config.dim);
-            let positions = params.device().tensor_from_vec((0..len).collect::<Vec<usize>>(), (len,));
+            let positions = params
+                .device()
+                .tensor_from_vec((0..len).collect::<Vec<usize>>(), (len,));
             // The table's gather must be recorded too (its own tape, merged by the addition): an
             // untaped gather would hand the gradient to the gathered copy, never to the table.
             x = x + params

@@ -262,4 +262,3 @@ fn dfdx_cpu_slice_backward_assigns_instead_of_adding() {
     let grads = loss.backward();
     assert_eq!(grads.get(&x).as_vec(), vec![1.0, 3.0]);
 }
-
