@@ -297,10 +297,10 @@ pub fn estimator(input: TokenStream) -> TokenStream {
 /// | `sampler` | `Tweedie(steps, eps, max_batch)`, `Euler(..)`, `FirstHitting(max_batch)` | `Tweedie(steps = 32)` |
 /// | `reward` | any `Reward` expression: `GcContent::default()`, `0.5 * MyReward + Other { .. }` | **required** |
 /// | `eval_reward` | a held-out `Reward`, reported as `eval_reward`, never trained on | none |
-/// | `log_prob` | `ConcreteScore(weights = Conditional\|Enumerate\|Snis(draws = 2), clean = Masked\|Unmasked\|MaskedSubset(positions = 4), t0 = 1e-5)` or `Trajectory` | `ConcreteScore(weights = Conditional, clean = Masked, t0 = 1e-5)` |
+/// | `log_prob` | `ConcreteScore(weights = Conditional\|Enumerate\|Snis(draws = 2), clean = Masked\|Unmasked\|MaskedSubset(positions = 4), t0 = 1e-5)` or `Trajectory` | `Trajectory` (see `LogProb`'s docs for why) |
 /// | `estimator` | an `estimator!` type or any `Estimator` value, or a mixture inline: `grpo(clip = 0.2)` | `grpo(clip = 0.2)` |
 /// | `kl` | `β ≥ 0` | `0.0` (off) |
-/// | `kl_mode` | `InReward` or `Path` | `InReward` |
+/// | `kl_mode` | `InReward` or `Path` | `Path` |
 /// | `kl_last_steps` | KL over the last `n` sampler steps | all steps |
 /// | `optimizer` | `Adam(lr, weight_decay, beta1, beta2, eps)` (AdamW) | `Adam(lr = 1e-4)` (`0.0`, `0.9`, `0.999`, `1e-8`) |
 /// | `batch` | samples per round, `groups × group_size` | `32` |
