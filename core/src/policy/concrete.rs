@@ -6,7 +6,7 @@ use rand::{Rng, SeedableRng};
 use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::loss::{ppo_clip, PpoObjective, PpoStats, PpoTerms};
-use crate::nn::{from_f64s, to_f64s, ParamStore};
+use crate::nn::{from_f64, from_f64s, to_f64s, Grads, ParamStore};
 use crate::policy::{clean_log_scores, neighbour_log_weights, CleanScores, NeighbourWeights};
 use crate::schedule::NoiseSchedule;
 use crate::score::ScoreModel;
@@ -138,4 +138,82 @@ impl ConcreteScore {
             },
         )
     }
+
+    /// The gradient of [`Self::loss`] (and its statistics), accumulated over chunks of samples so that
+    /// every taped forward sees at most [`GRAD_TOKENS`] tokens (one sample per chunk when its masked copies
+    /// alone exceed that): the loss is a mean over samples, `−J = Σ_c (|c|/B)·(−J_c)`, so each chunk's
+    /// loss is scaled by `|c|/B` before its backward pass. Memory stays bounded whatever `B` and `L`
+    /// (`Masked` clean scores forward `B·L` sequences).
+    #[allow(clippy::too_many_arguments)]
+    pub fn grads<E, D, M, G, S, R>(
+        &self,
+        model: &M,
+        old: &ParamStore<E, D>,
+        graph: &G,
+        schedule: &S,
+        x: &[usize],
+        batch: usize,
+        objectives: &[PpoObjective<'_>],
+        rng: &mut R,
+    ) -> Result<(Grads<E, D>, PpoStats)>
+    where
+        E: Dtype,
+        D: Device<E>,
+        M: ScoreModel<E, D>,
+        G: Graph,
+        S: NoiseSchedule,
+        R: Rng,
+    {
+        crate::check::nonzero("batch", batch)?;
+        let l = x.len() / batch;
+        let reads = match (graph.mask(), self.clean) {
+            (Some(_), CleanScores::Masked) => l,
+            (Some(_), CleanScores::MaskedSubset { positions }) => positions.max(1),
+            _ => 1,
+        };
+        if let Some(o) = objectives.iter().find(|o| o.advantage.len() != batch) {
+            return Err(Error::ShapeMismatch {
+                op: "ConcreteScore::grads advantages",
+                expected: vec![batch],
+                got: vec![o.advantage.len()],
+            });
+        }
+        let chunk = (GRAD_TOKENS / (reads * l).max(1)).clamp(1, batch);
+        let mut grads = Grads::zeros(model.params());
+        let mut stats = PpoStats {
+            loss: 0.0,
+            clip_ratio: 0.0,
+            ratio_mean: 0.0,
+        };
+        for start in (0..batch).step_by(chunk) {
+            let end = (start + chunk).min(batch);
+            let share = (end - start) as f64 / batch as f64;
+            let sub: Vec<PpoObjective<'_>> = objectives
+                .iter()
+                .map(|o| PpoObjective {
+                    advantage: &o.advantage[start..end],
+                    ..*o
+                })
+                .collect();
+            let (loss, s) = self.loss(
+                model,
+                old,
+                graph,
+                schedule,
+                &x[start * l..end * l],
+                end - start,
+                &sub,
+                rng,
+            )?;
+            let loss = loss * from_f64::<E>(share);
+            grads.add_assign(&Grads::collect(model.params(), &mut loss.backward())?);
+            stats.loss += share * s.loss;
+            stats.clip_ratio += share * s.clip_ratio;
+            stats.ratio_mean += share * s.ratio_mean;
+        }
+        Ok((grads, stats))
+    }
 }
+
+/// Tokens per taped forward in [`ConcreteScore::grads`] (activations and the tape grow with it).
+pub const GRAD_TOKENS: usize = 1 << 14;

@@ -12,7 +12,7 @@ pub mod neighbour;
 pub mod trajectory;
 
 pub use clean::{clean_log_scores, CleanScores};
-pub use concrete::ConcreteScore;
+pub use concrete::{ConcreteScore, GRAD_TOKENS};
 pub use estimator::{Component, Estimator, Mixture};
 pub use ift::{ift_estimate, ift_weights, EnergyModel, Ift, StateGradient};
 pub use neighbour::{conditional_log_weights, neighbour_log_weights, NeighbourWeights};

@@ -6,8 +6,8 @@ use rand::Rng;
 
 use crate::error::{Error, Result};
 use crate::graph::Graph;
-use crate::nn::{to_f64s, ParamStore};
-use crate::score::ScoreModel;
+use crate::nn::ParamStore;
+use crate::score::{log_scores_chunked, ScoreModel};
 
 /// How the weights `π_θ(y)` of the neighbours are obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -145,18 +145,13 @@ where
 {
     crate::check::nonzero("draws", draws)?;
     let (l, n, mask) = (x.len() / batch, graph.num_states(), graph.mask());
-    let dev = params.device().clone();
     let (seqs, slots) = neighbours(x, batch, graph);
     let k = slots.len();
-    let forward = |tokens: Vec<usize>, rows: usize| -> Vec<f64> {
-        let ids = dev.tensor_from_vec(tokens, (rows, l));
-        to_f64s(
-            &model
-                .forward_with(params, &ids, &vec![sigma0; rows], NoneTape)
-                .as_vec(),
-        )
+    // B·L·N·(1 + M) sequences: chunked so that memory stays bounded.
+    let forward = |tokens: &[usize], rows: usize| -> Vec<f64> {
+        log_scores_chunked(model, params, tokens, l, &vec![sigma0; rows])
     };
-    let q_log = conditional_log_weights(&forward(seqs.clone(), k), n, mask);
+    let q_log = conditional_log_weights(&forward(&seqs, k), n, mask);
     // Draw z_m ~ q(·|y), independently per position.
     let mut z = Vec::with_capacity(k * draws * l);
     for j in 0..k {
@@ -167,7 +162,7 @@ where
             }
         }
     }
-    let z_scores = forward(z.clone(), k * draws);
+    let z_scores = forward(&z, k * draws);
     let mut out = vec![f64::NEG_INFINITY; batch * l * n];
     for (j, &slot) in slots.iter().enumerate() {
         let p = (slot / n) % l;

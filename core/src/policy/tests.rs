@@ -152,3 +152,75 @@ fn neighbour_restriction_bias_on_the_4_pow_4_space() {
     }
     eprintln!("{report}");
 }
+
+/// `ConcreteScore::grads` splits the batch so that each taped forward stays under `GRAD_TOKENS`: with
+/// `Masked` clean scores at `L = 128` every sample is its own chunk (128 masked copies × 128 tokens), and
+/// the accumulated gradient must equal the one-shot gradient of `loss` (deterministic: `Masked` and
+/// `Conditional` draw nothing), to rounding.
+#[test]
+fn chunked_gradient_equals_the_one_shot_gradient() {
+    use crate::score::mlp::{Activation, Mlp, MlpConfig};
+    use crate::score::ScoreHead;
+    let dev = Cpu::default();
+    let (l, batch) = (128, 3);
+    let config = MlpConfig {
+        vocab: 5,
+        len: l,
+        hidden: 8,
+        depth: 1,
+        sigma_freqs: 2,
+        activation: Activation::Gelu,
+        head: ScoreHead::Absorbing,
+    };
+    assert_eq!(GRAD_TOKENS / (l * l), 1, "the test must exercise chunking");
+    let mut model = Mlp::<f64, Cpu>::new(config, &dev, 5).unwrap();
+    let old = model.params().snapshot();
+    let flat: Vec<f64> = model
+        .params()
+        .flat_f64()
+        .iter()
+        .zip(logits(old.flat_f64().len(), 6))
+        .map(|(w, z)| w + 0.05 * z)
+        .collect();
+    model.params_mut().set_flat_f64(&flat).unwrap();
+    let graph = Absorbing::with_tokens(4).unwrap();
+    let schedule = LogLinear::new(1e-3).unwrap();
+    let x: Vec<usize> = (0..batch * l).map(|i| (i * 7 + i / 5) % 4).collect();
+    let adv = [1.0, -0.5, 0.25];
+    let objectives = crate::loss::PpoObjective::single(&adv, Some(0.2));
+    let estimator = ConcreteScore::default();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let (loss, one_shot) = estimator
+        .loss(
+            &model,
+            &old,
+            &graph,
+            &schedule,
+            &x,
+            batch,
+            &objectives,
+            &mut rng,
+        )
+        .unwrap();
+    let want = Grads::collect(model.params(), &mut loss.backward())
+        .unwrap()
+        .flat_f64();
+    let (grads, chunked) = estimator
+        .grads(
+            &model,
+            &old,
+            &graph,
+            &schedule,
+            &x,
+            batch,
+            &objectives,
+            &mut rng,
+        )
+        .unwrap();
+    assert!(relative_error(&grads.flat_f64(), &want) < 1e-10);
+    assert!((chunked.loss - one_shot.loss).abs() < 1e-10 * one_shot.loss.abs().max(1.0));
+    assert!(
+        want.iter().any(|g| g.abs() > 1e-6),
+        "a zero gradient tests nothing"
+    );
+}

@@ -254,10 +254,11 @@ impl<E: Dtype, D: Device<E>> ScoreModel<E, D> for Mlp<E, D> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nn::gradcheck::{check_gradient, Objective};
+    use crate::nn::gradcheck::check_gradient;
     use crate::nn::{AdamW, Grads};
     use crate::score::head::log_expm1;
-    use rand::{Rng, SeedableRng};
+    use crate::score::testing::{perturb, WeightedScores};
+    use rand::SeedableRng;
 
     fn micro(head: ScoreHead) -> MlpConfig {
         MlpConfig {
@@ -269,16 +270,6 @@ mod tests {
             activation: Activation::Gelu,
             head,
         }
-    }
-
-    fn perturb(store: &mut ParamStore<f64, Cpu>, seed: u64, scale: f64) {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let flat: Vec<f64> = store
-            .flat_f64()
-            .iter()
-            .map(|x| x + scale * rng.gen_range(-1.0..1.0))
-            .collect();
-        store.set_flat_f64(&flat).unwrap();
     }
 
     #[test]
@@ -314,31 +305,6 @@ mod tests {
         }
     }
 
-    /// `Σ w ⊙ log s` with fixed pseudo-random weights.
-    struct Weighted {
-        model: Mlp<f64, Cpu>,
-        tokens: Vec<usize>,
-        sigma: Vec<f64>,
-    }
-
-    impl Objective for Weighted {
-        fn eval<T: Tape<f64, Cpu>>(
-            &self,
-            store: &ParamStore<f64, Cpu>,
-            tape: T,
-        ) -> Tensor<Rank0, f64, Cpu, T> {
-            let dev = store.device();
-            let b = self.sigma.len();
-            let ids = dev.tensor_from_vec(self.tokens.clone(), (b, self.tokens.len() / b));
-            let out = self.model.forward_with(store, &ids, &self.sigma, tape);
-            let w: Vec<f64> = (0..out.shape().num_elements())
-                .map(|i| (i as f64 * 0.731).sin())
-                .collect();
-            let w = dev.tensor_from_vec(w, *out.shape());
-            (out * w).sum()
-        }
-    }
-
     #[test]
     fn gradients_match_finite_differences() {
         let dev = Cpu::default();
@@ -354,7 +320,7 @@ mod tests {
             let model = Mlp::<f64, Cpu>::new(config, &dev, 3).unwrap();
             let mut store = model.params().clone();
             perturb(&mut store, 4, 0.5);
-            let objective = Weighted {
+            let objective = WeightedScores {
                 model,
                 tokens: vec![4, 1, 4, 0, 3, 2],
                 sigma: vec![0.3, 1.7],

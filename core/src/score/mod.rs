@@ -8,6 +8,8 @@
 pub mod head;
 pub mod mlp;
 pub mod tabular;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod transformer;
 
 pub use head::ScoreHead;
@@ -114,4 +116,40 @@ pub trait ScoreModel<E: Dtype, D: Device<E>> {
             &self.forward(&ids, sigma_bar, NoneTape).as_vec(),
         ))
     }
+}
+
+/// Tokens per tape-free forward in [`log_scores_chunked`]: bounds activation memory (attention holds
+/// `rows·heads·L²` entries per layer) whatever the number of rows.
+pub const FORWARD_TOKENS: usize = 1 << 16;
+
+/// Tape-free log-scores `[rows·L·N]` on the host (`f64`) of `tokens [rows, L]` under `params`, with
+/// `σ̄` per row, in chunks of at most `max(1, FORWARD_TOKENS / L)` rows. Inputs are the caller's own
+/// derived sequences (already checked), so shapes are asserted, not returned as errors.
+pub fn log_scores_chunked<E, D, M>(
+    model: &M,
+    params: &ParamStore<E, D>,
+    tokens: &[usize],
+    seq_len: usize,
+    sigma_bar: &[f64],
+) -> Vec<f64>
+where
+    E: Dtype,
+    D: Device<E>,
+    M: ScoreModel<E, D> + ?Sized,
+{
+    let rows = sigma_bar.len();
+    assert_eq!(tokens.len(), rows * seq_len, "log_scores_chunked: shape");
+    let chunk = (FORWARD_TOKENS / seq_len.max(1)).max(1);
+    let dev = params.device().clone();
+    let mut out = Vec::with_capacity(rows * seq_len * model.num_states());
+    for start in (0..rows).step_by(chunk) {
+        let end = (start + chunk).min(rows);
+        let ids = dev.tensor_from_vec(
+            tokens[start * seq_len..end * seq_len].to_vec(),
+            (end - start, seq_len),
+        );
+        let scores = model.forward_with(params, &ids, &sigma_bar[start..end], NoneTape);
+        out.extend(crate::nn::to_f64s(&scores.as_vec()));
+    }
+    out
 }

@@ -575,22 +575,16 @@ where
                 steps: t.steps.iter().map(|s| s.rows(rows.clone())).collect(),
             });
         let (mut grads, stats) = match c.log_prob {
-            LogProb::ConcreteScore(est) => {
-                let (loss, stats) = est.loss(
-                    &self.model,
-                    old,
-                    &self.graph,
-                    &self.schedule,
-                    x,
-                    b,
-                    &objectives,
-                    rng,
-                )?;
-                (
-                    Grads::collect(self.model.params(), &mut loss.backward())?,
-                    stats,
-                )
-            }
+            LogProb::ConcreteScore(est) => est.grads(
+                &self.model,
+                old,
+                &self.graph,
+                &self.schedule,
+                x,
+                b,
+                &objectives,
+                rng,
+            )?,
             LogProb::Trajectory => {
                 let t = trajectory
                     .as_ref()

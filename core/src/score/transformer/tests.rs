@@ -3,8 +3,9 @@ use rand::{Rng, SeedableRng};
 
 use super::*;
 use super::{Transformer, TransformerConfig};
-use crate::nn::gradcheck::{check_gradient, Objective};
+use crate::nn::gradcheck::check_gradient;
 use crate::score::head::log_expm1;
+use crate::score::testing::{perturb, WeightedScores};
 
 /// dim 8, 2 heads (head width 4), L = 3, N = 5: small enough for finite differences over every weight.
 fn micro(layers: usize, head: ScoreHead) -> TransformerConfig {
@@ -25,16 +26,6 @@ fn micro(layers: usize, head: ScoreHead) -> TransformerConfig {
 
 /// Moves every parameter off its init (adaLN-Zero and the zero output layer would otherwise make most
 /// gradients vanish) by adding `N(0, scale²)` noise.
-fn perturb(store: &mut ParamStore<f64, Cpu>, seed: u64, scale: f64) {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let flat: Vec<f64> = store
-        .flat_f64()
-        .iter()
-        .map(|x| x + scale * rng.gen_range(-1.0..1.0))
-        .collect();
-    store.set_flat_f64(&flat).unwrap();
-}
-
 fn scores(model: &Transformer<f64, Cpu>, tokens: &[usize], b: usize, sigma: &[f64]) -> Vec<f64> {
     let l = tokens.len() / b;
     model.log_scores_host(tokens, b, l, sigma).unwrap()
@@ -87,32 +78,6 @@ fn absorbing_scores_at_masked_positions_are_normalised_conditionals() {
     }
 }
 
-/// `Σ w ⊙ log s` with fixed pseudo-random weights `w`: every output entry reaches the objective.
-struct Weighted {
-    model: Transformer<f64, Cpu>,
-    tokens: Vec<usize>,
-    batch: usize,
-    sigma: Vec<f64>,
-}
-
-impl Objective for Weighted {
-    fn eval<T: Tape<f64, Cpu>>(
-        &self,
-        store: &ParamStore<f64, Cpu>,
-        tape: T,
-    ) -> Tensor<Rank0, f64, Cpu, T> {
-        let dev = store.device();
-        let l = self.tokens.len() / self.batch;
-        let ids = dev.tensor_from_vec(self.tokens.clone(), (self.batch, l));
-        let out = self.model.forward_with(store, &ids, &self.sigma, tape);
-        let w: Vec<f64> = (0..out.shape().num_elements())
-            .map(|i| (i as f64 * 0.731).sin())
-            .collect();
-        let w = dev.tensor_from_vec(w, *out.shape());
-        (out * w).sum()
-    }
-}
-
 #[test]
 fn gradients_match_finite_differences() {
     let dev = Cpu::default();
@@ -123,10 +88,9 @@ fn gradients_match_finite_differences() {
         let model = Transformer::<f64, Cpu>::new(micro(layers, head), &dev, 11).unwrap();
         let mut store = model.params().clone();
         perturb(&mut store, 12, 0.5);
-        let objective = Weighted {
+        let objective = WeightedScores {
             model,
             tokens,
-            batch: 2,
             sigma: vec![0.3, 1.7],
         };
         let err = check_gradient(&mut store, &objective, 1e-6);
