@@ -101,7 +101,7 @@ pub mod __private {
             (Some(groups), None) if groups > 0 => batch / groups,
             _ => batch.min(8),
         };
-        if size == 0 || batch % size != 0 {
+        if size == 0 || !batch.is_multiple_of(size) {
             return Err(invalid(format!("must be a multiple of group_size {size}")));
         }
         if let Some(groups) = groups {

@@ -1,4 +1,4 @@
-//! Losses. Pretraining uses the denoising score entropy ([`score_entropy`]); the policy-gradient
+//! Losses. Pretraining uses the denoising score entropy ([`score_entropy`](fn@score_entropy)); the policy-gradient
 //! surrogates of fine-tuning build on the same log-scores.
 
 pub mod kl;

@@ -96,9 +96,10 @@ pub fn read_safetensors(
     })
 }
 
-fn parse_safetensors(
-    bytes: &[u8],
-) -> std::result::Result<(BTreeMap<String, HostTensor>, BTreeMap<String, String>), String> {
+/// Tensors by name and the string metadata of a safetensors file.
+type Parsed = (BTreeMap<String, HostTensor>, BTreeMap<String, String>);
+
+fn parse_safetensors(bytes: &[u8]) -> std::result::Result<Parsed, String> {
     let st = ::safetensors::SafeTensors::deserialize(bytes).map_err(|e| format!("{e:?}"))?;
     let (_, meta) =
         ::safetensors::SafeTensors::read_metadata(bytes).map_err(|e| format!("{e:?}"))?;

@@ -18,12 +18,13 @@ use crate::nn::{from_f64, ParamStore};
 use crate::score::{LogScores, ScoreModel};
 
 /// How clean-end scores are read from a score network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum CleanScores {
     /// One forward on the clean sequence (exact for uniform-graph models at `t₀ → 0`; the reference's
     /// heuristic for absorbing models).
     Unmasked,
     /// Absorbing models: mask each position in turn and read the clean conditional (default).
+    #[default]
     Masked,
     /// Absorbing models: mask `positions` random positions per sample, weight them by `L/positions`.
     MaskedSubset {
@@ -32,14 +33,9 @@ pub enum CleanScores {
     },
 }
 
-impl Default for CleanScores {
-    fn default() -> Self {
-        CleanScores::Masked
-    }
-}
-
 /// Clean-end log-scores `[B, L, N]` (0 at `v = x_l` and on the mask column) and a per-position weight
 /// `[B·L]` (1, or `L/m` on the positions a subset read and 0 elsewhere).
+#[allow(clippy::too_many_arguments)]
 pub fn clean_log_scores<E, D, M, G, T, R>(
     model: &M,
     params: &ParamStore<E, D>,

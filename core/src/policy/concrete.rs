@@ -11,6 +11,9 @@ use crate::policy::{clean_log_scores, neighbour_log_weights, CleanScores, Neighb
 use crate::schedule::NoiseSchedule;
 use crate::score::ScoreModel;
 
+/// A scalar loss carrying the tape of its forward pass.
+pub type TapedLoss<E, D> = Tensor<Rank0, E, D, OwnedTape<E, D>>;
+
 /// The concrete-score log-probability estimator.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ConcreteScore {
@@ -58,7 +61,7 @@ impl ConcreteScore {
         batch: usize,
         objectives: &[PpoObjective<'_>],
         rng: &mut R,
-    ) -> Result<(Tensor<Rank0, E, D, OwnedTape<E, D>>, PpoStats)>
+    ) -> Result<(TapedLoss<E, D>, PpoStats)>
     where
         E: Dtype,
         D: Device<E>,

@@ -1,7 +1,7 @@
 //! Policy gradients through the concrete score (SEPO), docs/sepo.md.
 //!
 //! The score network is the policy. For clean samples `x` with advantages `A`, the estimators here build
-//! the PPO-clip surrogate of [`crate::loss::ppo_clip`] from the weighted log concrete score
+//! the PPO-clip surrogate of [`ppo_clip`](fn@crate::loss::ppo_clip) from the weighted log concrete score
 //! `∇ log π_θ(x) ≈ −Σ_{l, v≠x_l} π_θ(x^{l←v}) ∇ log s_θ(x)_{l,v}`.
 
 pub mod clean;

@@ -10,10 +10,11 @@ use crate::nn::ParamStore;
 use crate::score::{log_scores_chunked, ScoreModel};
 
 /// How the weights `π_θ(y)` of the neighbours are obtained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
 pub enum NeighbourWeights {
     /// `c_l(v) = s_{l,v}/Σ_{v'} s_{l,v'}`: the model's conditional; no extra forward. Makes SEPO the
     /// pseudo-likelihood policy gradient.
+    #[default]
     Conditional,
     /// The reference implementation's self-normalised importance sampling with `draws` samples per
     /// neighbour (`B·L·N·(1 + draws)` extra forwards).
@@ -23,12 +24,6 @@ pub enum NeighbourWeights {
     },
     /// Exact `π_θ(y)` for models that can enumerate their distribution.
     Enumerate,
-}
-
-impl Default for NeighbourWeights {
-    fn default() -> Self {
-        NeighbourWeights::Conditional
-    }
 }
 
 /// `log c_l(v)`: the log-softmax of clean log-scores over the real tokens at each position, `[B·L·N]`

@@ -258,7 +258,6 @@ mod tests {
     use crate::nn::{AdamW, Grads};
     use crate::score::head::log_expm1;
     use crate::score::testing::{perturb, WeightedScores};
-    use rand::SeedableRng;
 
     fn micro(head: ScoreHead) -> MlpConfig {
         MlpConfig {

@@ -165,7 +165,7 @@ impl<E: Dtype, D: Device<E>> ModelKind<E, D> for crate::score::Mlp<E, D> {
         crate::score::Mlp::config(self)
     }
     fn build(config: &Self::Config, dev: &D, seed: u64) -> Result<Self> {
-        crate::score::Mlp::new(config.clone(), dev, seed)
+        crate::score::Mlp::new(*config, dev, seed)
     }
 }
 
@@ -176,6 +176,6 @@ impl<E: Dtype, D: Device<E>> ModelKind<E, D> for crate::score::Transformer<E, D>
         crate::score::Transformer::config(self)
     }
     fn build(config: &Self::Config, dev: &D, seed: u64) -> Result<Self> {
-        crate::score::Transformer::new(config.clone(), dev, seed)
+        crate::score::Transformer::new(*config, dev, seed)
     }
 }

@@ -74,7 +74,7 @@ impl Resampling {
                 let mut residual = Vec::with_capacity(weights.len());
                 for (i, &w) in weights.iter().enumerate() {
                     let copies = (nf * w).floor() as usize;
-                    out.extend(std::iter::repeat(i).take(copies));
+                    out.extend(std::iter::repeat_n(i, copies));
                     residual.push(nf * w - copies as f64);
                 }
                 let rest = n - out.len().min(n);
