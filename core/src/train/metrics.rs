@@ -47,3 +47,19 @@ impl MetricsWriter {
         self.file.flush().map_err(io)
     }
 }
+
+/// A progress bar of `len` steps labelled `prefix` (`{prefix} [=====>   ] pos/len message (eta)`), or a
+/// hidden one when `show` is false.
+pub fn progress_bar(len: u64, prefix: &'static str, show: bool) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(prefix);
+    bar
+}

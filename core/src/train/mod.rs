@@ -6,6 +6,7 @@
 pub mod build;
 pub mod checkpoint;
 pub mod finetune;
+pub mod flow_run;
 pub mod metrics;
 pub mod pretrain;
 pub mod single_loop;
@@ -13,7 +14,8 @@ pub mod single_loop;
 pub use build::{seq_len_of, FromStates, Run, RunOptions};
 pub use checkpoint::{Checkpoint, ModelKind};
 pub use finetune::{FinetuneConfig, Finetuner, KlMode, LogProb, RoundMetrics, SamplerKind};
-pub use metrics::MetricsWriter;
+pub use flow_run::FlowRun;
+pub use metrics::{progress_bar, MetricsWriter};
 pub use pretrain::{Corpus, LrSchedule, PretrainConfig, Pretrainer, StepStats};
 pub use single_loop::{FlowLr, RatioMode, SingleLoop, SingleLoopConfig, UpdateMetrics};
 
