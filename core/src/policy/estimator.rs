@@ -35,6 +35,12 @@ impl Component {
     pub fn advantages(&self, rewards: &[f64], default_group: usize) -> Result<Vec<f64>> {
         advantages(rewards, self.group.unwrap_or(default_group), self.baseline)
     }
+
+    /// Advantages of `rewards` over groups of the given `sizes` (an adaptive allocation: one group
+    /// per prompt), which replace the component's own `group`.
+    pub fn advantages_by_group(&self, rewards: &[f64], sizes: &[usize]) -> Result<Vec<f64>> {
+        crate::weight::advantages_by_group(rewards, sizes, self.baseline)
+    }
 }
 
 /// A policy-gradient estimator: a convex mixture of clipped objectives.
