@@ -191,6 +191,36 @@ where
         }
     }
 
+    /// `‖∇log π(x_b)‖²` of every sample at `θ_old`, for the `control_variate` component: one backward
+    /// pass per sample (the surrogate of one sample with advantage 1 at `ρ = 1` has gradient
+    /// `−∇log π(x_b)`).
+    pub(super) fn score_norms<Rn: Rng>(
+        &self,
+        old: &ParamStore<E, D>,
+        samples: &Samples,
+        rng: &mut Rn,
+    ) -> Result<Vec<f64>> {
+        let l = self.config.seq_len;
+        let one = [1.0];
+        let objectives = PpoObjective::single(&one, None);
+        (0..samples.batch)
+            .map(|b| {
+                let x = &samples.tokens[b * l..(b + 1) * l];
+                let trajectory = rows_of(samples, b..b + 1);
+                let (g, _) =
+                    self.surrogate_grads(old, x, 1, trajectory.as_ref(), &objectives, rng)?;
+                let s = g.global_norm().powi(2);
+                if !s.is_finite() {
+                    return Err(Error::Diverged {
+                        what: "score norm",
+                        step: self.state.step,
+                    });
+                }
+                Ok(s)
+            })
+            .collect()
+    }
+
     /// Per-prompt spread of the policy-gradient terms at `θ_old`, for Neyman targets: for the group
     /// of prompt `i` (rows `rows[i]`, shaped rewards `r_ij`), with Rademacher signs `c_j`,
     /// `S_i = ‖Σ_j c_j (r_ij − r̄_i) ∇log π(x_ij)‖²`, an unbiased estimate of

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::loss::PpoObjective;
 use crate::nn::ParamStore;
-use crate::policy::path_log_prob;
+use crate::policy::{control_variate_advantages, path_log_prob, snis_advantages, Reweight};
 use crate::reward::{evaluate_flat, Reward};
 use crate::sample::{Condition, Samples};
 use crate::schedule::NoiseSchedule;
@@ -68,7 +68,7 @@ where
         let c = self.config.clone();
         let mut rng = step_rng(c.seed, self.round);
         let old = self.model.params().snapshot();
-        let record = matches!(c.log_prob, LogProb::Trajectory) || c.kl > 0.0;
+        let record = self.records_paths();
 
         let drawn = self.draw(&old, record, &mut rng)?;
         let (samples, rewards) = (drawn.samples, drawn.rewards);
@@ -84,7 +84,7 @@ where
         };
         time_score += clock.elapsed().as_secs_f64();
         let (shaped, kl_in_reward) = self.shape(&samples, &rewards)?;
-        let adv = self.advantages(&shaped, drawn.sizes.as_deref())?;
+        let adv = self.advantages(&old, &samples, &shaped, drawn.sizes.as_deref(), &mut rng)?;
         let groups = self.commit_allocation(
             drawn.planner,
             &drawn.sizes,
@@ -222,10 +222,16 @@ where
     pub fn gradient_estimate(&mut self, seed: u64) -> Result<GradientEstimate> {
         let mut rng = step_rng(seed, u64::MAX - self.round);
         let old = self.model.params().snapshot();
-        let record = matches!(self.config.log_prob, LogProb::Trajectory) || self.config.kl > 0.0;
+        let record = self.records_paths();
         let drawn = self.draw(&old, record, &mut rng)?;
         let (shaped, _) = self.shape(&drawn.samples, &drawn.rewards)?;
-        let adv = self.advantages(&shaped, drawn.sizes.as_deref())?;
+        let adv = self.advantages(
+            &old,
+            &drawn.samples,
+            &shaped,
+            drawn.sizes.as_deref(),
+            &mut rng,
+        )?;
         let saved = self.planner.clone();
         let groups = match self.commit_allocation(
             drawn.planner,
@@ -344,26 +350,94 @@ where
         })
     }
 
-    /// Each component's advantages. With prompt groups of `sizes` (and no `group` of its own), per
-    /// group, then scaled by `w_i = B/(P·n_i)` so that every prompt weighs the same in the surrogate
-    /// `(1/B) Σ_b w_b A_b ρ_b = (1/P) Σ_i (1/n_i) Σ_j A_ij ρ_ij` (`w = 1` for equal groups; PPO's
-    /// `min(ρA, clip(ρ)A)` is positively homogeneous in `A`, so the clip is unchanged).
-    fn advantages(&self, shaped: &[f64], sizes: Option<&[usize]>) -> Result<Vec<Vec<f64>>> {
+    /// Whether the round records the sampler's paths: for the trajectory log-probability, the KL, or a
+    /// component that weighs by the path log-ratio to the reference.
+    fn records_paths(&self) -> bool {
         let c = &self.config;
-        c.estimator
-            .components
+        matches!(c.log_prob, LogProb::Trajectory)
+            || c.kl > 0.0
+            || c.estimator
+                .components
+                .iter()
+                .any(|comp| comp.reweight.needs_reference_ratio())
+    }
+
+    /// Each component's advantages: its baseline over its groups (with prompt groups of `sizes` and
+    /// no `group` of its own, per prompt), then its [`Reweight`], then, with prompt groups, scaled by
+    /// `w_i = B/(P·n_i)` so that every prompt weighs the same in the surrogate
+    /// `(1/B) Σ_b w_b A_b ρ_b = (1/P) Σ_i (1/n_i) Σ_j A_ij ρ_ij` (`w = 1` for equal groups; PPO's
+    /// `min(ρA, clip(ρ)A)` is positively homogeneous in `A`, so the clip is unchanged). The path
+    /// log-ratios to the reference and the squared score norms are computed once, if a component
+    /// needs them.
+    fn advantages<Rn: Rng>(
+        &self,
+        old: &ParamStore<E, D>,
+        samples: &Samples,
+        shaped: &[f64],
+        sizes: Option<&[usize]>,
+        rng: &mut Rn,
+    ) -> Result<Vec<Vec<f64>>> {
+        let c = &self.config;
+        let comps = &c.estimator.components;
+        let log_ratio = match comps.iter().any(|k| k.reweight.needs_reference_ratio()) {
+            true => Some(self.reference_log_ratio(samples)?),
+            false => None,
+        };
+        let norms = match comps.iter().any(|k| k.reweight.needs_score_norms()) {
+            true => Some(self.score_norms(old, samples, rng)?),
+            false => None,
+        };
+        comps
             .iter()
-            .map(|comp| match (sizes, comp.group) {
-                (Some(sizes), None) => {
-                    let a = comp.advantages_by_group(shaped, sizes)?;
-                    let (b, p) = (shaped.len() as f64, sizes.len() as f64);
-                    let weight = sizes
-                        .iter()
-                        .flat_map(|&n| std::iter::repeat_n(b / (p * n as f64), n));
-                    Ok(a.iter().zip(weight).map(|(a, w)| a * w).collect())
-                }
-                _ => comp.advantages(shaped, c.group_size),
+            .map(|comp| {
+                let groups = match (sizes, comp.group) {
+                    (Some(sizes), None) => sizes.to_vec(),
+                    (_, g) => {
+                        let g = g.unwrap_or(c.group_size);
+                        vec![g; shaped.len() / g]
+                    }
+                };
+                let base = comp.advantages_by_group(shaped, &groups)?;
+                let a = match comp.reweight {
+                    Reweight::None => base,
+                    Reweight::Snis { temperature } => snis_advantages(
+                        shaped,
+                        log_ratio.as_deref().expect("computed above"),
+                        &groups,
+                        temperature,
+                    )?,
+                    Reweight::ControlVariate => control_variate_advantages(
+                        &base,
+                        norms.as_deref().expect("computed above"),
+                        &groups,
+                    )?,
+                };
+                Ok(match (sizes, comp.group) {
+                    (Some(sizes), None) => {
+                        let (b, p) = (shaped.len() as f64, sizes.len() as f64);
+                        let weight = sizes
+                            .iter()
+                            .flat_map(|&n| std::iter::repeat_n(b / (p * n as f64), n));
+                        a.iter().zip(weight).map(|(a, w)| a * w).collect()
+                    }
+                    _ => a,
+                })
             })
             .collect()
+    }
+
+    /// `log P_old(path) − log P_ref(path)` of every recorded path (all steps).
+    fn reference_log_ratio(&self, samples: &Samples) -> Result<Vec<f64>> {
+        let t = samples.trajectory.as_ref().ok_or(Error::invalid(
+            "estimator",
+            "snis",
+            "needs recorded paths",
+        ))?;
+        let reference = path_log_prob(&self.model, &self.reference, &self.graph, t)?;
+        Ok(t.log_prob()
+            .iter()
+            .zip(&reference)
+            .map(|(p, q)| p - q)
+            .collect())
     }
 }
