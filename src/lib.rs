@@ -64,7 +64,7 @@ pub mod __private {
     pub use sepo_core::graph::{Absorbing, Uniform};
     pub use sepo_core::nn::AdamW;
     pub use sepo_core::policy::{
-        CleanScores, Component, ConcreteScore, Estimator, Mixture, NeighbourWeights,
+        CleanScores, Component, ConcreteScore, Estimator, Mixture, NeighbourWeights, Reweight,
     };
     pub use sepo_core::reward::{BoxedReward, Reward, Scaled, SequenceReward, Sum};
     pub use sepo_core::sample::{Predictor, SamplerConfig};

@@ -20,16 +20,20 @@ pub const PI: &str = "PI";
 /// Euler's number in `noise_schedule!` expressions.
 pub const E: &str = "E";
 
-/// `estimator!` components that exist.
-pub const COMPONENTS: &[&str] = &[REINFORCE, PPO, GRPO];
-/// Names of estimators planned in another issue, rejected with a message saying so.
-pub const COMPONENTS_LATER: &[&str] = &["snis", "control_variate"];
+/// `estimator!` components.
+pub const COMPONENTS: &[&str] = &[REINFORCE, PPO, GRPO, SNIS, CONTROL_VARIATE];
 /// `reinforce(baseline = ..)`: no clipping.
 pub const REINFORCE: &str = "reinforce";
 /// `ppo(baseline = .., clip = ε)`.
 pub const PPO: &str = "ppo";
 /// `grpo(group = G, clip = ε, delta = δ)`.
 pub const GRPO: &str = "grpo";
+/// `snis(temperature = τ, clip = ε, group = G)`: self-normalised weights towards `p_ref·exp(r/τ)`.
+pub const SNIS: &str = "snis";
+/// `control_variate(baseline = .., clip = ε, group = G)`: the score-function control variate.
+pub const CONTROL_VARIATE: &str = "control_variate";
+/// Option `temperature = τ > 0` of `snis`.
+pub const TEMPERATURE: &str = "temperature";
 /// Option `baseline = none|mean|leave_one_out|grpo`.
 pub const BASELINE: &str = "baseline";
 /// Option `clip = ε`, `ε ∈ (0, 1)`.

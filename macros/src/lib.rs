@@ -203,15 +203,20 @@ pub fn noise_schedule(input: TokenStream) -> TokenStream {
 /// | `reinforce` | `r − b` | none | `baseline = none\|mean\|leave_one_out\|grpo` (`mean`), `group = G` (the run's `group_size`) |
 /// | `ppo` | `r − b` | `ε` | `baseline` (`mean`), `clip = ε` (`0.2`), `group = G` |
 /// | `grpo` | `(r − r̄_g)/(σ_g + δ)` | `ε` | `group = G`, `clip = ε` (`0.2`), `delta = δ` (`1e-8`) |
+/// | `snis` | `n·w̄_j − 1`, `w_j ∝ exp(r_j/τ)·P_ref(path_j)/P_old(path_j)` within the group | none unless given | `temperature = τ` (`1.0`), `clip = ε`, `group = G` |
+/// | `control_variate` | `(r − b) − c*`, `c* = Σ_j A_j s_j / Σ_j s_j`, `s_j = ‖∇log π(x_j)‖²`, within the group | none unless given | `baseline` (`mean`), `clip = ε`, `group = G` |
 ///
-/// `snis` and `control_variate` are not available yet (a later issue) and are rejected with a
-/// message saying so.
+/// `snis` is the self-normalised importance-sampling estimate of `E_{p*}[∇log π]` for the tilted
+/// target `p* ∝ p_ref·exp(r/τ)`, minus the mean score (it records the sampler's paths and costs one
+/// reference forward per step); `control_variate` subtracts the variance-optimal multiple of the score
+/// `∇log π` (mean 0), which costs one backward pass per sample. Definitions and tests:
+/// `sepo::policy::reweight`.
 ///
 /// # Checks at compile time, each at its span
 ///
 /// Weights are number literals `≥ 0` summing to 1 (within 1e-9); every term of a mixture has a
 /// weight; components and baselines are known ("did you mean"); options are known to their
-/// component and given once; `clip ∈ (0, 1)`, `group ≥ 1`, `delta > 0`. On error each struct is
+/// component and given once; `clip ∈ (0, 1)`, `group ≥ 1`, `delta > 0`, `temperature > 0`. On error each struct is
 /// still emitted (with a stub body), so its uses do not add errors.
 ///
 /// # Expansion
@@ -225,9 +230,9 @@ pub fn noise_schedule(input: TokenStream) -> TokenStream {
 ///     fn components(&self) -> Vec<::sepo::__private::Component> {
 ///         vec![
 ///             Component { name: "grpo".into(), weight: 0.8, baseline: Baseline::Grpo { delta: 1e-8 },
-///                         group: Some(16), clip: Some(0.2) },
+///                         group: Some(16), clip: Some(0.2), reweight: Reweight::None },
 ///             Component { name: "reinforce".into(), weight: 0.2, baseline: Baseline::LeaveOneOut,
-///                         group: None, clip: None },
+///                         group: None, clip: None, reweight: Reweight::None },
 ///         ]
 ///     }
 /// }
