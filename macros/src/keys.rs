@@ -53,15 +53,19 @@ pub const POLICY_KEYS: &[&str] = &[
     "sampler",
     "reward",
     "eval_reward",
+    "prompts",
     "log_prob",
     "estimator",
     "kl",
     "kl_mode",
     "kl_last_steps",
     "optimizer",
+    "lr_schedule",
+    "grad_clip",
     "batch",
     "groups",
     "group_size",
+    "allocation",
     "iterations",
     "epochs",
     "minibatch",
@@ -98,3 +102,7 @@ pub const CLEANS: &[&str] = &["Masked", "Unmasked", "MaskedSubset"];
 pub const KL_MODES: &[&str] = &["InReward", "Path"];
 /// Optimisers of `policy!` (one: AdamW, also spelt `Adam`).
 pub const OPTIMIZERS: &[&str] = &["Adam", "AdamW"];
+/// Learning-rate schedules of `policy!` (`LrSchedule`).
+pub const LR_SCHEDULES: &[&str] = &["Constant", "Warmup", "WarmupCosine"];
+/// Allocation strategies of `policy!` (`Allocation`).
+pub const ALLOCATIONS: &[&str] = &["Uniform", "Adaptive", "Neyman", "Sequential"];

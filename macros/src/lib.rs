@@ -302,15 +302,19 @@ pub fn estimator(input: TokenStream) -> TokenStream {
 /// | `sampler` | `Tweedie(steps, eps, max_batch)`, `Euler(..)`, `FirstHitting(max_batch)` | `Tweedie(steps = 32)` |
 /// | `reward` | any `Reward` expression: `GcContent::default()`, `0.5 * MyReward + Other { .. }` | **required** |
 /// | `eval_reward` | a held-out `Reward`, reported as `eval_reward`, never trained on | none |
+/// | `prompts` | an expression of `AsRef<[Vec<usize>]>` (`vec![vec![0, 1], vec![2]]`): one group per prompt, each completion starting with its prompt (`Finetuner::with_prompts`); then `groups` is their number | none (unconditional groups) |
 /// | `log_prob` | `ConcreteScore(weights = Conditional\|Enumerate\|Snis(draws = 2), clean = Masked\|Unmasked\|MaskedSubset(positions = 4), t0 = 1e-5)` or `Trajectory` | `Trajectory` (see `LogProb`'s docs for why) |
 /// | `estimator` | an `estimator!` type or any `Estimator` value, or a mixture inline: `grpo(clip = 0.2)` | `grpo(clip = 0.2)` |
 /// | `kl` | `β ≥ 0` | `0.0` (off) |
 /// | `kl_mode` | `InReward` or `Path` | `Path` |
 /// | `kl_last_steps` | KL over the last `n` sampler steps | all steps |
 /// | `optimizer` | `Adam(lr, weight_decay, beta1, beta2, eps)` (AdamW) | `Adam(lr = 1e-4)` (`0.0`, `0.9`, `0.999`, `1e-8`) |
+/// | `lr_schedule` | `Constant`, `Warmup(warmup = n)` or `WarmupCosine(warmup = n, total = n, min_ratio = r)`, over optimiser steps | `Constant` (`WarmupCosine`: `warmup = 0`, `min_ratio = 0.0`) |
+/// | `grad_clip` | global gradient-norm bound `> 0`, or `None` | `1.0` |
 /// | `batch` | samples per round, `groups × group_size` | `32` |
 /// | `groups` | groups per round | `4` (or `batch / group_size`) |
 /// | `group_size` | samples per group `G` | `8` (or `batch / groups`, or `batch` if below 8) |
+/// | `allocation` | with `prompts`: `Uniform`, `Adaptive(budget, chunk, cap, smoothing)`, `Neyman(budget, floor, smoothing)` or `Sequential(chunk, cap)`: how a round's draws are split across prompts (`weight::planner`) | `Uniform` (`group_size` each); `Adaptive(budget = n)`: `chunk = 4`, `cap = 16`, `smoothing = 0.1`; `Neyman`: `floor = 2`; `Sequential`: `chunk = 4`, `cap = 16` |
 /// | `iterations` | rounds in total | `100` |
 /// | `epochs` | optimisation passes over a round's samples | `5` |
 /// | `minibatch` | sequences per gradient step | `16` |
@@ -323,8 +327,11 @@ pub fn estimator(input: TokenStream) -> TokenStream {
 /// # Errors, at the user's span
 ///
 /// Unknown keys and options ("did you mean"), repeated keys, the missing `reward`, values of the
-/// wrong form (`graph: 3`, `epochs: 2.5`, `kl: -0.1`), `batch` not splitting into groups, a
-/// first-hitting sampler on a uniform graph, and every `estimator!` rule for an inline mixture. A
+/// wrong form (`graph: 3`, `epochs: 2.5`, `kl: -0.1`, `grad_clip: 0.0`), `batch` not splitting into
+/// groups, a first-hitting sampler on a uniform graph, an adaptive `allocation` without `prompts`,
+/// `groups` or `batch` beside `prompts`, a missing required option (`Warmup` without `warmup`,
+/// `Adaptive` without `budget`), and every `estimator!` rule for an inline mixture. "Did you mean"
+/// counts a swap of two adjacent letters as one edit (`iteartions` → `iterations`). A
 /// `reward` that is not a `Reward` is underlined by the compiler where it was written. On error the
 /// struct and its constructors are still emitted, with stub bodies.
 ///

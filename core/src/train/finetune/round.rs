@@ -284,6 +284,13 @@ where
     /// the passes of the configured allocation, stacked and regrouped by prompt.
     fn draw<Rn: Rng>(&self, old: &ParamStore<E, D>, record: bool, rng: &mut Rn) -> Result<Drawn> {
         let c = &self.config;
+        if self.prompts.is_empty() && c.allocation != crate::weight::Allocation::Uniform {
+            return Err(Error::invalid(
+                "allocation",
+                format!("{:?}", c.allocation),
+                "splits a round's draws across prompts: call `with_prompts` first",
+            ));
+        }
         if self.prompts.is_empty() {
             let clock = Instant::now();
             let samples = self.sample_with(old, c.batch(), record, rng)?;
