@@ -197,3 +197,49 @@ fn adaptive_allocation_reaches_the_target_in_fewer_reward_calls() {
         "uniform {u:?} vs adaptive {a:?}"
     );
 }
+
+/// The allocation's state (the pooled Neyman spreads) is part of a checkpoint: a run saved after 3
+/// adaptive rounds and resumed in a fresh trainer continues bit-identically (CPU, f64), and every
+/// round reports its reward calls (≤ the budget) and its zero-std fraction. An adaptive allocation
+/// without prompts is a typed error, not a silent uniform round.
+#[test]
+fn adaptive_allocation_resumes_bit_identically_and_needs_prompts() {
+    let adaptive = Allocation::Adaptive(Adaptive::new(32));
+    let mut a = finetuner(&START, adaptive, Mixture::grpo(0.2), 0.1, 3);
+    for _ in 0..3 {
+        let m = a.round().unwrap();
+        // At least one chunk of 4 per prompt, at most the budget.
+        assert!((8 * 4..=32).contains(&m.reward_calls), "{}", m.reward_calls);
+        assert!((0.0..=1.0).contains(&m.zero_std_fraction));
+    }
+    let dir = std::env::temp_dir().join(format!("sepo-alloc-{}", std::process::id()));
+    let ckpt = sepo::train::Checkpoint::new(&dir);
+    a.save(&ckpt).unwrap();
+    let mut b = finetuner(&START, adaptive, Mixture::grpo(0.2), 0.1, 3);
+    b.resume(&ckpt).unwrap();
+    assert_eq!(a.planner, b.planner);
+    let (ma, mb) = (a.round().unwrap(), b.round().unwrap());
+    assert_eq!(ma.reward_calls, mb.reward_calls);
+    assert_eq!(ma.reward, mb.reward);
+    assert_eq!(a.model.params().flat_f64(), b.model.params().flat_f64());
+    std::fs::remove_dir_all(&dir).ok();
+
+    let mut unprompted = Finetuner::new(
+        model(&START, &Cpu::default()),
+        Absorbing::with_tokens(V).unwrap(),
+        LogLinear::default(),
+        FnReward::new("right", |s: &[usize]| f64::from(u8::from(s[1] == 0))),
+        FinetuneConfig {
+            allocation: adaptive,
+            ..FinetuneConfig::new(2)
+        },
+    )
+    .unwrap();
+    assert!(matches!(
+        unprompted.round(),
+        Err(sepo::Error::InvalidParameter {
+            name: "allocation",
+            ..
+        })
+    ));
+}
