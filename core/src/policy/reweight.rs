@@ -235,7 +235,7 @@ mod tests {
                 crate::weight::advantages(&r, 8, crate::weight::Baseline::LeaveOneOut).unwrap();
             let adjusted = control_variate_advantages(&base, &s, &[8]).unwrap();
             let err = |adv: &[f64]| {
-                let mut g = vec![0.0; 8];
+                let mut g = [0.0; 8];
                 for (&x, &w) in a.iter().zip(adv) {
                     for (gc, sc) in g.iter_mut().zip(score(x)) {
                         *gc += w * sc / 8.0;
