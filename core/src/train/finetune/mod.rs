@@ -55,7 +55,8 @@ pub struct Finetuner<
     pub reward: R,
     /// Held-out evaluation reward.
     pub eval_reward: Option<Box<dyn Reward>>,
-    /// Optional prompt (fixed positions) shared by every sample.
+    /// Optional prompt (fixed positions) shared by every sample, read by [`Finetuner::sample_with`] and
+    /// by rounds without prompts (with prompts, each pass of a round builds its own, one row per draw).
     pub condition: Option<Condition>,
     /// Hyper-parameters.
     pub config: FinetuneConfig,
