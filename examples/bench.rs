@@ -44,7 +44,7 @@ fn core_benches(name: &str, config: TransformerConfig, reps: usize, sample_steps
     let (b, l) = (64, 128);
     let graph = Absorbing::with_tokens(4).unwrap();
     let schedule = LogLinear::default();
-    let mut model = Transformer::<f32, Cpu>::new(config.clone(), &dev, 0).unwrap();
+    let mut model = Transformer::<f32, Cpu>::new(config, &dev, 0).unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let x0: Vec<usize> = (0..b * l).map(|i| (i * 7 + i / 13) % 4).collect();
     let batch = Dwdse::default()

@@ -64,17 +64,18 @@ pub mod __private {
     pub use sepo_core::graph::{Absorbing, Uniform};
     pub use sepo_core::nn::AdamW;
     pub use sepo_core::policy::{
-        CleanScores, Component, ConcreteScore, Estimator, Mixture, NeighbourWeights,
+        CleanScores, Component, ConcreteScore, Estimator, Mixture, NeighbourWeights, Reweight,
     };
     pub use sepo_core::reward::{BoxedReward, Reward, Scaled, SequenceReward, Sum};
     pub use sepo_core::sample::{Predictor, SamplerConfig};
     pub use sepo_core::schedule::{LogLinear, NoiseSchedule};
     pub use sepo_core::score::{Mlp, ScoreModel, Transformer};
+    pub use sepo_core::train::LrSchedule;
     pub use sepo_core::train::{
         seq_len_of, Checkpoint, FinetuneConfig, Finetuner, FromStates, KlMode, LogProb, Run,
         RunOptions, SamplerKind,
     };
-    pub use sepo_core::weight::Baseline;
+    pub use sepo_core::weight::{Adaptive, Allocation, Baseline, Neyman, Sequential};
     pub use serde;
 
     /// The reward of a `policy!`, type-erased; a value that is not a `Reward` is underlined at the

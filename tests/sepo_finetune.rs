@@ -289,3 +289,39 @@ fn prompts_fix_each_groups_prefix_and_bad_prompts_are_refused() {
         Err(sepo::Error::TokenOutOfVocab { token: 7, .. })
     ));
 }
+
+/// The reweighting components of `estimator!` (`snis`, `control_variate`) train: from the same start,
+/// 20 rounds of 8 groups of 8 with the `Trajectory` log-probability raise the exact `E[r]` (number of
+/// `2`s, 4 positions; start 0.915). Measured at seeds 0, 1, 2: snis(τ = 1) +0.75, +0.65, +0.74;
+/// control variate (mean baseline) +0.98, +0.85, +0.93. The assertion asks for +0.5: the expectation
+/// is exact, so the only noise is the training's, whose seed-to-seed spread is about 0.05. About 7 s.
+#[test]
+fn reweighting_components_raise_the_expected_reward() {
+    let dev = Cpu::default();
+    let start = expected_reward(&model(&dev));
+    for estimator in [Mixture::snis(1.0), Mixture::control_variate(Baseline::Mean)] {
+        let cfg = FinetuneConfig {
+            groups: 8,
+            group_size: 8,
+            minibatch: 64,
+            estimator: estimator.clone(),
+            ..config(LogProb::Trajectory)
+        };
+        let mut ft = Finetuner::new(
+            model(&dev),
+            Absorbing::with_tokens(4).unwrap(),
+            LogLinear::default(),
+            FnReward::new("twos", count_twos),
+            cfg,
+        )
+        .unwrap();
+        let history = ft.fit(20, false, None).unwrap();
+        assert!(history.iter().all(|m| m.grad_norm.is_finite()));
+        let end = expected_reward(&ft.model);
+        eprintln!("{}: E[r] {start:.3} → {end:.3}", estimator.name());
+        assert!(
+            end > start + 0.5,
+            "{estimator:?}: E[r] {start:.3} → {end:.3}"
+        );
+    }
+}

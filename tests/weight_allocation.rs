@@ -10,7 +10,9 @@
 
 use rand::{Rng, SeedableRng};
 use sepo::weight::allocation::{uniform, zero_std_fraction};
-use sepo::weight::{advantages, Allocator, Baseline, Neyman, Sequential};
+use sepo::weight::{
+    advantages, Adaptive, Allocation, Allocator, Baseline, Neyman, Planner, Sequential,
+};
 
 const ANSWERS: usize = 8;
 const START: [f64; 8] = [0.02, 0.05, 0.1, 0.3, 0.5, 0.7, 0.9, 0.98];
@@ -217,5 +219,114 @@ fn sequential_allocation_reaches_the_target_reward_in_fewer_calls() {
     assert!(
         u.0 - s.0 > 3.0 * (u.1 * u.1 + s.1 * s.1).sqrt(),
         "uniform {u:?} vs sequential {s:?}"
+    );
+}
+
+/// The [`Planner`]'s `Adaptive` strategy (budget 64, chunks of 4, cap 16) on both measurements above:
+/// (a) `E‖Ĝ − ∇J‖²` on `SPREAD` with the leave-one-out baseline, 3,000 rounds after 20 of warm-up,
+/// and (b) reward calls to `J ≥ 0.9` from `START` with GRPO and `θ_i += 0.5·ĝ_i`, 150 runs. Measured:
+/// (a) 5.60e-4 ± 0.09e-4 against uniform's 7.06e-4 ± 0.06e-4 (−21%), never above 64 calls a round;
+/// (b) 1923 ± 22 calls (36.3 rounds) against uniform's 3002 ± 55 (−36%). Each asserted at more than
+/// 4 standard errors of the difference (measured: 13 and 18). The trainer's version is
+/// `tests/finetune_allocation.rs`.
+#[test]
+fn adaptive_allocation_lowers_the_variance_and_the_calls() {
+    let run_variance = |allocation: Allocation| {
+        let pis: Vec<Vec<f64>> = initial(&SPREAD).iter().map(|t| softmax(t)).collect();
+        let exact: Vec<Vec<f64>> = pis
+            .iter()
+            .map(|pi| {
+                (0..ANSWERS)
+                    .map(|c| pi[0] * (f64::from(u8::from(c == 0)) - pi[c]) / 8.0)
+                    .collect()
+            })
+            .collect();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let mut planner = Planner::new(allocation, 8, 64).unwrap();
+        let mut errors = Vec::new();
+        for round in 0..3_020 {
+            let mut answers = vec![Vec::new(); 8];
+            let (rewards, _) = planner
+                .round(|counts| {
+                    Ok((0..8)
+                        .map(|i| {
+                            let (a, r) = draw(&pis[i], counts[i], &mut rng);
+                            answers[i].extend(a);
+                            r
+                        })
+                        .collect())
+                })
+                .unwrap();
+            assert!(rewards.iter().map(Vec::len).sum::<usize>() <= 64);
+            let (mut err, mut norms) = (0.0, Vec::new());
+            for i in 0..8 {
+                let (g, n) =
+                    group_gradient(&pis[i], &answers[i], &rewards[i], Baseline::LeaveOneOut);
+                err += g
+                    .iter()
+                    .zip(&exact[i])
+                    .map(|(x, e)| (x / 8.0 - e).powi(2))
+                    .sum::<f64>();
+                norms.push(n);
+            }
+            planner.observe(&rewards, &norms).unwrap();
+            if round >= 20 {
+                errors.push(err);
+            }
+        }
+        mean_se(&errors)
+    };
+    let run_calls = |allocation: Allocation| {
+        let calls: Vec<f64> = (0..150)
+            .map(|seed| {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(1_000 + seed);
+                let mut theta = initial(&START);
+                let mut planner = Planner::new(allocation, 8, 64).unwrap();
+                let mut calls = 0;
+                for _ in 0..400 {
+                    let pis: Vec<Vec<f64>> = theta.iter().map(|t| softmax(t)).collect();
+                    if pis.iter().map(|pi| pi[0]).sum::<f64>() / 8.0 >= 0.9 {
+                        break;
+                    }
+                    let mut answers = vec![Vec::new(); 8];
+                    let (rewards, _) = planner
+                        .round(|counts| {
+                            Ok((0..8)
+                                .map(|i| {
+                                    let (a, r) = draw(&pis[i], counts[i], &mut rng);
+                                    answers[i].extend(a);
+                                    r
+                                })
+                                .collect())
+                        })
+                        .unwrap();
+                    let mut norms = Vec::new();
+                    for i in 0..8 {
+                        calls += rewards[i].len();
+                        let (g, n) =
+                            group_gradient(&pis[i], &answers[i], &rewards[i], Baseline::GRPO);
+                        for (t, gc) in theta[i].iter_mut().zip(&g) {
+                            *t += 0.5 * gc;
+                        }
+                        norms.push(n);
+                    }
+                    planner.observe(&rewards, &norms).unwrap();
+                }
+                calls as f64
+            })
+            .collect();
+        mean_se(&calls)
+    };
+    let adaptive = Allocation::Adaptive(Adaptive::new(64));
+    let (u, a) = (run_variance(Allocation::Uniform), run_variance(adaptive));
+    let (uc, ac) = (run_calls(Allocation::Uniform), run_calls(adaptive));
+    eprintln!("E‖Ĝ − ∇J‖²: uniform {u:?}, adaptive {a:?}; calls to J ≥ 0.9: uniform {uc:?}, adaptive {ac:?}");
+    assert!(
+        u.0 - a.0 > 4.0 * (u.1 * u.1 + a.1 * a.1).sqrt(),
+        "{u:?} vs {a:?}"
+    );
+    assert!(
+        uc.0 - ac.0 > 4.0 * (uc.1 * uc.1 + ac.1 * ac.1).sqrt(),
+        "{uc:?} vs {ac:?}"
     );
 }

@@ -20,16 +20,20 @@ pub const PI: &str = "PI";
 /// Euler's number in `noise_schedule!` expressions.
 pub const E: &str = "E";
 
-/// `estimator!` components that exist.
-pub const COMPONENTS: &[&str] = &[REINFORCE, PPO, GRPO];
-/// Names of estimators planned in another issue, rejected with a message saying so.
-pub const COMPONENTS_LATER: &[&str] = &["snis", "control_variate"];
+/// `estimator!` components.
+pub const COMPONENTS: &[&str] = &[REINFORCE, PPO, GRPO, SNIS, CONTROL_VARIATE];
 /// `reinforce(baseline = ..)`: no clipping.
 pub const REINFORCE: &str = "reinforce";
 /// `ppo(baseline = .., clip = ε)`.
 pub const PPO: &str = "ppo";
 /// `grpo(group = G, clip = ε, delta = δ)`.
 pub const GRPO: &str = "grpo";
+/// `snis(temperature = τ, clip = ε, group = G)`: self-normalised weights towards `p_ref·exp(r/τ)`.
+pub const SNIS: &str = "snis";
+/// `control_variate(baseline = .., clip = ε, group = G)`: the score-function control variate.
+pub const CONTROL_VARIATE: &str = "control_variate";
+/// Option `temperature = τ > 0` of `snis`.
+pub const TEMPERATURE: &str = "temperature";
 /// Option `baseline = none|mean|leave_one_out|grpo`.
 pub const BASELINE: &str = "baseline";
 /// Option `clip = ε`, `ε ∈ (0, 1)`.
@@ -49,15 +53,19 @@ pub const POLICY_KEYS: &[&str] = &[
     "sampler",
     "reward",
     "eval_reward",
+    "prompts",
     "log_prob",
     "estimator",
     "kl",
     "kl_mode",
     "kl_last_steps",
     "optimizer",
+    "lr_schedule",
+    "grad_clip",
     "batch",
     "groups",
     "group_size",
+    "allocation",
     "iterations",
     "epochs",
     "minibatch",
@@ -94,3 +102,7 @@ pub const CLEANS: &[&str] = &["Masked", "Unmasked", "MaskedSubset"];
 pub const KL_MODES: &[&str] = &["InReward", "Path"];
 /// Optimisers of `policy!` (one: AdamW, also spelt `Adam`).
 pub const OPTIMIZERS: &[&str] = &["Adam", "AdamW"];
+/// Learning-rate schedules of `policy!` (`LrSchedule`).
+pub const LR_SCHEDULES: &[&str] = &["Constant", "Warmup", "WarmupCosine"];
+/// Allocation strategies of `policy!` (`Allocation`).
+pub const ALLOCATIONS: &[&str] = &["Uniform", "Adaptive", "Neyman", "Sequential"];

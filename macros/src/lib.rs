@@ -203,15 +203,20 @@ pub fn noise_schedule(input: TokenStream) -> TokenStream {
 /// | `reinforce` | `r − b` | none | `baseline = none\|mean\|leave_one_out\|grpo` (`mean`), `group = G` (the run's `group_size`) |
 /// | `ppo` | `r − b` | `ε` | `baseline` (`mean`), `clip = ε` (`0.2`), `group = G` |
 /// | `grpo` | `(r − r̄_g)/(σ_g + δ)` | `ε` | `group = G`, `clip = ε` (`0.2`), `delta = δ` (`1e-8`) |
+/// | `snis` | `n·w̄_j − 1`, `w_j ∝ exp(r_j/τ)·P_ref(path_j)/P_old(path_j)` within the group | none unless given | `temperature = τ` (`1.0`), `clip = ε`, `group = G` |
+/// | `control_variate` | `(r − b) − c*`, `c* = Σ_j A_j s_j / Σ_j s_j`, `s_j = ‖∇log π(x_j)‖²`, within the group | none unless given | `baseline` (`mean`), `clip = ε`, `group = G` |
 ///
-/// `snis` and `control_variate` are not available yet (a later issue) and are rejected with a
-/// message saying so.
+/// `snis` is the self-normalised importance-sampling estimate of `E_{p*}[∇log π]` for the tilted
+/// target `p* ∝ p_ref·exp(r/τ)`, minus the mean score (it records the sampler's paths and costs one
+/// reference forward per step); `control_variate` subtracts the variance-optimal multiple of the score
+/// `∇log π` (mean 0), which costs one backward pass per sample. Definitions and tests:
+/// `sepo::policy::reweight`.
 ///
 /// # Checks at compile time, each at its span
 ///
 /// Weights are number literals `≥ 0` summing to 1 (within 1e-9); every term of a mixture has a
 /// weight; components and baselines are known ("did you mean"); options are known to their
-/// component and given once; `clip ∈ (0, 1)`, `group ≥ 1`, `delta > 0`. On error each struct is
+/// component and given once; `clip ∈ (0, 1)`, `group ≥ 1`, `delta > 0`, `temperature > 0`. On error each struct is
 /// still emitted (with a stub body), so its uses do not add errors.
 ///
 /// # Expansion
@@ -225,9 +230,9 @@ pub fn noise_schedule(input: TokenStream) -> TokenStream {
 ///     fn components(&self) -> Vec<::sepo::__private::Component> {
 ///         vec![
 ///             Component { name: "grpo".into(), weight: 0.8, baseline: Baseline::Grpo { delta: 1e-8 },
-///                         group: Some(16), clip: Some(0.2) },
+///                         group: Some(16), clip: Some(0.2), reweight: Reweight::None },
 ///             Component { name: "reinforce".into(), weight: 0.2, baseline: Baseline::LeaveOneOut,
-///                         group: None, clip: None },
+///                         group: None, clip: None, reweight: Reweight::None },
 ///         ]
 ///     }
 /// }
@@ -297,15 +302,19 @@ pub fn estimator(input: TokenStream) -> TokenStream {
 /// | `sampler` | `Tweedie(steps, eps, max_batch)`, `Euler(..)`, `FirstHitting(max_batch)` | `Tweedie(steps = 32)` |
 /// | `reward` | any `Reward` expression: `GcContent::default()`, `0.5 * MyReward + Other { .. }` | **required** |
 /// | `eval_reward` | a held-out `Reward`, reported as `eval_reward`, never trained on | none |
+/// | `prompts` | an expression of `AsRef<[Vec<usize>]>` (`vec![vec![0, 1], vec![2]]`): one group per prompt, each completion starting with its prompt (`Finetuner::with_prompts`); then `groups` is their number | none (unconditional groups) |
 /// | `log_prob` | `ConcreteScore(weights = Conditional\|Enumerate\|Snis(draws = 2), clean = Masked\|Unmasked\|MaskedSubset(positions = 4), t0 = 1e-5)` or `Trajectory` | `Trajectory` (see `LogProb`'s docs for why) |
 /// | `estimator` | an `estimator!` type or any `Estimator` value, or a mixture inline: `grpo(clip = 0.2)` | `grpo(clip = 0.2)` |
 /// | `kl` | `β ≥ 0` | `0.0` (off) |
 /// | `kl_mode` | `InReward` or `Path` | `Path` |
 /// | `kl_last_steps` | KL over the last `n` sampler steps | all steps |
 /// | `optimizer` | `Adam(lr, weight_decay, beta1, beta2, eps)` (AdamW) | `Adam(lr = 1e-4)` (`0.0`, `0.9`, `0.999`, `1e-8`) |
+/// | `lr_schedule` | `Constant`, `Warmup(warmup = n)` or `WarmupCosine(warmup = n, total = n, min_ratio = r)`, over optimiser steps | `Constant` (`WarmupCosine`: `warmup = 0`, `min_ratio = 0.0`) |
+/// | `grad_clip` | global gradient-norm bound `> 0`, or `None` | `1.0` |
 /// | `batch` | samples per round, `groups × group_size` | `32` |
 /// | `groups` | groups per round | `4` (or `batch / group_size`) |
 /// | `group_size` | samples per group `G` | `8` (or `batch / groups`, or `batch` if below 8) |
+/// | `allocation` | with `prompts`: `Uniform`, `Adaptive(budget, chunk, cap, smoothing)`, `Neyman(budget, floor, smoothing)` or `Sequential(chunk, cap)`: how a round's draws are split across prompts (`weight::planner`) | `Uniform` (`group_size` each); `Adaptive(budget = n)`: `chunk = 4`, `cap = 16`, `smoothing = 0.1`; `Neyman`: `floor = 2`; `Sequential`: `chunk = 4`, `cap = 16` |
 /// | `iterations` | rounds in total | `100` |
 /// | `epochs` | optimisation passes over a round's samples | `5` |
 /// | `minibatch` | sequences per gradient step | `16` |
@@ -318,8 +327,11 @@ pub fn estimator(input: TokenStream) -> TokenStream {
 /// # Errors, at the user's span
 ///
 /// Unknown keys and options ("did you mean"), repeated keys, the missing `reward`, values of the
-/// wrong form (`graph: 3`, `epochs: 2.5`, `kl: -0.1`), `batch` not splitting into groups, a
-/// first-hitting sampler on a uniform graph, and every `estimator!` rule for an inline mixture. A
+/// wrong form (`graph: 3`, `epochs: 2.5`, `kl: -0.1`, `grad_clip: 0.0`), `batch` not splitting into
+/// groups, a first-hitting sampler on a uniform graph, an adaptive `allocation` without `prompts`,
+/// `groups` or `batch` beside `prompts`, a missing required option (`Warmup` without `warmup`,
+/// `Adaptive` without `budget`), and every `estimator!` rule for an inline mixture. "Did you mean"
+/// counts a swap of two adjacent letters as one edit (`iteartions` → `iterations`). A
 /// `reward` that is not a `Reward` is underlined by the compiler where it was written. On error the
 /// struct and its constructors are still emitted, with stub bodies.
 ///

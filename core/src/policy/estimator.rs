@@ -11,7 +11,10 @@
 //! | `reinforce(baseline)` | `r − b` ([`Baseline`]) | none |
 //! | `ppo(baseline, clip)` | `r − b` | `ε` |
 //! | `grpo(group, clip)` | `(r − r̄_g)/(σ_g + δ)` over groups of `group` | `ε` |
+//! | `snis(temperature, clip)` | `n·w̄_j − 1`, `w ∝ exp(r/τ)·P_ref/P_old` per group ([`Reweight`]) | optional |
+//! | `control_variate(baseline, clip)` | `A_j − c*`, `c* = Σ A s / Σ s`, `s = ‖∇log π‖²` per group | optional |
 
+use super::Reweight;
 use crate::error::{Error, Result};
 use crate::weight::{advantages, Baseline};
 
@@ -28,12 +31,21 @@ pub struct Component {
     pub group: Option<usize>,
     /// PPO clip range `ε ∈ (0, 1)`; `None`: no clipping.
     pub clip: Option<f64>,
+    /// A transform of the advantages that needs more than the rewards (`snis`, `control_variate`).
+    #[serde(default)]
+    pub reweight: Reweight,
 }
 
 impl Component {
     /// Advantages of `rewards` for this component, with `default_group` unless it sets its own.
     pub fn advantages(&self, rewards: &[f64], default_group: usize) -> Result<Vec<f64>> {
         advantages(rewards, self.group.unwrap_or(default_group), self.baseline)
+    }
+
+    /// Advantages of `rewards` over groups of the given `sizes` (an adaptive allocation: one group
+    /// per prompt), which replace the component's own `group`.
+    pub fn advantages_by_group(&self, rewards: &[f64], sizes: &[usize]) -> Result<Vec<f64>> {
+        crate::weight::advantages_by_group(rewards, sizes, self.baseline)
     }
 }
 
@@ -68,6 +80,21 @@ impl Mixture {
         Self::single("reinforce", baseline, None, None)
     }
 
+    /// Self-normalised importance weights towards `p_ref·exp(r/τ)` ([`Reweight::Snis`]), no clipping.
+    pub fn snis(temperature: f64) -> Self {
+        let mut m = Self::single("snis", Baseline::None, None, None);
+        m.components[0].reweight = Reweight::Snis { temperature };
+        m
+    }
+
+    /// The score-function control variate on `baseline`'s advantages ([`Reweight::ControlVariate`]),
+    /// no clipping.
+    pub fn control_variate(baseline: Baseline) -> Self {
+        let mut m = Self::single("control_variate", baseline, None, None);
+        m.components[0].reweight = Reweight::ControlVariate;
+        m
+    }
+
     fn single(name: &str, baseline: Baseline, group: Option<usize>, clip: Option<f64>) -> Self {
         Self {
             components: vec![Component {
@@ -76,6 +103,7 @@ impl Mixture {
                 baseline,
                 group,
                 clip,
+                reweight: Reweight::None,
             }],
         }
     }
@@ -115,6 +143,7 @@ impl Mixture {
                     ));
                 }
             }
+            c.reweight.check()?;
             if c.group == Some(0) {
                 return Err(Error::invalid(
                     "group",
@@ -158,6 +187,7 @@ mod tests {
             baseline: Baseline::Mean,
             group: None,
             clip: None,
+            reweight: Reweight::None,
         });
         assert!(matches!(
             m.check(),
@@ -169,6 +199,8 @@ mod tests {
         m.components[0].weight = 0.5;
         assert!(m.check().is_ok());
         assert_eq!(m.name(), "0.5*grpo+0.5*reinforce");
+        assert!(Mixture::snis(0.5).check().is_ok());
+        assert!(Mixture::snis(-1.0).check().is_err());
         m.components[0].clip = Some(1.5);
         assert!(matches!(
             m.check(),

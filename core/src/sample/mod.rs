@@ -143,6 +143,56 @@ impl Samples {
     pub fn sequences(&self) -> impl Iterator<Item = &[usize]> {
         self.tokens.chunks(self.seq_len.max(1))
     }
+
+    /// The sequences `rows` (and their paths), in that order.
+    pub fn select(&self, rows: &[usize]) -> Samples {
+        let l = self.seq_len;
+        Samples {
+            tokens: rows
+                .iter()
+                .flat_map(|&r| self.tokens[r * l..(r + 1) * l].iter().copied())
+                .collect(),
+            batch: rows.len(),
+            seq_len: l,
+            trajectory: self.trajectory.as_ref().map(|t| t.select(rows)),
+        }
+    }
+
+    /// The samples of several sampler calls (same `seq_len`, all with or all without paths) as one
+    /// batch, in order; `fixed[k]` marks the positions a condition held in `parts[k]`
+    /// (`[batch_k · seq_len]`), used to align first-hitting paths of different lengths.
+    pub fn stack(parts: Vec<(Samples, Vec<bool>)>) -> Result<Samples> {
+        let seq_len = parts.first().map_or(0, |p| p.0.seq_len);
+        if let Some(p) = parts.iter().find(|p| p.0.seq_len != seq_len) {
+            return Err(Error::ShapeMismatch {
+                op: "Samples::stack (sequence lengths)",
+                expected: vec![seq_len],
+                got: vec![p.0.seq_len],
+            });
+        }
+        let recorded = parts.iter().all(|p| p.0.trajectory.is_some());
+        let batch = parts.iter().map(|p| p.0.batch).sum();
+        let tokens = parts
+            .iter()
+            .flat_map(|p| p.0.tokens.iter().copied())
+            .collect();
+        let trajectory = if recorded {
+            Some(Trajectory::stack(
+                parts
+                    .into_iter()
+                    .map(|(s, fixed)| (s.trajectory.expect("checked"), s.tokens, fixed))
+                    .collect(),
+            )?)
+        } else {
+            None
+        };
+        Ok(Samples {
+            tokens,
+            batch,
+            seq_len,
+            trajectory,
+        })
+    }
 }
 
 /// Entry checks shared by the samplers; returns the condition expanded to `[batch · seq_len]`.

@@ -156,6 +156,71 @@ impl Step {
         }
     }
 
+    /// The rows `rows` of this step, in that order (rows may repeat).
+    pub fn select(&self, rows: &[usize]) -> Step {
+        let l = self.seq_len;
+        let tok = |v: &[usize]| -> Vec<usize> {
+            if v.is_empty() {
+                Vec::new()
+            } else {
+                rows.iter()
+                    .flat_map(|&r| v[r * l..(r + 1) * l].iter().copied())
+                    .collect()
+            }
+        };
+        let seq = |v: &[f64]| -> Vec<f64> {
+            if v.is_empty() {
+                Vec::new()
+            } else {
+                rows.iter().map(|&r| v[r]).collect()
+            }
+        };
+        Step {
+            kind: self.kind,
+            batch: rows.len(),
+            seq_len: l,
+            t: seq(&self.t),
+            t_next: seq(&self.t_next),
+            sigma_bar: seq(&self.sigma_bar),
+            sigma_bar_next: seq(&self.sigma_bar_next),
+            rate: seq(&self.rate),
+            before: tok(&self.before),
+            after: tok(&self.after),
+            fixed: rows
+                .iter()
+                .flat_map(|&r| self.fixed[r * l..(r + 1) * l].iter().copied())
+                .collect(),
+            position: if self.position.is_empty() {
+                Vec::new()
+            } else {
+                rows.iter().map(|&r| self.position[r]).collect()
+            },
+            log_prob: seq(&self.log_prob),
+        }
+    }
+
+    /// A first-hitting step in which every one of `tokens`' rows idles (no position unmasked,
+    /// log-probability 0), at the noise level of the first row of `template` after its event.
+    fn idle(template: &Step, tokens: &[usize], fixed: &[bool]) -> Step {
+        let b = tokens.len() / template.seq_len.max(1);
+        let at = |v: &[f64]| vec![v.first().copied().unwrap_or(0.0); b];
+        Step {
+            kind: StepKind::FirstHitting,
+            batch: b,
+            seq_len: template.seq_len,
+            t: at(&template.t_next),
+            t_next: at(&template.t_next),
+            sigma_bar: at(&template.sigma_bar_next),
+            sigma_bar_next: at(&template.sigma_bar_next),
+            rate: at(&template.rate),
+            before: tokens.to_vec(),
+            after: tokens.to_vec(),
+            fixed: fixed.to_vec(),
+            position: vec![None; b],
+            log_prob: vec![0.0; b],
+        }
+    }
+
     /// Appends the rows of `other` (same kind and length) below this step's.
     fn append(&mut self, other: Step) {
         self.batch += other.batch;
@@ -201,6 +266,44 @@ impl Trajectory {
             }
         }
         total
+    }
+
+    /// The rows `rows` of every step, in that order.
+    pub fn select(&self, rows: &[usize]) -> Trajectory {
+        Trajectory {
+            steps: self.steps.iter().map(|s| s.select(rows)).collect(),
+        }
+    }
+
+    /// Stacks the trajectories of separate sampler calls (`parts[k]` over the rows `tokens[k]`, flat
+    /// `[batch_k · seq_len]`, the clean end of its path, with `fixed[k]` its held positions) into one
+    /// over all their rows. First-hitting paths of different lengths are aligned by appending idle
+    /// steps (log-probability 0) to the shorter ones; grid paths must have the same number of steps.
+    pub fn stack(parts: Vec<(Trajectory, Vec<usize>, Vec<bool>)>) -> Result<Trajectory> {
+        let longest = parts.iter().map(|p| p.0.steps.len()).max().unwrap_or(0);
+        let Some(template) = parts
+            .iter()
+            .find(|p| p.0.steps.len() == longest)
+            .and_then(|p| p.0.steps.last().cloned())
+        else {
+            return Ok(Trajectory::default());
+        };
+        let mut padded = Vec::with_capacity(parts.len());
+        for (mut t, tokens, fixed) in parts {
+            if t.steps.len() < longest {
+                if template.kind != StepKind::FirstHitting {
+                    return Err(Error::ShapeMismatch {
+                        op: "Trajectory::stack (grid paths of different lengths)",
+                        expected: vec![longest],
+                        got: vec![t.steps.len()],
+                    });
+                }
+                let idle = Step::idle(&template, &tokens, &fixed);
+                t.steps.resize(longest, idle);
+            }
+            padded.push(t);
+        }
+        Ok(Trajectory::concat(padded))
     }
 
     /// Stacks the trajectories of consecutive chunks of one batch into one. Every chunk of one call

@@ -8,49 +8,15 @@
 //! two-loop trainer (docs/gradient_flow.md §4).
 
 use dfdx::prelude::*;
-use rand::Rng;
 
 use crate::error::{Error, Result};
 use crate::graph::Graph;
-use crate::nn::ParamStore;
 use crate::policy::EnergyModel;
 use crate::reward::Reward;
-use crate::sample::{first_hitting, sample, Samples};
 use crate::schedule::NoiseSchedule;
-use crate::score::ScoreModel;
 use crate::train::{
     step_rng, MetricsWriter, RunOptions, SamplerKind, SingleLoop, SingleLoopConfig, UpdateMetrics,
 };
-
-/// Draws `batch` sequences of length `seq_len` under `params` with the sampler `kind` (unconditional).
-#[allow(clippy::too_many_arguments)]
-pub fn draw<E, D, M, G, S, R>(
-    kind: &SamplerKind,
-    model: &M,
-    params: &ParamStore<E, D>,
-    graph: &G,
-    schedule: &S,
-    batch: usize,
-    seq_len: usize,
-    rng: &mut R,
-) -> Result<Samples>
-where
-    E: Dtype,
-    D: Device<E>,
-    M: ScoreModel<E, D>,
-    G: Graph,
-    S: NoiseSchedule,
-    R: Rng,
-{
-    match kind {
-        SamplerKind::Grid(cfg) => sample(
-            model, params, graph, schedule, cfg, batch, seq_len, None, rng,
-        ),
-        SamplerKind::FirstHitting(cfg) => first_hitting(
-            model, params, graph, schedule, cfg, batch, seq_len, None, rng,
-        ),
-    }
-}
 
 /// A single-loop run ready to [`fit`](FlowRun::fit): `options.rounds` counts *updates* (one chain
 /// advance of `k` steps and one gradient step each).
@@ -104,14 +70,15 @@ where
         crate::check::nonzero("particles", particles)?;
         crate::check::nonzero("seq_len", seq_len)?;
         let mut rng = step_rng(config.seed, u64::MAX);
-        let drawn = draw(
-            &sampler,
+        let drawn = sampler.draw(
             &model,
             model.params(),
             &graph,
             schedule,
             particles,
             seq_len,
+            None,
+            false,
             &mut rng,
         )?;
         let single_loop = SingleLoop::new(model, graph, reward, config, drawn.tokens, particles)?;

@@ -13,7 +13,9 @@ pub mod single_loop;
 
 pub use build::{seq_len_of, FromStates, Run, RunOptions};
 pub use checkpoint::{Checkpoint, ModelKind};
-pub use finetune::{FinetuneConfig, Finetuner, KlMode, LogProb, RoundMetrics, SamplerKind};
+pub use finetune::{
+    FinetuneConfig, Finetuner, GradientEstimate, KlMode, LogProb, RoundMetrics, SamplerKind,
+};
 pub use flow_run::FlowRun;
 pub use metrics::{progress_bar, MetricsWriter};
 pub use pretrain::{Corpus, LrSchedule, PretrainConfig, Pretrainer, StepStats};

@@ -44,7 +44,7 @@ pub fn advantages(rewards: &[f64], group_size: usize, baseline: Baseline) -> Res
             what: "no rewards",
         });
     }
-    if rewards.len() % group_size != 0 {
+    if !rewards.len().is_multiple_of(group_size) {
         return Err(Error::invalid(
             "group_size",
             group_size,
@@ -65,8 +65,49 @@ pub fn advantages(rewards: &[f64], group_size: usize, baseline: Baseline) -> Res
             "leave-one-out needs groups of at least 2",
         ));
     }
+    let sizes = vec![group_size; rewards.len() / group_size];
+    Ok(standardise(rewards, &sizes, baseline))
+}
+
+/// Advantages of `rewards` laid out in contiguous groups of the given `sizes` (`Σ sizes = len`), e.g.
+/// the groups of an adaptive allocation across prompts. As [`advantages`], per group; a group of one
+/// draw has no baseline to leave out and gets advantage 0 under `LeaveOneOut` (and under every
+/// centred baseline, since it is constant).
+pub fn advantages_by_group(
+    rewards: &[f64],
+    sizes: &[usize],
+    baseline: Baseline,
+) -> Result<Vec<f64>> {
+    if let Some(i) = sizes.iter().position(|&n| n == 0) {
+        return Err(Error::invalid(
+            "group sizes",
+            format!("0 at group {i}"),
+            "every group needs ≥ 1 draw",
+        ));
+    }
+    if sizes.iter().sum::<usize>() != rewards.len() {
+        return Err(Error::ShapeMismatch {
+            op: "advantages_by_group (Σ sizes vs rewards)",
+            expected: vec![rewards.len()],
+            got: vec![sizes.iter().sum()],
+        });
+    }
+    if let Some(i) = rewards.iter().position(|r| !r.is_finite()) {
+        return Err(Error::NonFinite {
+            what: "reward",
+            index: i,
+            value: rewards[i],
+        });
+    }
+    Ok(standardise(rewards, sizes, baseline))
+}
+
+fn standardise(rewards: &[f64], sizes: &[usize], baseline: Baseline) -> Vec<f64> {
     let mut out = Vec::with_capacity(rewards.len());
-    for group in rewards.chunks(group_size) {
+    let mut start = 0;
+    for &size in sizes {
+        let group = &rewards[start..start + size];
+        start += size;
         let g = group.len() as f64;
         let mean = group.iter().sum::<f64>() / g;
         let constant = group.iter().all(|&r| r == group[0]);
@@ -75,6 +116,7 @@ pub fn advantages(rewards: &[f64], group_size: usize, baseline: Baseline) -> Res
             out.push(match baseline {
                 Baseline::None => r,
                 Baseline::Mean => centred,
+                Baseline::LeaveOneOut if group.len() < 2 => 0.0,
                 Baseline::LeaveOneOut => g / (g - 1.0) * centred,
                 Baseline::Grpo { delta } => {
                     if constant || group.len() < 2 {
@@ -87,7 +129,7 @@ pub fn advantages(rewards: &[f64], group_size: usize, baseline: Baseline) -> Res
             });
         }
     }
-    Ok(out)
+    out
 }
 
 #[cfg(test)]
@@ -127,6 +169,18 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn unequal_groups_are_standardised_each_on_its_own() {
+        let r = [1.0, 3.0, 0.0, 0.0, 6.0, 5.0];
+        let a = advantages_by_group(&r, &[2, 3, 1], Baseline::LeaveOneOut).unwrap();
+        // [1, 3]: ±2; [0, 0, 6]: 6 − 0 = 6 and 0 − 3 = −3; a lone draw: 0.
+        assert_eq!(a, vec![-2.0, 2.0, -3.0, -3.0, 6.0, 0.0]);
+        let same = advantages_by_group(&r[..4], &[2, 2], Baseline::GRPO).unwrap();
+        assert_eq!(same, advantages(&r[..4], 2, Baseline::GRPO).unwrap());
+        assert!(advantages_by_group(&r, &[2, 3], Baseline::Mean).is_err());
+        assert!(advantages_by_group(&r, &[6, 0], Baseline::Mean).is_err());
     }
 
     #[test]

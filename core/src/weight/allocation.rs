@@ -18,18 +18,36 @@
 //! chase signal: a prompt whose groups are all-fail has `σ̂ ≈ 0` and gets the floor. Sequential rounds
 //! do the opposite: they spend more on exactly those prompts until one success shows up, which is what
 //! group-normalised (GRPO) advantages need to move at all. `tests/weight_allocation.rs` measures both.
+//! [`Adaptive`](super::Adaptive) combines them within a budget, and [`Planner`](super::Planner) runs any
+//! of the strategies pass by pass, as the trainer does.
 
 use crate::error::{Error, Result};
 
-/// How a trainer spends its per-round budget across prompts.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+/// How a trainer spends its per-round budget across prompts (run by a [`Planner`](super::Planner)).
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Allocation {
-    /// `n_i = B/P` (the remainder to the first prompts).
+    /// `n_i = B/P` (the remainder to the first prompts); the default.
+    #[default]
     Uniform,
     /// `n_i ∝ σ̂_i` with a floor ([`Allocator`]).
     Neyman(Neyman),
     /// Draw in chunks until non-degenerate or capped ([`Sequential`]).
     Sequential(Sequential),
+    /// Neyman targets within a budget, degenerate groups drawn on up to a cap
+    /// ([`Adaptive`](super::Adaptive)).
+    Adaptive(super::Adaptive),
+}
+
+impl Allocation {
+    /// Checks the strategy's settings.
+    pub fn check(&self) -> Result<()> {
+        match self {
+            Allocation::Uniform => Ok(()),
+            Allocation::Neyman(n) => n.check(),
+            Allocation::Sequential(s) => s.check(),
+            Allocation::Adaptive(a) => a.check(),
+        }
+    }
 }
 
 /// Settings of Neyman allocation.
@@ -189,7 +207,7 @@ pub fn uniform(prompts: usize, budget: usize) -> Vec<usize> {
 
 /// Splits `total` into integers proportional to `weights` (non-negative, positive sum) by largest
 /// remainder.
-fn split(total: usize, weights: &[f64]) -> Vec<usize> {
+pub(crate) fn split(total: usize, weights: &[f64]) -> Vec<usize> {
     let sum: f64 = weights.iter().sum();
     let raw: Vec<f64> = weights.iter().map(|w| total as f64 * w / sum).collect();
     let mut out: Vec<usize> = raw.iter().map(|r| r.floor() as usize).collect();

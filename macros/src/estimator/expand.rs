@@ -10,6 +10,7 @@ use super::parse::{Baseline, Item, Kind, Mixture, Term};
 /// Defaults of the options, as documented on the entry point.
 const DEFAULT_CLIP: f64 = 0.2;
 const DEFAULT_DELTA: f64 = 1e-8;
+const DEFAULT_TEMPERATURE: f64 = 1.0;
 
 /// What the generated `components` does.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -64,6 +65,8 @@ fn component(term: &Term) -> TokenStream {
     let weight = float(term.weight.as_ref().map_or(1.0, |w| w.0));
     let delta = term.delta.as_ref().map_or(DEFAULT_DELTA, |d| d.0);
     let baseline = match (term.kind, term.baseline.as_ref().map(|b| b.0)) {
+        // `snis` forms its own advantages from the rewards.
+        (Kind::Snis, _) => quote!(::sepo::__private::Baseline::None),
         (Kind::Grpo, _) => {
             let delta = float(delta);
             quote!(::sepo::__private::Baseline::Grpo { delta: #delta })
@@ -81,11 +84,25 @@ fn component(term: &Term) -> TokenStream {
         None => quote!(::std::option::Option::None),
     };
     let clip = match (term.kind, &term.clip) {
-        (Kind::Reinforce, _) => quote!(::std::option::Option::None),
+        (Kind::Reinforce, _) | (Kind::Snis | Kind::ControlVariate, None) => {
+            quote!(::std::option::Option::None)
+        }
         (_, clip) => {
             let clip = float(clip.as_ref().map_or(DEFAULT_CLIP, |c| c.0));
             quote!(::std::option::Option::Some(#clip))
         }
+    };
+    let reweight = match term.kind {
+        Kind::Snis => {
+            let t = float(
+                term.temperature
+                    .as_ref()
+                    .map_or(DEFAULT_TEMPERATURE, |t| t.0),
+            );
+            quote!(::sepo::__private::Reweight::Snis { temperature: #t })
+        }
+        Kind::ControlVariate => quote!(::sepo::__private::Reweight::ControlVariate),
+        _ => quote!(::sepo::__private::Reweight::None),
     };
     quote! {
         ::sepo::__private::Component {
@@ -94,6 +111,7 @@ fn component(term: &Term) -> TokenStream {
             baseline: #baseline,
             group: #group,
             clip: #clip,
+            reweight: #reweight,
         }
     }
 }

@@ -75,6 +75,7 @@ mod tests {
                             baseline: ::sepo::__private::Baseline::Grpo { delta: 0.00000001f64 },
                             group: ::std::option::Option::Some(16usize),
                             clip: ::std::option::Option::Some(0.2f64),
+                            reweight: ::sepo::__private::Reweight::None,
                         },
                         ::sepo::__private::Component {
                             name: ::std::string::String::from("reinforce"),
@@ -82,6 +83,7 @@ mod tests {
                             baseline: ::sepo::__private::Baseline::LeaveOneOut,
                             group: ::std::option::Option::None,
                             clip: ::std::option::Option::None,
+                            reweight: ::sepo::__private::Reweight::None,
                         }
                     ]
                 }

@@ -5,8 +5,9 @@
 //! mixture   := term ("+" term)*
 //! term      := weight "*" component | component "*" weight | component     (a lone component: weight 1)
 //! weight    := number literal
-//! component := reinforce | ppo | grpo, optionally followed by "(" option,* ")"
+//! component := reinforce | ppo | grpo | snis | control_variate, optionally followed by "(" option,* ")"
 //! option    := baseline = none|mean|leave_one_out|grpo | clip = ε | group = G | delta = δ
+//!            | temperature = τ
 //! ```
 //!
 //! `syn` parses the right-hand side as a Rust expression (so `*` binds tighter than `+`); it is then
@@ -90,6 +91,8 @@ pub struct Term {
     pub group: Option<(u64, Expr)>,
     /// `delta = δ`.
     pub delta: Option<(f64, Expr)>,
+    /// `temperature = τ`.
+    pub temperature: Option<(f64, Expr)>,
 }
 
 /// The components (`sepo::policy::Estimator`'s table).
@@ -101,6 +104,10 @@ pub enum Kind {
     Ppo,
     /// group-standardised advantages, clipped ratio.
     Grpo,
+    /// self-normalised importance weights towards `p_ref·exp(r/τ)`, optionally clipped.
+    Snis,
+    /// `r − b` minus the score-function control variate, optionally clipped.
+    ControlVariate,
 }
 
 impl Kind {
@@ -110,6 +117,8 @@ impl Kind {
             Kind::Reinforce => keys::REINFORCE,
             Kind::Ppo => keys::PPO,
             Kind::Grpo => keys::GRPO,
+            Kind::Snis => keys::SNIS,
+            Kind::ControlVariate => keys::CONTROL_VARIATE,
         }
     }
 
@@ -119,6 +128,8 @@ impl Kind {
             Kind::Reinforce => &[keys::BASELINE, keys::GROUP],
             Kind::Ppo => &[keys::BASELINE, keys::CLIP, keys::GROUP],
             Kind::Grpo => &[keys::GROUP, keys::CLIP, keys::DELTA],
+            Kind::Snis => &[keys::TEMPERATURE, keys::CLIP, keys::GROUP],
+            Kind::ControlVariate => &[keys::BASELINE, keys::CLIP, keys::GROUP],
         }
     }
 
@@ -128,6 +139,10 @@ impl Kind {
             Kind::Reinforce => "`baseline = none|mean|leave_one_out|grpo`, `group = G`",
             Kind::Ppo => "`baseline = none|mean|leave_one_out|grpo`, `clip = ε`, `group = G`",
             Kind::Grpo => "`group = G`, `clip = ε`, `delta = δ`",
+            Kind::Snis => "`temperature = τ`, `clip = ε`, `group = G`",
+            Kind::ControlVariate => {
+                "`baseline = none|mean|leave_one_out|grpo`, `clip = ε`, `group = G`"
+            }
         }
     }
 }
@@ -229,18 +244,8 @@ pub fn term(cx: &Ctxt, expr: &Expr) -> Option<Term> {
         keys::REINFORCE => Kind::Reinforce,
         keys::PPO => Kind::Ppo,
         keys::GRPO => Kind::Grpo,
-        later if keys::COMPONENTS_LATER.contains(&later) => {
-            cx.error_spanned_by(
-                &call.name,
-                format!(
-                    "`{later}` is not available yet as an estimator component (it belongs to a later issue)\n\
-                     components: {}; self-normalised importance weights of the neighbours are \
-                     `log_prob: ConcreteScore(weights = Snis(draws = 2))` in `policy!`",
-                    suggest::list(keys::COMPONENTS)
-                ),
-            );
-            return None;
-        }
+        keys::SNIS => Kind::Snis,
+        keys::CONTROL_VARIATE => Kind::ControlVariate,
         _ => {
             cx.error_spanned_by(
                 &call.name,
@@ -271,6 +276,10 @@ pub fn term(cx: &Ctxt, expr: &Expr) -> Option<Term> {
         .option(keys::DELTA)
         .filter(|_| known(keys::DELTA))
         .and_then(|v| call::float(cx, v, keys::DELTA).map(|d| (d, v.clone())));
+    let temperature = call
+        .option(keys::TEMPERATURE)
+        .filter(|_| known(keys::TEMPERATURE))
+        .and_then(|v| call::float(cx, v, keys::TEMPERATURE).map(|t| (t, v.clone())));
     Some(Term {
         weight: None,
         kind,
@@ -279,6 +288,7 @@ pub fn term(cx: &Ctxt, expr: &Expr) -> Option<Term> {
         clip,
         group,
         delta,
+        temperature,
     })
 }
 

@@ -15,6 +15,7 @@ pub fn check(cx: &Ctxt, mixture: &Mixture) {
     clip_in_unit_interval(cx, mixture);
     group_positive(cx, mixture);
     delta_positive(cx, mixture);
+    temperature_positive(cx, mixture);
 }
 
 /// A lone component means weight 1; in a mixture every weight is written out.
@@ -89,6 +90,18 @@ fn delta_positive(cx: &Ctxt, mixture: &Mixture) {
     for (value, original) in mixture.terms.iter().filter_map(|t| t.delta.as_ref()) {
         if !(*value > 0.0 && value.is_finite()) {
             cx.error_spanned_by(original, format!("`delta` must be > 0, found {value}"));
+        }
+    }
+}
+
+/// `τ` divides the rewards in `exp(r/τ)`.
+fn temperature_positive(cx: &Ctxt, mixture: &Mixture) {
+    for (value, original) in mixture.terms.iter().filter_map(|t| t.temperature.as_ref()) {
+        if !(*value > 0.0 && value.is_finite()) {
+            cx.error_spanned_by(
+                original,
+                format!("`temperature` must be > 0, found {value}"),
+            );
         }
     }
 }

@@ -97,6 +97,16 @@ fn build_with(policy: &Policy, graph: &TokenStream, schedule: &TokenStream) -> T
         let boxed = boxed(e);
         quote!(let finetuner = finetuner.with_eval_reward(::std::boxed::Box::new(#boxed));)
     });
+    // The prompts' type is checked at the user's expression.
+    let prompts = policy.prompts.as_ref().map(|(_, e)| {
+        let as_ref = quote_spanned! {e.span()=>
+            ::std::convert::AsRef::<[::std::vec::Vec<usize>]>::as_ref(&prompts)
+        };
+        quote! {
+            let prompts = #e;
+            let finetuner = finetuner.with_prompts(#as_ref)?;
+        }
+    });
     let rounds = policy
         .plain("iterations")
         .map_or_else(|| quote!(100), |e| quote!(#e));
@@ -120,6 +130,7 @@ fn build_with(policy: &Policy, graph: &TokenStream, schedule: &TokenStream) -> T
         let reward = #reward;
         let finetuner = ::sepo::__private::Finetuner::new(model, graph, schedule, reward, config)?;
         #eval
+        #prompts
         let options = ::sepo::__private::RunOptions {
             rounds: #rounds,
             progress: #progress,
@@ -187,6 +198,12 @@ fn config(policy: &Policy) -> TokenStream {
     if let Some(optimizer) = &policy.optimizer {
         sets.push(quote!(config.optimizer = #optimizer;));
     }
+    if let Some(schedule) = &policy.lr_schedule {
+        sets.push(quote!(config.lr_schedule = #schedule;));
+    }
+    if let Some(clip) = &policy.grad_clip {
+        sets.push(quote!(config.grad_clip = #clip;));
+    }
     let given = |key: &str| option(policy.plain(key).map(|e| quote!(#e)));
     match policy.plain("batch") {
         Some(batch) => {
@@ -204,6 +221,9 @@ fn config(policy: &Policy) -> TokenStream {
                 }
             }
         }
+    }
+    if let Some((allocation, _)) = &policy.allocation {
+        sets.push(quote!(config.allocation = #allocation;));
     }
     for key in ["epochs", "minibatch", "seed"] {
         if let Some(value) = policy.plain(key) {

@@ -1,11 +1,13 @@
 //! `policy!`: a declarative fine-tuning configuration becomes a unit struct whose constructors build
 //! a `sepo::train::Run` (a `Finetuner` plus rounds, progress bar, metrics file and checkpoint).
 //!
-//! parse (`parse.rs`: keys read into [`parse::Policy`], errors collected) → validate (`validate.rs`:
+//! parse (`parse.rs`: keys read into [`parse::Policy`], errors collected; `training.rs` for the
+//! optimisation-loop keys) → validate (`validate.rs`:
 //! rules across keys) → expand (`expand.rs`).
 
 mod expand;
 mod parse;
+mod training;
 mod validate;
 
 #[cfg(test)]

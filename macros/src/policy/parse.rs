@@ -24,6 +24,8 @@ use crate::estimator::parse::{self as estimator, Mixture};
 use crate::keys;
 use crate::suggest;
 
+use super::training;
+
 /// Every item of one `policy!` invocation.
 pub struct Items(pub Vec<Item>);
 
@@ -106,6 +108,14 @@ pub struct Policy {
     pub optimizer: Option<TokenStream>,
     /// `kl_mode: InReward | Path`: the `KlMode` value.
     pub kl_mode: Option<TokenStream>,
+    /// `lr_schedule: ..`: the `LrSchedule` value.
+    pub lr_schedule: Option<TokenStream>,
+    /// `grad_clip: ..`: the `Option<f64>` value.
+    pub grad_clip: Option<TokenStream>,
+    /// `prompts: expr`, with its key (for spans).
+    pub prompts: Option<(Ident, Expr)>,
+    /// `allocation: ..`: the `Allocation` value and the strategy's name.
+    pub allocation: Option<(TokenStream, Ident)>,
     /// Keys whose value is a plain expression (numbers, strings, bools), by name.
     pub plain: Vec<(String, Expr)>,
     /// Whether a key failed to read: cross-key rules that depend on it stay silent.
@@ -153,10 +163,19 @@ pub fn policy(cx: &Ctxt, item: &Item) -> Policy {
                 .map(|g| policy.graph = Some(g.name)),
             "schedule" => schedule(cx, value).map(|s| policy.schedule = Some(s)),
             "sampler" => sampler(cx, value).map(|s| policy.sampler = Some(s)),
-            "reward" => Some(policy.reward = Some(value.clone())),
-            "eval_reward" => Some(policy.eval_reward = Some(value.clone())),
+            "reward" => {
+                policy.reward = Some(value.clone());
+                Some(())
+            }
+            "eval_reward" => {
+                policy.eval_reward = Some(value.clone());
+                Some(())
+            }
             "log_prob" => log_prob(cx, value).map(|l| policy.log_prob = Some(l)),
-            "estimator" => Some(policy.estimator = Some(estimator_value(cx, value))),
+            "estimator" => {
+                policy.estimator = Some(estimator_value(cx, value));
+                Some(())
+            }
             "optimizer" => optimizer(cx, value).map(|o| policy.optimizer = Some(o)),
             "kl_mode" => {
                 named(cx, value, "kl_mode", keys::KL_MODES, "`InReward` or `Path`").map(|m| {
@@ -164,6 +183,12 @@ pub fn policy(cx: &Ctxt, item: &Item) -> Policy {
                     policy.kl_mode = Some(quote!(::sepo::__private::KlMode::#name));
                 })
             }
+            "lr_schedule" => training::lr_schedule(cx, value).map(|l| policy.lr_schedule = Some(l)),
+            "grad_clip" => training::grad_clip(cx, value).map(|g| policy.grad_clip = Some(g)),
+            "prompts" => {
+                training::prompts(cx, value).map(|p| policy.prompts = Some((key.clone(), p)))
+            }
+            "allocation" => training::allocation(cx, value).map(|a| policy.allocation = Some(a)),
             _ => plain(cx, &word, value).map(|()| policy.plain.push((word, value.clone()))),
         };
         policy.failed |= read.is_none();
@@ -172,7 +197,13 @@ pub fn policy(cx: &Ctxt, item: &Item) -> Policy {
 }
 
 /// `Name` or `Name(..)` with `Name` among `accepted`; else an error listing them.
-fn named(cx: &Ctxt, value: &Expr, key: &str, accepted: &[&str], syntax: &str) -> Option<Call> {
+pub(super) fn named(
+    cx: &Ctxt,
+    value: &Expr,
+    key: &str,
+    accepted: &[&str],
+    syntax: &str,
+) -> Option<Call> {
     let call = Call::parse(cx, value);
     let word = call.as_ref().map(|c| c.name.to_string());
     match (call, word) {
@@ -259,7 +290,12 @@ fn schedule(cx: &Ctxt, value: &Expr) -> Option<(syn::Path, TokenStream)> {
     let tokens = if fields.is_empty() {
         quote_spanned!(path.span()=> <#path as ::std::default::Default>::default())
     } else {
-        quote_spanned!(path.span()=> #path { #(#fields,)* ..<#path as ::std::default::Default>::default() })
+        // The user may have named every field: the struct update is then needless, not wrong.
+        quote_spanned!(path.span()=> {
+            #[allow(clippy::needless_update)]
+            let schedule = #path { #(#fields,)* ..<#path as ::std::default::Default>::default() };
+            schedule
+        })
     };
     Some((path, tokens))
 }
@@ -470,7 +506,7 @@ fn plain(cx: &Ctxt, key: &str, value: &Expr) -> Option<()> {
 
 /// A number for an `f64` field: an integer literal becomes a float literal; a literal of another
 /// kind is an error; other expressions are left to the compiler.
-fn float_tokens(cx: &Ctxt, value: &Expr, key: &str) -> Option<TokenStream> {
+pub(super) fn float_tokens(cx: &Ctxt, value: &Expr, key: &str) -> Option<TokenStream> {
     if call::non_numeric_literal(value) {
         cx.error_spanned_by(value, format!("`{key}` expects a number, such as `0.2`"));
         return None;
@@ -485,7 +521,7 @@ fn float_tokens(cx: &Ctxt, value: &Expr, key: &str) -> Option<TokenStream> {
 }
 
 /// A count for a `usize` field: a literal must be an integer.
-fn int_tokens(cx: &Ctxt, value: &Expr, key: &str) -> Option<TokenStream> {
+pub(super) fn int_tokens(cx: &Ctxt, value: &Expr, key: &str) -> Option<TokenStream> {
     match call::number(value) {
         Some((_, true)) => Some(quote!(#value)),
         Some(_) => {

@@ -9,6 +9,8 @@ pub fn check(cx: &Ctxt, item: &Item, policy: &Policy) {
     has_reward(cx, item, policy);
     batch_splits_into_groups(cx, policy);
     first_hitting_needs_absorbing(cx, policy);
+    allocation_needs_prompts(cx, policy);
+    prompts_set_the_groups(cx, policy);
     if let Some(EstimatorValue::Inline(mixture)) = &policy.estimator {
         crate::estimator::validate::check(cx, mixture);
     }
@@ -61,6 +63,39 @@ fn first_hitting_needs_absorbing(cx: &Ctxt, policy: &Policy) {
             cx.error_spanned_by(
                 name,
                 "`FirstHitting` samples absorbing graphs only: use `Tweedie` or `Euler` with `graph: Uniform`",
+            );
+        }
+    }
+}
+
+/// An allocation splits a round's draws across prompts: without prompts there is nothing to split.
+fn allocation_needs_prompts(cx: &Ctxt, policy: &Policy) {
+    if let (Some((_, name)), None) = (&policy.allocation, &policy.prompts) {
+        if name != "Uniform" {
+            cx.error_spanned_by(
+                name,
+                format!(
+                    "`{name}` allocation splits each round's draws across prompts: add `prompts: ..` \
+                     (e.g. `prompts: vec![vec![0], vec![1]]`)"
+                ),
+            );
+        }
+    }
+}
+
+/// With prompts, there is one group per prompt: `groups` (and so `batch`) follow from them.
+fn prompts_set_the_groups(cx: &Ctxt, policy: &Policy) {
+    if policy.prompts.is_none() {
+        return;
+    }
+    for key in ["groups", "batch"] {
+        if let Some(value) = policy.plain(key) {
+            cx.error_spanned_by(
+                value,
+                format!(
+                    "`{key}` follows from `prompts` (one group per prompt): leave it out and set \
+                     `group_size`, the completions per prompt"
+                ),
             );
         }
     }

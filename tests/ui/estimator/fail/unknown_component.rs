@@ -2,7 +2,7 @@ use sepo::prelude::*;
 
 estimator! {
     Typo = reinforc(baseline = mean);
-    Later = 0.5 * grpo + 0.5 * snis(draws = 2);
+    Transposed = 0.5 * grpo + 0.5 * contorl_variate;
 }
 
 fn main() {

@@ -1,5 +1,6 @@
 use sepo::prelude::*;
 use sepo::reward::GcContent;
+use sepo::weight::{Adaptive, Allocation, Sequential};
 
 estimator! {
     Mixed = 0.8 * grpo(clip = 0.2) + 0.2 * reinforce(baseline = leave_one_out);
@@ -29,6 +30,8 @@ policy! {
         kl_mode: InReward,
         kl_last_steps: 8,
         optimizer: Adam(lr = 1e-4, weight_decay = 0.01),
+        lr_schedule: Warmup(warmup = 50),
+        grad_clip: 0.5,
         batch: 64,
         group_size: 16,
         iterations: 1_000,
@@ -45,12 +48,62 @@ policy! {
     Minimal {
         reward: GcContent::default(),
     }
+
+    /// Prompts with an adaptive allocation of 16 draws a round.
+    Prompted {
+        reward: GcContent::default(),
+        prompts: vec![vec![0], vec![1, 2]],
+        group_size: 4,
+        allocation: Adaptive(budget = 16, cap = 8),
+        lr_schedule: WarmupCosine(warmup = 10, total = 100),
+        grad_clip: None,
+        iterations: 1,
+        epochs: 1,
+        sampler: FirstHitting,
+        progress: false,
+    }
+
+    /// Values from expressions: `grad_clip` takes an `f64` or an `Option<f64>`.
+    Computed {
+        reward: GcContent::default(),
+        prompts: PROMPTS,
+        grad_clip: CLIP,
+        allocation: Sequential(chunk = 2),
+    }
 }
+
+const PROMPTS: [Vec<usize>; 0] = [];
+const CLIP: Option<f64> = Some(0.3);
 
 fn main() {
     let full = Full::config(32).unwrap();
     assert_eq!((full.groups, full.group_size), (4, 16));
     assert_eq!(Minimal::config(8).unwrap(), FinetuneConfig::new(8));
+    assert_eq!(full.lr_schedule, LrSchedule::Warmup { warmup: 50 });
+    assert_eq!(full.grad_clip, Some(0.5));
+    let prompted = Prompted::config(4).unwrap();
+    assert_eq!(
+        prompted.allocation,
+        Allocation::Adaptive(Adaptive { budget: 16, cap: 8, ..Adaptive::new(16) })
+    );
+    assert_eq!(prompted.grad_clip, None);
+    assert_eq!(
+        prompted.lr_schedule,
+        LrSchedule::WarmupCosine { warmup: 10, total: 100, min_ratio: 0.0 }
+    );
+    let computed = Computed::config(4).unwrap();
+    assert_eq!(computed.grad_clip, Some(0.3));
+    assert_eq!(computed.allocation, Allocation::Sequential(Sequential::new(2, 16)));
+    // `prompts` is wired to `with_prompts`: one group per prompt, then an adaptive round.
+    let model = Mlp::<f32, Cpu>::new(MlpConfig::tiny(5, 4, ScoreHead::Absorbing), &Cpu::default(), 0).unwrap();
+    let mut run = Prompted::build_with(model).unwrap();
+    assert_eq!(run.finetuner.prompts, vec![vec![0], vec![1, 2]]);
+    assert_eq!(run.finetuner.config.groups, 2);
+    let history = run.fit().unwrap();
+    assert!(history[0].reward_calls <= 16);
+    // An empty prompt list is a typed error when the run is built, not a panic.
+    let model = Mlp::<f32, Cpu>::new(MlpConfig::tiny(5, 4, ScoreHead::Absorbing), &Cpu::default(), 0).unwrap();
+    assert!(Computed::build_with(model).is_err());
     // Generic over the device: the constructors name `D`.
     let _build: fn(&Cpu) -> sepo::Result<_> = Full::build::<Cpu>;
 }

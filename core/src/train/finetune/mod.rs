@@ -1,0 +1,312 @@
+//! SEPO fine-tuning: rounds of sampling and policy-gradient optimisation.
+//!
+//! One round: snapshot `θ_old`; draw `groups × group_size` sequences from `θ_old` with the configured
+//! sampler (recording trajectories when the estimator or the KL needs them), or, with prompts, as many as
+//! the allocation decides per prompt (`round.rs`); score them with the training
+//! reward (and the held-out evaluation reward, if any); advantages; `epochs` passes over minibatches, each an
+//! AdamW step on the PPO-clip loss of the chosen estimator plus `β·KL_path` to the reference and minus an
+//! optional entropy bonus; metrics. If anything fails (a NaN reward, a diverging gradient), the model, the
+//! optimiser and the round counter are restored to the end of the previous round and the typed error is
+//! returned: [`Finetuner::round`] is transactional.
+
+//!
+//! Files: `config.rs` (the configuration and the round's metrics), `round.rs` (drawing, allocation,
+//! advantages, the optimisation loop), `gradients.rs` (the surrogate, KL and entropy gradients).
+
+mod config;
+mod gradients;
+mod round;
+
+pub use config::{FinetuneConfig, KlMode, LogProb, RoundMetrics, SamplerKind};
+pub use round::GradientEstimate;
+
+use dfdx::prelude::*;
+use rand::Rng;
+
+use crate::error::{Error, Result};
+use crate::graph::Graph;
+use crate::nn::io::write_atomic;
+use crate::nn::{AdamWState, ParamStore};
+use crate::reward::Reward;
+use crate::sample::{Condition, Samples};
+use crate::schedule::NoiseSchedule;
+use crate::score::ScoreModel;
+use crate::train::{Checkpoint, MetricsWriter};
+use crate::weight::Planner;
+
+/// A fine-tuning run: the policy, its reference, the forward process, the rewards and the optimiser.
+pub struct Finetuner<
+    E: Dtype,
+    D: Device<E>,
+    M: ScoreModel<E, D>,
+    G: Graph,
+    S: NoiseSchedule,
+    R: Reward,
+> {
+    /// The policy (trainable score model).
+    pub model: M,
+    /// Reference weights for the KL.
+    pub reference: ParamStore<E, D>,
+    /// Forward graph.
+    pub graph: G,
+    /// Noise schedule.
+    pub schedule: S,
+    /// Training reward.
+    pub reward: R,
+    /// Held-out evaluation reward.
+    pub eval_reward: Option<Box<dyn Reward>>,
+    /// Optional prompt (fixed positions) shared by every sample, read by [`Finetuner::sample_with`] and
+    /// by rounds without prompts (with prompts, each pass of a round builds its own, one row per draw).
+    pub condition: Option<Condition>,
+    /// Hyper-parameters.
+    pub config: FinetuneConfig,
+    /// AdamW state.
+    pub state: AdamWState<E, D>,
+    /// Rounds completed.
+    pub round: u64,
+    /// The prompts of [`Finetuner::with_prompts`] (empty: none).
+    pub prompts: Vec<Vec<usize>>,
+    /// The allocation's state across rounds (with prompts), e.g. the pooled spreads of Neyman targets;
+    /// rebuilt when `config.allocation` changes.
+    pub planner: Option<Planner>,
+}
+
+impl<E, D, M, G, S, R> Finetuner<E, D, M, G, S, R>
+where
+    E: Dtype,
+    D: Device<E>,
+    M: ScoreModel<E, D>,
+    G: Graph,
+    S: NoiseSchedule,
+    R: Reward,
+{
+    /// Starts from `model` (also the reference).
+    pub fn new(model: M, graph: G, schedule: S, reward: R, config: FinetuneConfig) -> Result<Self> {
+        config.check()?;
+        if model.num_states() != graph.num_states() {
+            return Err(Error::ShapeMismatch {
+                op: "Finetuner::new (model states vs graph states)",
+                expected: vec![graph.num_states()],
+                got: vec![model.num_states()],
+            });
+        }
+        let state = config.optimizer.init(model.params());
+        let reference = model.params().snapshot();
+        Ok(Self {
+            model,
+            reference,
+            graph,
+            schedule,
+            reward,
+            eval_reward: None,
+            condition: None,
+            config,
+            state,
+            round: 0,
+            prompts: Vec::new(),
+            planner: None,
+        })
+    }
+
+    /// Sets a held-out evaluation reward (reported, never trained on).
+    pub fn with_eval_reward(mut self, reward: Box<dyn Reward>) -> Self {
+        self.eval_reward = Some(reward);
+        self
+    }
+
+    /// Sets a prompt: positions fixed in every sample.
+    pub fn with_condition(mut self, condition: Condition) -> Self {
+        self.condition = Some(condition);
+        self
+    }
+
+    /// One group per prompt: prompt `i`'s completions start with `prompts[i]` (a prefix held fixed by
+    /// the sampler), and advantages are formed among the completions of one prompt. Sets
+    /// `groups = prompts.len()`. How many completions each prompt gets per round is
+    /// `config.allocation`'s choice: `group_size` each under `Uniform`; under an adaptive strategy
+    /// (see [`crate::weight::planner`]) groups of unequal sizes, each prompt weighing the same in the
+    /// gradient.
+    pub fn with_prompts(mut self, prompts: &[Vec<usize>]) -> Result<Self> {
+        let c = &mut self.config;
+        if prompts.is_empty() {
+            return Err(Error::Empty {
+                op: "Finetuner::with_prompts",
+                what: "no prompt",
+            });
+        }
+        let vocab = self.graph.num_tokens();
+        for (g, prompt) in prompts.iter().enumerate() {
+            if prompt.len() > c.seq_len {
+                return Err(Error::ShapeMismatch {
+                    op: "Finetuner::with_prompts (prompt longer than seq_len)",
+                    expected: vec![c.seq_len],
+                    got: vec![g, prompt.len()],
+                });
+            }
+            if let Some(p) = prompt.iter().position(|&t| t >= vocab) {
+                return Err(Error::TokenOutOfVocab {
+                    sequence: g,
+                    position: p,
+                    token: prompt[p],
+                    vocab,
+                });
+            }
+        }
+        c.groups = prompts.len();
+        c.check()?;
+        self.planner = Some(Planner::new(c.allocation, prompts.len(), c.batch())?);
+        // `sample_with` draws the uniform layout: `group_size` completions of each prompt in turn.
+        let fixed = prompts
+            .iter()
+            .flat_map(|p| std::iter::repeat_n(p, c.group_size))
+            .flat_map(|p| (0..c.seq_len).map(|l| p.get(l).copied()))
+            .collect();
+        self.condition = Some(Condition::per_sequence(fixed));
+        self.prompts = prompts.to_vec();
+        Ok(self)
+    }
+
+    /// Draws `batch` samples from `params` with the configured sampler (and condition, if any).
+    pub fn sample_with<Rn: Rng>(
+        &self,
+        params: &ParamStore<E, D>,
+        batch: usize,
+        record: bool,
+        rng: &mut Rn,
+    ) -> Result<Samples> {
+        self.sample_conditioned(params, batch, record, self.condition.as_ref(), rng)
+    }
+
+    fn sample_conditioned<Rn: Rng>(
+        &self,
+        params: &ParamStore<E, D>,
+        batch: usize,
+        record: bool,
+        cond: Option<&Condition>,
+        rng: &mut Rn,
+    ) -> Result<Samples> {
+        let c = &self.config;
+        c.sampler.draw(
+            &self.model,
+            params,
+            &self.graph,
+            &self.schedule,
+            batch,
+            c.seq_len,
+            cond,
+            record,
+            rng,
+        )
+    }
+
+    /// One round; on error everything is as it was before the call.
+    pub fn round(&mut self) -> Result<RoundMetrics> {
+        let saved = (
+            self.model.params().clone(),
+            self.state.clone(),
+            self.reference.clone(),
+            self.planner.clone(),
+        );
+        match self.round_inner() {
+            Ok(m) => Ok(m),
+            Err(e) => {
+                *self.model.params_mut() = saved.0;
+                self.state = saved.1;
+                self.reference = saved.2;
+                self.planner = saved.3;
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs `rounds` rounds with a progress bar (if `progress`) and metrics as JSON lines (if given).
+    /// Stops at the first error, with the state of the last completed round intact.
+    pub fn fit(
+        &mut self,
+        rounds: u64,
+        progress: bool,
+        mut metrics: Option<&mut MetricsWriter>,
+    ) -> Result<Vec<RoundMetrics>> {
+        let bar = crate::train::progress_bar(rounds, "fine-tune", progress);
+        let mut out = Vec::with_capacity(rounds as usize);
+        for _ in 0..rounds {
+            let m = self.round()?;
+            let eval = m
+                .eval_reward
+                .map_or(String::new(), |e| format!(" eval {e:.3}"));
+            let kl = m.kl.map_or(String::new(), |k| format!(" kl {k:.3}"));
+            bar.set_message(format!("reward {:.3}{eval}{kl}", m.reward));
+            bar.inc(1);
+            if let Some(w) = metrics.as_deref_mut() {
+                w.write(&m)?;
+            }
+            out.push(m);
+        }
+        bar.finish();
+        Ok(out)
+    }
+
+    /// Writes the policy, the reference, the optimiser state and the round counter (with the config) to
+    /// `checkpoint`'s directory, each file atomically.
+    pub fn save(&self, checkpoint: &Checkpoint) -> Result<()> {
+        let meta = std::collections::BTreeMap::new();
+        self.model.params().save(&checkpoint.model_path(), &meta)?;
+        self.reference
+            .save(&checkpoint.dir.join("reference.safetensors"), &meta)?;
+        checkpoint.save_optimizer(self.model.params(), &self.state)?;
+        let state = serde_json::json!({
+            "round": self.round,
+            "finetune": self.config,
+            "planner": self.planner,
+        });
+        write_atomic(
+            &checkpoint.dir.join("trainer.json"),
+            &serde_json::to_vec_pretty(&state).expect("serialisable"),
+        )
+    }
+
+    /// Restores a run saved by [`Finetuner::save`] (same architecture and configuration); rounds then
+    /// continue bit-identically on CPU, since round `k` draws from `step_rng(seed, k)`. Nothing changes
+    /// unless every file loads.
+    pub fn resume(&mut self, checkpoint: &Checkpoint) -> Result<()> {
+        let path = checkpoint.dir.join("trainer.json");
+        let bytes = std::fs::read(&path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let json: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| Error::CorruptCheckpoint {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        let round = json["round"]
+            .as_u64()
+            .ok_or_else(|| Error::CorruptCheckpoint {
+                path: path.clone(),
+                reason: "no integer `round`".into(),
+            })?;
+        let mut params = self.model.params().clone();
+        params.load(&checkpoint.model_path())?;
+        let mut reference = self.reference.clone();
+        reference.load(&checkpoint.dir.join("reference.safetensors"))?;
+        let state = checkpoint.load_optimizer(&params)?;
+        let planner: Option<Planner> =
+            match json.get("planner") {
+                None | Some(serde_json::Value::Null) => None,
+                Some(p) => Some(serde_json::from_value(p.clone()).map_err(|e| {
+                    Error::CorruptCheckpoint {
+                        path: path.clone(),
+                        reason: format!("`planner`: {e}"),
+                    }
+                })?),
+            };
+        if planner.is_some() {
+            self.planner = planner;
+        }
+        *self.model.params_mut() = params;
+        self.reference = reference;
+        self.state = state;
+        self.round = round;
+        Ok(())
+    }
+}

@@ -1,0 +1,450 @@
+//! One round: draw (one pass, or several under an adaptive allocation), score, advantages, then
+//! `epochs` passes of AdamW steps over minibatches.
+
+use std::time::Instant;
+
+use dfdx::prelude::*;
+use rand::seq::SliceRandom;
+use rand::Rng;
+
+use super::config::last_steps;
+use super::{Finetuner, KlMode, LogProb, RoundMetrics};
+use crate::error::{Error, Result};
+use crate::graph::Graph;
+use crate::loss::PpoObjective;
+use crate::nn::ParamStore;
+use crate::policy::{control_variate_advantages, path_log_prob, snis_advantages, Reweight};
+use crate::reward::{evaluate_flat, Reward};
+use crate::sample::{Condition, Samples};
+use crate::schedule::NoiseSchedule;
+use crate::score::ScoreModel;
+use crate::train::step_rng;
+use crate::weight::Planner;
+
+/// A round's draws: the samples grouped by prompt, their training rewards, the group sizes (with
+/// prompts) and the planner that allocated them (to be committed with the round).
+pub(super) struct Drawn {
+    samples: Samples,
+    rewards: Vec<f64>,
+    sizes: Option<Vec<usize>>,
+    planner: Option<Planner>,
+    time_sample: f64,
+    time_score: f64,
+}
+
+/// One draw of the policy-gradient estimate ([`Finetuner::gradient_estimate`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GradientEstimate {
+    /// `Ĝ`, flat over the parameters in store order.
+    pub gradient: Vec<f64>,
+    /// Training-reward evaluations it took.
+    pub reward_calls: usize,
+    /// Fraction of its groups whose rewards were all equal.
+    pub zero_std_fraction: f64,
+}
+
+/// Contiguous row ranges of groups of the given sizes.
+fn ranges(sizes: &[usize]) -> Vec<std::ops::Range<usize>> {
+    let mut start = 0;
+    sizes
+        .iter()
+        .map(|&n| {
+            start += n;
+            start - n..start
+        })
+        .collect()
+}
+
+impl<E, D, M, G, S, R> Finetuner<E, D, M, G, S, R>
+where
+    E: Dtype,
+    D: Device<E>,
+    M: ScoreModel<E, D>,
+    G: Graph,
+    S: NoiseSchedule,
+    R: Reward,
+{
+    pub(super) fn round_inner(&mut self) -> Result<RoundMetrics> {
+        let c = self.config.clone();
+        let mut rng = step_rng(c.seed, self.round);
+        let old = self.model.params().snapshot();
+        let record = self.records_paths();
+
+        let drawn = self.draw(&old, record, &mut rng)?;
+        let (samples, rewards) = (drawn.samples, drawn.rewards);
+        let batch = samples.batch;
+        let (time_sample, mut time_score) = (drawn.time_sample, drawn.time_score);
+        let clock = Instant::now();
+        let eval = match &self.eval_reward {
+            Some(r) => {
+                let v = evaluate_flat(r.as_ref(), &samples.tokens, c.seq_len)?;
+                Some(v.iter().sum::<f64>() / v.len() as f64)
+            }
+            None => None,
+        };
+        time_score += clock.elapsed().as_secs_f64();
+        let (shaped, kl_in_reward) = self.shape(&samples, &rewards)?;
+        let adv = self.advantages(&old, &samples, &shaped, drawn.sizes.as_deref(), &mut rng)?;
+        let groups = self.commit_allocation(
+            drawn.planner,
+            &drawn.sizes,
+            &old,
+            &samples,
+            &shaped,
+            &mut rng,
+        )?;
+        let zero_groups = groups
+            .iter()
+            .filter(|g| rewards[(*g).clone()].iter().all(|&r| r == rewards[g.start]))
+            .count();
+
+        let clock = Instant::now();
+        let (mut clip_sum, mut norm_sum, mut loss_sum, mut kl_sum, mut updates) =
+            (0.0, 0.0, 0.0, 0.0, 0usize);
+        let mut lr = c.optimizer.lr;
+        let mut order: Vec<usize> = (0..batch.div_ceil(c.minibatch)).collect();
+        for _ in 0..c.epochs {
+            order.shuffle(&mut rng);
+            for &chunk in &order {
+                let rows = chunk * c.minibatch..((chunk + 1) * c.minibatch).min(batch);
+                let (mut grads, stats, kl) =
+                    self.minibatch_grads(&old, &samples, rows, &adv, &mut rng)?;
+                let norm = match c.grad_clip {
+                    Some(m) => grads.clip_norm(m),
+                    None => grads.global_norm(),
+                };
+                if !norm.is_finite() {
+                    return Err(Error::Diverged {
+                        what: "gradient norm",
+                        step: self.state.step,
+                    });
+                }
+                lr = c.lr_schedule.at(c.optimizer.lr, self.state.step);
+                c.optimizer
+                    .step(lr, self.model.params_mut(), &mut self.state, &grads)?;
+                clip_sum += stats.clip_ratio;
+                norm_sum += norm;
+                loss_sum += stats.loss;
+                kl_sum += kl.unwrap_or(0.0);
+                updates += 1;
+            }
+        }
+        let time_backward = clock.elapsed().as_secs_f64();
+
+        let entropy = self.entropy(&samples)?;
+        self.round += 1;
+        if let Some(every) = c.reference_refresh {
+            if self.round.is_multiple_of(every) {
+                self.reference = self.model.params().snapshot();
+            }
+        }
+        let n = updates.max(1) as f64;
+        let mean = rewards.iter().sum::<f64>() / batch as f64;
+        let var = rewards.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / batch as f64;
+        Ok(RoundMetrics {
+            round: self.round - 1,
+            reward: mean,
+            reward_std: var.sqrt(),
+            eval_reward: eval,
+            kl: kl_in_reward.or(record.then_some(kl_sum / n)),
+            entropy,
+            clip_ratio: clip_sum / n,
+            grad_norm: norm_sum / n,
+            learning_rate: lr,
+            loss: loss_sum / n,
+            zero_std_fraction: zero_groups as f64 / groups.len() as f64,
+            reward_calls: batch,
+            samples_per_s: batch as f64 / time_sample.max(1e-9),
+            time_sample,
+            time_score,
+            time_backward,
+        })
+    }
+
+    /// The rewards the gradient sees: with the KL in the reward, `r − β·[log P_θ_old(path) −
+    /// log P_ref(path)]` over the recorded paths (and the mean log-ratio), else the rewards as they are.
+    fn shape(&self, samples: &Samples, rewards: &[f64]) -> Result<(Vec<f64>, Option<f64>)> {
+        let c = &self.config;
+        match (&samples.trajectory, c.kl_mode) {
+            (Some(t), KlMode::InReward) if c.kl > 0.0 => {
+                let t = last_steps(t, c.kl_last_steps);
+                let reference = path_log_prob(&self.model, &self.reference, &self.graph, &t)?;
+                let log_ratio: Vec<f64> = t
+                    .log_prob()
+                    .iter()
+                    .zip(&reference)
+                    .map(|(p, q)| p - q)
+                    .collect();
+                let shaped = rewards
+                    .iter()
+                    .zip(&log_ratio)
+                    .map(|(r, d)| r - c.kl * d)
+                    .collect();
+                let mean = log_ratio.iter().sum::<f64>() / rewards.len().max(1) as f64;
+                Ok((shaped, Some(mean)))
+            }
+            _ => Ok((rewards.to_vec(), None)),
+        }
+    }
+
+    /// The round's groups as row ranges; with prompts, also records each prompt's spread in the
+    /// planner (Neyman and Adaptive: one extra backward pass, see `spread_norms`) and keeps it.
+    fn commit_allocation<Rn: Rng>(
+        &mut self,
+        planner: Option<Planner>,
+        sizes: &Option<Vec<usize>>,
+        old: &ParamStore<E, D>,
+        samples: &Samples,
+        shaped: &[f64],
+        rng: &mut Rn,
+    ) -> Result<Vec<std::ops::Range<usize>>> {
+        let c = &self.config;
+        let uniform = vec![c.group_size; samples.batch / c.group_size];
+        let groups = ranges(sizes.as_deref().unwrap_or(&uniform));
+        if let Some(mut planner) = planner {
+            if planner.allocator.is_some() {
+                let norms = self.spread_norms(old, samples, &groups, shaped, rng)?;
+                let rewards: Vec<Vec<f64>> =
+                    groups.iter().map(|g| shaped[g.clone()].to_vec()).collect();
+                planner.observe(&rewards, &norms)?;
+            }
+            self.planner = Some(planner);
+        }
+        Ok(groups)
+    }
+
+    /// One draw of the policy-gradient estimate at the current parameters, as a round would draw it
+    /// (allocation included, whose state it updates) but without any step: the ascent direction
+    /// `Ĝ = −∇loss` of the estimator's surrogate over the whole round at `θ = θ_old` (no KL, no
+    /// entropy bonus, no clipping), i.e. `Ĝ = (1/B) Σ_b w_b A_b ∇log π(x_b)` (`w_b` the prompt
+    /// weights of unequal groups). For measuring an estimator's or an allocation's variance; `seed`
+    /// seeds its draws.
+    pub fn gradient_estimate(&mut self, seed: u64) -> Result<GradientEstimate> {
+        let mut rng = step_rng(seed, u64::MAX - self.round);
+        let old = self.model.params().snapshot();
+        let record = self.records_paths();
+        let drawn = self.draw(&old, record, &mut rng)?;
+        let (shaped, _) = self.shape(&drawn.samples, &drawn.rewards)?;
+        let adv = self.advantages(
+            &old,
+            &drawn.samples,
+            &shaped,
+            drawn.sizes.as_deref(),
+            &mut rng,
+        )?;
+        let saved = self.planner.clone();
+        let groups = match self.commit_allocation(
+            drawn.planner,
+            &drawn.sizes,
+            &old,
+            &drawn.samples,
+            &shaped,
+            &mut rng,
+        ) {
+            Ok(g) => g,
+            Err(e) => {
+                self.planner = saved;
+                return Err(e);
+            }
+        };
+        let objectives: Vec<PpoObjective<'_>> = self
+            .config
+            .estimator
+            .components
+            .iter()
+            .zip(&adv)
+            .map(|(comp, a)| PpoObjective {
+                scale: comp.weight,
+                advantage: a,
+                clip: None,
+            })
+            .collect();
+        let s = &drawn.samples;
+        let (grads, _) = self.surrogate_grads(
+            &old,
+            &s.tokens,
+            s.batch,
+            s.trajectory.as_ref(),
+            &objectives,
+            &mut rng,
+        )?;
+        let r = &drawn.rewards;
+        let zero = groups
+            .iter()
+            .filter(|g| r[(*g).clone()].iter().all(|&x| x == r[g.start]))
+            .count();
+        Ok(GradientEstimate {
+            gradient: grads.flat_f64().iter().map(|g| -g).collect(),
+            reward_calls: s.batch,
+            zero_std_fraction: zero as f64 / groups.len() as f64,
+        })
+    }
+
+    /// Draws and scores a round: `groups × group_size` samples at once without prompts; with prompts,
+    /// the passes of the configured allocation, stacked and regrouped by prompt.
+    fn draw<Rn: Rng>(&self, old: &ParamStore<E, D>, record: bool, rng: &mut Rn) -> Result<Drawn> {
+        let c = &self.config;
+        if self.prompts.is_empty() && c.allocation != crate::weight::Allocation::Uniform {
+            return Err(Error::invalid(
+                "allocation",
+                format!("{:?}", c.allocation),
+                "splits a round's draws across prompts: call `with_prompts` first",
+            ));
+        }
+        if self.prompts.is_empty() {
+            let clock = Instant::now();
+            let samples = self.sample_with(old, c.batch(), record, rng)?;
+            let time_sample = clock.elapsed().as_secs_f64();
+            let clock = Instant::now();
+            let rewards = evaluate_flat(&self.reward, &samples.tokens, c.seq_len)?;
+            return Ok(Drawn {
+                samples,
+                rewards,
+                sizes: None,
+                planner: None,
+                time_sample,
+                time_score: clock.elapsed().as_secs_f64(),
+            });
+        }
+        let planner = match &self.planner {
+            Some(p) if p.allocation == c.allocation && p.prompts() == self.prompts.len() => {
+                p.clone()
+            }
+            _ => Planner::new(c.allocation, self.prompts.len(), c.batch())?,
+        };
+        let (mut time_sample, mut time_score) = (0.0, 0.0);
+        let mut parts = Vec::new();
+        let mut owner: Vec<usize> = Vec::new();
+        let mut flat_rewards: Vec<f64> = Vec::new();
+        let (per_prompt, _) = planner.round(|counts| {
+            let mut fixed = Vec::with_capacity(counts.iter().sum::<usize>() * c.seq_len);
+            for (i, &n) in counts.iter().enumerate() {
+                for _ in 0..n {
+                    fixed.extend((0..c.seq_len).map(|l| self.prompts[i].get(l).copied()));
+                    owner.push(i);
+                }
+            }
+            let held: Vec<bool> = fixed.iter().map(Option::is_some).collect();
+            let condition = Condition::per_sequence(fixed);
+            let clock = Instant::now();
+            let total = counts.iter().sum();
+            let s = self.sample_conditioned(old, total, record, Some(&condition), rng)?;
+            time_sample += clock.elapsed().as_secs_f64();
+            let clock = Instant::now();
+            let r = evaluate_flat(&self.reward, &s.tokens, c.seq_len)?;
+            time_score += clock.elapsed().as_secs_f64();
+            let mut out = vec![Vec::new(); counts.len()];
+            let first = owner.len() - total;
+            for (k, &v) in r.iter().enumerate() {
+                out[owner[first + k]].push(v);
+            }
+            flat_rewards.extend(r);
+            parts.push((s, held));
+            Ok(out)
+        })?;
+        let stacked = Samples::stack(parts)?;
+        // Regroup by prompt, draw order kept within a prompt.
+        let mut rows: Vec<usize> = (0..owner.len()).collect();
+        rows.sort_by_key(|&k| owner[k]);
+        let rewards = rows.iter().map(|&k| flat_rewards[k]).collect();
+        Ok(Drawn {
+            samples: stacked.select(&rows),
+            rewards,
+            sizes: Some(per_prompt.iter().map(Vec::len).collect()),
+            planner: Some(planner),
+            time_sample,
+            time_score,
+        })
+    }
+
+    /// Whether the round records the sampler's paths: for the trajectory log-probability, the KL, or a
+    /// component that weighs by the path log-ratio to the reference.
+    fn records_paths(&self) -> bool {
+        let c = &self.config;
+        matches!(c.log_prob, LogProb::Trajectory)
+            || c.kl > 0.0
+            || c.estimator
+                .components
+                .iter()
+                .any(|comp| comp.reweight.needs_reference_ratio())
+    }
+
+    /// Each component's advantages: its baseline over its groups (with prompt groups of `sizes` and
+    /// no `group` of its own, per prompt), then its [`Reweight`], then, with prompt groups, scaled by
+    /// `w_i = B/(P·n_i)` so that every prompt weighs the same in the surrogate
+    /// `(1/B) Σ_b w_b A_b ρ_b = (1/P) Σ_i (1/n_i) Σ_j A_ij ρ_ij` (`w = 1` for equal groups; PPO's
+    /// `min(ρA, clip(ρ)A)` is positively homogeneous in `A`, so the clip is unchanged). The path
+    /// log-ratios to the reference and the squared score norms are computed once, if a component
+    /// needs them.
+    fn advantages<Rn: Rng>(
+        &self,
+        old: &ParamStore<E, D>,
+        samples: &Samples,
+        shaped: &[f64],
+        sizes: Option<&[usize]>,
+        rng: &mut Rn,
+    ) -> Result<Vec<Vec<f64>>> {
+        let c = &self.config;
+        let comps = &c.estimator.components;
+        let log_ratio = match comps.iter().any(|k| k.reweight.needs_reference_ratio()) {
+            true => Some(self.reference_log_ratio(samples)?),
+            false => None,
+        };
+        let norms = match comps.iter().any(|k| k.reweight.needs_score_norms()) {
+            true => Some(self.score_norms(old, samples, rng)?),
+            false => None,
+        };
+        comps
+            .iter()
+            .map(|comp| {
+                let groups = match (sizes, comp.group) {
+                    (Some(sizes), None) => sizes.to_vec(),
+                    (_, g) => {
+                        let g = g.unwrap_or(c.group_size);
+                        vec![g; shaped.len() / g]
+                    }
+                };
+                let base = comp.advantages_by_group(shaped, &groups)?;
+                let a = match comp.reweight {
+                    Reweight::None => base,
+                    Reweight::Snis { temperature } => snis_advantages(
+                        shaped,
+                        log_ratio.as_deref().expect("computed above"),
+                        &groups,
+                        temperature,
+                    )?,
+                    Reweight::ControlVariate => control_variate_advantages(
+                        &base,
+                        norms.as_deref().expect("computed above"),
+                        &groups,
+                    )?,
+                };
+                Ok(match (sizes, comp.group) {
+                    (Some(sizes), None) => {
+                        let (b, p) = (shaped.len() as f64, sizes.len() as f64);
+                        let weight = sizes
+                            .iter()
+                            .flat_map(|&n| std::iter::repeat_n(b / (p * n as f64), n));
+                        a.iter().zip(weight).map(|(a, w)| a * w).collect()
+                    }
+                    _ => a,
+                })
+            })
+            .collect()
+    }
+
+    /// `log P_old(path) − log P_ref(path)` of every recorded path (all steps).
+    fn reference_log_ratio(&self, samples: &Samples) -> Result<Vec<f64>> {
+        let t = samples.trajectory.as_ref().ok_or(Error::invalid(
+            "estimator",
+            "snis",
+            "needs recorded paths",
+        ))?;
+        let reference = path_log_prob(&self.model, &self.reference, &self.graph, t)?;
+        Ok(t.log_prob()
+            .iter()
+            .zip(&reference)
+            .map(|(p, q)| p - q)
+            .collect())
+    }
+}
