@@ -123,37 +123,7 @@ impl Step {
 
     /// The rows `rows` of this step (for recomputing a large step in chunks).
     pub fn rows(&self, rows: std::ops::Range<usize>) -> Step {
-        let l = self.seq_len;
-        let tok = |v: &[usize]| v[rows.start * l..rows.end * l].to_vec();
-        let seq = |v: &[f64]| v[rows.clone()].to_vec();
-        Step {
-            kind: self.kind,
-            batch: rows.len(),
-            seq_len: l,
-            t: seq(&self.t),
-            t_next: seq(&self.t_next),
-            sigma_bar: seq(&self.sigma_bar),
-            sigma_bar_next: seq(&self.sigma_bar_next),
-            rate: seq(&self.rate),
-            before: tok(&self.before),
-            // A step built but not yet taken has no `after`: keep it empty rather than slice it.
-            after: if self.after.is_empty() {
-                Vec::new()
-            } else {
-                tok(&self.after)
-            },
-            fixed: self.fixed[rows.start * l..rows.end * l].to_vec(),
-            position: if self.position.is_empty() {
-                Vec::new()
-            } else {
-                self.position[rows.clone()].to_vec()
-            },
-            log_prob: if self.log_prob.is_empty() {
-                Vec::new()
-            } else {
-                seq(&self.log_prob)
-            },
-        }
+        self.select(&rows.collect::<Vec<_>>())
     }
 
     /// The rows `rows` of this step, in that order (rows may repeat).
