@@ -5,11 +5,13 @@
 //! store of its own. Outputs are log-ratios `[B, L, N]` with `0` at `v = x_l` (the ratio of a sequence to
 //! itself).
 
+pub mod counting;
 pub mod head;
 pub mod mlp;
 pub mod tabular;
 pub mod transformer;
 
+pub use counting::Counting;
 pub use head::ScoreHead;
 pub use mlp::{Mlp, MlpConfig};
 pub use tabular::Tabular;
