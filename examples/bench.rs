@@ -185,7 +185,7 @@ fn flow_benches(small: bool) {
     let (l, b, steps, reps, cap) = if small {
         (32, 16, 8, 1, 200_000u64)
     } else {
-        (200, 64, 128, 3, 20_000_000u64)
+        (200, 64, 128, 3, 2_000_000u64)
     };
     let positions = 8.min(l);
     let dev = Cpu::default();
@@ -199,7 +199,7 @@ fn flow_benches(small: bool) {
     let x: Vec<usize> = (0..b * l).map(|_| rng.gen_range(0..4)).collect();
     let mut sl = SingleLoop::new(
         Counting::new(model.clone()),
-        graph.clone(),
+        graph,
         Box::new(reward.clone()),
         flow_config(0.05, positions),
         x.clone(),
@@ -239,7 +239,7 @@ fn flow_benches(small: bool) {
     };
     let mut ft = Finetuner::new(
         Counting::new(model.clone()),
-        graph.clone(),
+        graph,
         LogLinear::default(),
         reward.clone(),
         sepo_config.clone(),
@@ -258,7 +258,7 @@ fn flow_benches(small: bool) {
     // The race: both from the same model, no KL, until their own samples reach the target.
     let mut ft = Finetuner::new(
         Counting::new(model.clone()),
-        graph.clone(),
+        graph,
         LogLinear::default(),
         reward.clone(),
         sepo_config.clone(),
