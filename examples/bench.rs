@@ -3,7 +3,7 @@
 //! ```sh
 //! cargo run --release --example bench              # everything (the mid config takes minutes)
 //! cargo run --release --example bench -- --tiny    # tiny config only
-//! cargo run --release --example bench -- --flow    # gradient flow against plain SEPO only
+//! cargo run --release --example bench -- --flow    # gradient flow against plain SEPO only (about 1 h)
 //! cargo run --release --example bench -- --flow --small   # the same at toy sizes (a smoke check)
 //! ```
 //!
@@ -185,8 +185,12 @@ fn flow_benches(small: bool) {
     let (l, b, steps, reps, cap) = if small {
         (32, 16, 8, 1, 200_000u64)
     } else {
-        (200, 64, 128, 3, 2_000_000u64)
+        (200, 64, 128, 3, 300_000u64)
     };
+    // `--cap=N` overrides the race's evaluation cap.
+    let cap = std::env::args()
+        .find_map(|a| a.strip_prefix("--cap=").and_then(|v| v.parse().ok()))
+        .unwrap_or(cap);
     let positions = 8.min(l);
     let dev = Cpu::default();
     let graph = Absorbing::with_tokens(4).unwrap();
