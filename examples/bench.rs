@@ -3,6 +3,8 @@
 //! ```sh
 //! cargo run --release --example bench              # everything (the mid config takes minutes)
 //! cargo run --release --example bench -- --tiny    # tiny config only
+//! cargo run --release --example bench -- --flow    # gradient flow against plain SEPO only (about 1 h)
+//! cargo run --release --example bench -- --flow --small   # the same at toy sizes (a smoke check)
 //! ```
 //!
 //! Each row is the median of `reps` timed runs after one warm-up run. Timings are wall-clock on whatever
@@ -10,17 +12,21 @@
 
 use std::time::Instant;
 
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use sepo::dfdx::prelude::*;
+use sepo::flow::LocallyBalanced;
 use sepo::graph::Absorbing;
 use sepo::loss::{dwdse_loss, Dwdse};
 use sepo::nn::Grads;
-use sepo::policy::{CleanScores, ConcreteScore, NeighbourWeights};
+use sepo::policy::{CleanScores, ConcreteScore, Ift, NeighbourWeights, StateGradient};
 use sepo::prelude::*;
 use sepo::reward::MotifCount;
 use sepo::sample::{sample, SamplerConfig};
-use sepo::score::{Transformer, TransformerConfig};
-use sepo::train::{FinetuneConfig, Finetuner, LogProb, SamplerKind};
+use sepo::score::{Counting, Transformer, TransformerConfig};
+use sepo::train::{
+    FinetuneConfig, Finetuner, FlowLr, LogProb, RatioMode, SamplerKind, SingleLoop,
+    SingleLoopConfig,
+};
 
 fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
     f();
@@ -148,10 +154,193 @@ fn sepo_round(
     per_sample
 }
 
+/// The single loop's configuration in the flow benchmarks: heat bath, k = 1, `Conditional` ĥ on 8 masked
+/// positions, tracked ρ̂ with coefficient `beta`, AdamW lr 3e-4.
+fn flow_config(beta: f64, positions: usize) -> SingleLoopConfig {
+    SingleLoopConfig {
+        rates: LocallyBalanced::HeatBath,
+        steps_per_update: 1,
+        estimator: Ift {
+            state_gradient: StateGradient::Conditional,
+            clean: CleanScores::MaskedSubset { positions },
+            ..Ift::default()
+        },
+        ratio: RatioMode::Tracked,
+        beta,
+        optimizer: AdamW::with_lr(3e-4),
+        lr_decay: FlowLr::Constant,
+        grad_clip: Some(1.0),
+        max_batch: 4096,
+        seed: 0,
+    }
+}
+
+/// Gradient-flow SEPO against plain SEPO (issue "Gradient-flow SEPO", Speed) on the DNA-like config
+/// (`small`: toy sizes, to check that it runs). Times one flow step (every particle one heat-bath step:
+/// B forwards), one single-loop update and one plain SEPO round (Trajectory estimator, the default), then
+/// races both from the same untrained transformer, without KL, until their own samples' mean `TATA`
+/// count reaches `1.5×` its starting value, and reports the model evaluations ([`Counting`]: one forward
+/// on one sequence; back-propagated ones in brackets) and the wall time each needed.
+fn flow_benches(small: bool) {
+    let (l, b, steps, reps, cap) = if small {
+        (32, 16, 8, 1, 200_000u64)
+    } else {
+        (200, 64, 128, 3, 300_000u64)
+    };
+    // `--cap=N` overrides the race's evaluation cap.
+    let cap = std::env::args()
+        .find_map(|a| a.strip_prefix("--cap=").and_then(|v| v.parse().ok()))
+        .unwrap_or(cap);
+    let positions = 8.min(l);
+    let dev = Cpu::default();
+    let graph = Absorbing::with_tokens(4).unwrap();
+    let model =
+        Transformer::<f32, Cpu>::new(TransformerConfig::tiny(5, l, ScoreHead::Absorbing), &dev, 0)
+            .unwrap();
+    let reward = MotifCount::new(vec![3, 0, 3, 0]);
+    let config = format!("tiny, L={l}, B={b}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let x: Vec<usize> = (0..b * l).map(|_| rng.gen_range(0..4)).collect();
+    let mut sl = SingleLoop::new(
+        Counting::new(model.clone()),
+        graph,
+        Box::new(reward.clone()),
+        flow_config(0.05, positions),
+        x.clone(),
+        b,
+    )
+    .unwrap();
+    let chain = median_secs(reps, || {
+        sl.advance(1, &mut rng).unwrap();
+    });
+    row(
+        "flow step (heat bath)",
+        &config,
+        chain,
+        &format!("one position per particle: {b} no-grad forwards"),
+    );
+    let update = median_secs(reps, || {
+        sl.step().unwrap();
+    });
+    row(
+        "single-loop update",
+        &config,
+        update,
+        &format!("flow step + Conditional ĥ on {positions} masked positions ({} forward/backward) + tracked ρ̂ (β = 0.05)", b * positions),
+    );
+    let sepo_config = FinetuneConfig {
+        groups: b / 8,
+        group_size: 8,
+        sampler: SamplerKind::Grid(SamplerConfig {
+            steps,
+            ..SamplerConfig::default()
+        }),
+        log_prob: LogProb::Trajectory,
+        epochs: 1,
+        minibatch: b,
+        optimizer: AdamW::with_lr(3e-4),
+        ..FinetuneConfig::new(l)
+    };
+    let mut ft = Finetuner::new(
+        Counting::new(model.clone()),
+        graph,
+        LogLinear::default(),
+        reward.clone(),
+        sepo_config.clone(),
+    )
+    .unwrap();
+    let round = median_secs(reps, || {
+        ft.round().unwrap();
+    });
+    row(
+        "plain SEPO round (Trajectory)",
+        &config,
+        round,
+        &format!("{steps} Tweedie steps, one epoch, no KL"),
+    );
+
+    // The race: both from the same model, no KL, until their own samples reach the target.
+    let mut ft = Finetuner::new(
+        Counting::new(model.clone()),
+        graph,
+        LogLinear::default(),
+        reward.clone(),
+        sepo_config.clone(),
+    )
+    .unwrap();
+    let clock = Instant::now();
+    let mut first = None;
+    let (mut sepo_at, mut target) = (None, f64::INFINITY);
+    while ft.model.evaluations() < cap {
+        let m = ft.round().unwrap();
+        let start = *first.get_or_insert(m.reward);
+        target = 1.5 * start;
+        if m.reward >= target {
+            sepo_at = Some((ft.model.evaluations(), ft.model.taped(), ft.round));
+            break;
+        }
+    }
+    let sepo_secs = clock.elapsed().as_secs_f64();
+    // The single loop starts from B samples of the same sampler (counted).
+    let counted = Counting::new(model);
+    let clock = Instant::now();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let start = sample(
+        &counted,
+        counted.params(),
+        &graph,
+        &LogLinear::default(),
+        &SamplerConfig {
+            steps,
+            ..SamplerConfig::default()
+        },
+        b,
+        l,
+        None,
+        &mut rng,
+    )
+    .unwrap();
+    let mut sl = SingleLoop::new(
+        counted,
+        graph,
+        Box::new(reward),
+        flow_config(0.0, positions),
+        start.tokens,
+        b,
+    )
+    .unwrap();
+    let mut flow_at = None;
+    while sl.model.evaluations() < cap {
+        let m = sl.step().unwrap();
+        if m.reward >= target {
+            flow_at = Some((sl.model.evaluations(), sl.model.taped(), m.update + 1));
+            break;
+        }
+    }
+    let flow_secs = clock.elapsed().as_secs_f64();
+    println!(
+        "\nTo reach a mean TATA count of {target:.3} (1.5× plain SEPO's first round) on its own samples ({config}, no KL, cap {cap} evaluations):\n"
+    );
+    println!("| method | evaluations (back-propagated) | wall | iterations |\n|---|---|---|---|");
+    for (name, at, secs, unit) in [
+        ("plain SEPO", sepo_at, sepo_secs, "rounds"),
+        ("single loop", flow_at, flow_secs, "updates"),
+    ] {
+        match at {
+            Some((e, t, i)) => println!("| {name} | {e} ({t}) | {secs:.1} s | {i} {unit} |"),
+            None => println!("| {name} | not reached within {cap} | {secs:.1} s | |"),
+        }
+    }
+}
+
 fn main() {
     let tiny_only = std::env::args().any(|a| a == "--tiny");
     let sepo_only = std::env::args().any(|a| a == "--sepo");
     println!("| what | config | median | notes |\n|---|---|---|---|");
+    if std::env::args().any(|a| a == "--flow") {
+        flow_benches(std::env::args().any(|a| a == "--small"));
+        return;
+    }
     if !sepo_only {
         core_benches(
             "tiny",

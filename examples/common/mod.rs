@@ -1,6 +1,8 @@
 //! Shared set-up of the DNA-like examples: the corpus, the tiny transformer and its pretraining.
 #![allow(dead_code)]
 
+pub mod assess;
+
 use std::path::Path;
 
 use sepo::data::{kmer_frequencies, pearson, DnaLike};

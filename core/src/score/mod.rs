@@ -5,6 +5,7 @@
 //! store of its own. Outputs are log-ratios `[B, L, N]` with `0` at `v = x_l` (the ratio of a sequence to
 //! itself).
 
+pub mod counting;
 pub mod head;
 pub mod mlp;
 pub mod tabular;
@@ -12,6 +13,7 @@ pub mod tabular;
 pub(crate) mod testing;
 pub mod transformer;
 
+pub use counting::Counting;
 pub use head::ScoreHead;
 pub use mlp::{Mlp, MlpConfig};
 pub use tabular::Tabular;

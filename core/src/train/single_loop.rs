@@ -200,6 +200,17 @@ impl<E: Dtype, D: Device<E>, M: EnergyModel<E, D>, G: Graph> SingleLoop<E, D, M,
         &self.particles
     }
 
+    /// The tracked (or exact) log-ratios `ℓ̂_b ≈ log(π_θ/p_ref)(x_b)`, up to a constant shared by all
+    /// particles.
+    pub fn log_ratios(&self) -> &[f64] {
+        &self.log_ratio
+    }
+
+    /// The cached training rewards `r_b` of the particles.
+    pub fn rewards(&self) -> &[f64] {
+        &self.rewards
+    }
+
     /// Model evaluations spent so far (chain steps, reference reads, surrogates).
     pub fn evaluations(&self) -> u64 {
         self.evaluations
