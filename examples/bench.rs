@@ -177,7 +177,8 @@ fn flow_config(beta: f64, positions: usize) -> SingleLoopConfig {
 
 /// Gradient-flow SEPO against plain SEPO (issue "Gradient-flow SEPO", Speed) on the DNA-like config
 /// (`small`: toy sizes, to check that it runs). Times one flow step (every particle one heat-bath step:
-/// B forwards), one single-loop update and one plain SEPO round (Trajectory estimator, the default), then
+/// B forwards), one single-loop update and one plain SEPO round (the concrete score with `Conditional`
+/// weights on the same masked positions as the single loop's `ĥ`, so the two differ in their loops only), then
 /// races both from the same untrained transformer, without KL, until their own samples' mean `TATA`
 /// count reaches `1.5×` its starting value, and reports the model evaluations ([`Counting`]: one forward
 /// on one sequence; back-propagated ones in brackets) and the wall time each needed.
@@ -191,6 +192,10 @@ fn flow_benches(small: bool) {
     let cap = std::env::args()
         .find_map(|a| a.strip_prefix("--cap=").and_then(|v| v.parse().ok()))
         .unwrap_or(cap);
+    // `--reps=N` overrides the timed repetitions (a full-size SEPO round takes minutes).
+    let reps = std::env::args()
+        .find_map(|a| a.strip_prefix("--reps=").and_then(|v| v.parse().ok()))
+        .unwrap_or(reps);
     let positions = 8.min(l);
     let dev = Cpu::default();
     let graph = Absorbing::with_tokens(4).unwrap();
@@ -235,7 +240,11 @@ fn flow_benches(small: bool) {
             steps,
             ..SamplerConfig::default()
         }),
-        log_prob: LogProb::Trajectory,
+        // Like for like with the single loop's ĥ: Conditional weights on the same masked positions.
+        log_prob: LogProb::ConcreteScore(ConcreteScore {
+            clean: CleanScores::MaskedSubset { positions },
+            ..ConcreteScore::default()
+        }),
         epochs: 1,
         minibatch: b,
         optimizer: AdamW::with_lr(3e-4),
@@ -253,10 +262,12 @@ fn flow_benches(small: bool) {
         ft.round().unwrap();
     });
     row(
-        "plain SEPO round (Trajectory)",
+        "plain SEPO round (Conditional, masked subset)",
         &config,
         round,
-        &format!("{steps} Tweedie steps, one epoch, no KL"),
+        &format!(
+            "{steps} Tweedie steps, Conditional on {positions} masked positions, one epoch, no KL"
+        ),
     );
 
     // The race: both from the same model, no KL, until their own samples reach the target.
