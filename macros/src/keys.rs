@@ -119,7 +119,7 @@ pub const IFT: &str = "Ift";
 /// their rates are unbounded, so the chain cannot be uniformised.
 pub const RATES: &[&str] = &["HeatBath", "Barker", "Metropolis", "Sqrt", "Corrector"];
 /// State gradients of `Ift(h = ..)` (`StateGradient`).
-pub const STATE_GRADIENTS: &[&str] = &["Conditional", "Energy"];
+pub const STATE_GRADIENTS: &[&str] = &["Conditional", "Energy", "Neighbour"];
 /// Ratio modes of `Ift(ratio = ..)` (`RatioMode`).
 pub const RATIOS: &[&str] = &["Tracked", "Exact"];
 /// Learning-rate decays of `lr_decay` (`FlowLr`), single loop only.

@@ -7,7 +7,7 @@ use proc_macro2::TokenStream;
 use quote::quote;
 use syn::{Expr, Ident};
 
-use super::parse::{clean, float_tokens, int_tokens, named, sampler};
+use super::parse::{clean, float_tokens, int_tokens, named, sampler, weights};
 use crate::call::{self, Call};
 use crate::ctxt::Ctxt;
 use crate::keys;
@@ -111,18 +111,7 @@ pub fn ift(cx: &Ctxt, value: &Expr) -> Option<IftValue> {
     );
     let root = quote!(::sepo::__private);
     // Every option is read (and its mistakes recorded) before any failure is returned.
-    let h = read(call.option("h"), |h| {
-        let h = named(
-            cx,
-            h,
-            "h",
-            keys::STATE_GRADIENTS,
-            "`Conditional` or `Energy` (the state gradient standing for ∇log π_θ(x))",
-        )?;
-        h.check_options(cx, &[], "");
-        let name = &h.name;
-        Some(quote!(#root::StateGradient::#name))
-    });
+    let h = read(call.option("h"), |h| state_gradient(cx, h));
     let clean = read(call.option("clean"), |c| clean(cx, c));
     let t0 = read(call.option("t0"), |t| time(cx, t));
     let ratio = read(call.option("ratio"), |r| {
@@ -138,6 +127,34 @@ pub fn ift(cx: &Ctxt, value: &Expr) -> Option<IftValue> {
         t0,
         ratio,
     })
+}
+
+/// `h = Conditional | Energy | Neighbour(weights = ..)`: the `StateGradient` value.
+fn state_gradient(cx: &Ctxt, value: &Expr) -> Option<TokenStream> {
+    let h = named(
+        cx,
+        value,
+        "h",
+        keys::STATE_GRADIENTS,
+        "`Conditional`, `Energy` or `Neighbour(weights = Conditional|Enumerate|Snis(draws = 2))` \
+         (what stands for ∇log π_θ(x))",
+    )?;
+    let name = &h.name;
+    let root = quote!(::sepo::__private);
+    if name == "Neighbour" {
+        h.check_options(
+            cx,
+            &["weights"],
+            "`weights = Conditional|Enumerate|Snis(draws = n)`",
+        );
+        let weights = match h.option("weights") {
+            Some(w) => weights(cx, w, "weights")?,
+            None => quote!(#root::NeighbourWeights::Conditional),
+        };
+        return Some(quote!(#root::StateGradient::Neighbour(#weights)));
+    }
+    h.check_options(cx, &[], "");
+    Some(quote!(#root::StateGradient::#name))
 }
 
 /// `t0 ∈ [0, 1]` when a literal: a time of the forward process.

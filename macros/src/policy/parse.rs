@@ -394,25 +394,7 @@ fn log_prob(cx: &Ctxt, value: &Expr) -> Option<TokenStream> {
     );
     let mut fields = Vec::new();
     if let Some(v) = call.option("weights") {
-        let w = named(
-            cx,
-            v,
-            "weights",
-            keys::WEIGHTS,
-            "`Conditional`, `Enumerate` or `Snis(draws = 2)`",
-        )?;
-        let name = &w.name;
-        let value = if *name == "Snis" {
-            w.check_options(cx, &["draws"], "`draws = n`");
-            let draws = match w.option("draws") {
-                Some(d) => int_tokens(cx, d, "draws")?,
-                None => quote!(2),
-            };
-            quote!(::sepo::__private::NeighbourWeights::Snis { draws: #draws })
-        } else {
-            w.check_options(cx, &[], "");
-            quote!(::sepo::__private::NeighbourWeights::#name)
-        };
+        let value = weights(cx, v, "weights")?;
         fields.push(quote!(weights: #value));
     }
     if let Some(v) = call.option("clean") {
@@ -427,6 +409,29 @@ fn log_prob(cx: &Ctxt, value: &Expr) -> Option<TokenStream> {
         ::sepo::__private::LogProb::ConcreteScore(::sepo::__private::ConcreteScore {
             #(#fields,)* ..::sepo::__private::ConcreteScore::default()
         })
+    })
+}
+
+/// `Conditional | Enumerate | Snis(draws = n)` for `key`: the `NeighbourWeights` value.
+pub(super) fn weights(cx: &Ctxt, value: &Expr, key: &str) -> Option<TokenStream> {
+    let w = named(
+        cx,
+        value,
+        key,
+        keys::WEIGHTS,
+        "`Conditional`, `Enumerate` or `Snis(draws = 2)`",
+    )?;
+    let name = &w.name;
+    Some(if *name == "Snis" {
+        w.check_options(cx, &["draws"], "`draws = n`");
+        let draws = match w.option("draws") {
+            Some(d) => int_tokens(cx, d, "draws")?,
+            None => quote!(2),
+        };
+        quote!(::sepo::__private::NeighbourWeights::Snis { draws: #draws })
+    } else {
+        w.check_options(cx, &[], "");
+        quote!(::sepo::__private::NeighbourWeights::#name)
     })
 }
 

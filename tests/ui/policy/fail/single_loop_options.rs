@@ -6,7 +6,7 @@ policy! {
         mode: SingleLoop,
         reward: sepo::reward::GcContent::default(),
         sampler: Flow(rates = Sqrt, step = 2, init = Tweedy),
-        log_prob: Ift(h = Neighbour, t0 = 2.0, ratio = Exactly),
+        log_prob: Ift(h = Neighbor, t0 = 2.0, ratio = Exactly),
         lr_decay: InvSqrt(scale = 0),
         batch: 1,
     }

@@ -47,13 +47,20 @@ policy! {
         grad_clip: None,
     }
 
-    /// `HeatBath` and `Masked` by name, a constant rate.
+    /// `HeatBath` and `Masked` by name, a constant rate, neighbour weights.
     Named {
         mode: SingleLoop,
         sampler: Flow(rates = HeatBath, steps = 1, init = Tweedie(steps = 16)),
-        log_prob: Ift(clean = Masked),
+        log_prob: Ift(h = Neighbour(weights = Snis(draws = 3)), clean = Masked),
         reward: GcContent::default(),
         lr_decay: Constant,
+    }
+
+    /// SEPO's neighbour weights with their default.
+    Neighbours {
+        mode: SingleLoop,
+        log_prob: Ift(h = Neighbour),
+        reward: GcContent::default(),
     }
 
     /// `mode: TwoLoop` is today's default, written out.
@@ -96,6 +103,14 @@ fn main() {
     let named = Named::config().unwrap();
     assert_eq!((named.rates, named.lr_decay), (LocallyBalanced::HeatBath, FlowLr::Constant));
     assert_eq!(named.estimator.clean, CleanScores::Masked);
+    assert_eq!(
+        named.estimator.state_gradient,
+        StateGradient::Neighbour(NeighbourWeights::Snis { draws: 3 })
+    );
+    assert_eq!(
+        Neighbours::config().unwrap().estimator.state_gradient,
+        StateGradient::Neighbour(NeighbourWeights::Conditional)
+    );
     assert_eq!(TwoLoops::config(8).unwrap(), FinetuneConfig::new(8));
 
     // `build_with` draws `batch` particles (default 32) with the `init` sampler; `fit` runs the updates.
