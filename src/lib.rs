@@ -61,11 +61,13 @@ pub use sepo_macros::{estimator, noise_schedule, policy, reward};
 #[doc(hidden)]
 pub mod __private {
     pub use sepo_core::dfdx::prelude::Device;
+    pub use sepo_core::flow::LocallyBalanced;
     pub use sepo_core::graph::{Absorbing, Uniform};
     pub use sepo_core::nn::AdamW;
     pub use sepo_core::policy::{
         CleanScores, Component, ConcreteScore, Estimator, Mixture, NeighbourWeights, Reweight,
     };
+    pub use sepo_core::policy::{EnergyModel, StateGradient};
     pub use sepo_core::reward::{BoxedReward, Reward, Scaled, SequenceReward, Sum};
     pub use sepo_core::sample::{Predictor, SamplerConfig};
     pub use sepo_core::schedule::{LogLinear, NoiseSchedule};
@@ -75,6 +77,7 @@ pub mod __private {
         seq_len_of, Checkpoint, FinetuneConfig, Finetuner, FromStates, KlMode, LogProb, Run,
         RunOptions, SamplerKind,
     };
+    pub use sepo_core::train::{FlowLr, FlowRun, RatioMode, SingleLoopConfig};
     pub use sepo_core::weight::{Adaptive, Allocation, Baseline, Neyman, Sequential};
     pub use serde;
 
@@ -82,6 +85,23 @@ pub mod __private {
     /// user's expression (the call carries its span).
     pub fn boxed_reward<R: Reward + 'static>(reward: R) -> BoxedReward {
         BoxedReward(Box::new(reward))
+    }
+
+    /// `σ̄(t0)` for a single-loop `policy!`'s `Ift(t0 = ..)`: the total noise at which clean-end scores
+    /// are read, as the two-loop `ConcreteScore` reads its `t0`.
+    pub fn sigma_at<S: NoiseSchedule>(schedule: &S, t0: f64) -> sepo_core::Result<f64> {
+        if !(0.0..=1.0).contains(&t0) {
+            return Err(sepo_core::Error::invalid("t0", t0, "must be in [0, 1]"));
+        }
+        let sigma = schedule.total(t0);
+        if !(sigma.is_finite() && sigma >= 0.0) {
+            return Err(sepo_core::Error::invalid(
+                "t0",
+                t0,
+                format!("the schedule's total noise there is {sigma}, not a finite σ̄ ≥ 0"),
+            ));
+        }
+        Ok(sigma)
     }
 
     /// The checked mixture of a `policy!`'s `estimator:` value.

@@ -47,6 +47,7 @@ pub const BASELINES: &[&str] = &["none", "mean", "leave_one_out", "grpo"];
 
 /// Every key of a `policy!` body, in the order of the docs' table.
 pub const POLICY_KEYS: &[&str] = &[
+    "mode",
     "model",
     "graph",
     "schedule",
@@ -61,6 +62,7 @@ pub const POLICY_KEYS: &[&str] = &[
     "kl_last_steps",
     "optimizer",
     "lr_schedule",
+    "lr_decay",
     "grad_clip",
     "batch",
     "groups",
@@ -106,3 +108,64 @@ pub const OPTIMIZERS: &[&str] = &["Adam", "AdamW"];
 pub const LR_SCHEDULES: &[&str] = &["Constant", "Warmup", "WarmupCosine"];
 /// Allocation strategies of `policy!` (`Allocation`).
 pub const ALLOCATIONS: &[&str] = &["Uniform", "Adaptive", "Neyman", "Sequential"];
+/// Training modes of `policy!`: SEPO's two loops (sample a round, then optimise) or the gradient-flow
+/// single loop (a persistent population moved by the model's own chain, one IFT step per move).
+pub const MODES: &[&str] = &["TwoLoop", "SingleLoop"];
+/// The single loop's sampler: `Flow(rates = .., steps = k, init = <a two-loop sampler>, max_batch = n)`.
+pub const FLOW: &str = "Flow";
+/// The single loop's log-probability: `Ift(h = .., clean = .., t0 = .., ratio = ..)`.
+pub const IFT: &str = "Ift";
+/// Rates of `Flow(rates = ..)` (`LocallyBalanced`); `Sqrt` and `Corrector` are named to be refused:
+/// their rates are unbounded, so the chain cannot be uniformised.
+pub const RATES: &[&str] = &["HeatBath", "Barker", "Metropolis", "Sqrt", "Corrector"];
+/// State gradients of `Ift(h = ..)` (`StateGradient`).
+pub const STATE_GRADIENTS: &[&str] = &["Conditional", "Energy", "Neighbour"];
+/// Ratio modes of `Ift(ratio = ..)` (`RatioMode`).
+pub const RATIOS: &[&str] = &["Tracked", "Exact"];
+/// Learning-rate decays of `lr_decay` (`FlowLr`), single loop only.
+pub const LR_DECAYS: &[&str] = &["Constant", "Linear", "InvSqrt"];
+/// Keys that mean nothing in `mode: SingleLoop`, each with the reason given in its error.
+pub const TWO_LOOP_ONLY: &[(&str, &str)] = &[
+    (
+        "estimator",
+        "its gradient is the IFT covariance, set by `log_prob: Ift(..)`",
+    ),
+    (
+        "epochs",
+        "each update is one gradient step on all particles",
+    ),
+    (
+        "minibatch",
+        "each update is one gradient step on all particles",
+    ),
+    (
+        "groups",
+        "the particles are one population: set their number with `batch`",
+    ),
+    (
+        "group_size",
+        "the particles are one population: set their number with `batch`",
+    ),
+    ("kl_mode", "the KL term enters ρ̂ exactly; set β with `kl`"),
+    (
+        "kl_last_steps",
+        "the KL term enters ρ̂ exactly; set β with `kl`",
+    ),
+    (
+        "eval_reward",
+        "single-loop runs report the training reward of their particles only",
+    ),
+    (
+        "checkpoint_dir",
+        "single-loop runs are not checkpointed, their particles live in memory",
+    ),
+    ("prompts", "single-loop runs are unconditional"),
+    (
+        "allocation",
+        "single-loop runs are unconditional, with no prompts to allocate draws to",
+    ),
+    (
+        "lr_schedule",
+        "the learning rate decays over updates with `lr_decay`",
+    ),
+];

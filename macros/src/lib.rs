@@ -289,6 +289,14 @@ pub fn estimator(input: TokenStream) -> TokenStream {
 /// `run.fit()` runs the rounds left up to `iterations` and returns their `RoundMetrics`;
 /// `run.resume()` restores a run saved in `checkpoint_dir`; `run.finetuner` is the core trainer.
 ///
+/// With `mode: SingleLoop` the same constructors build a `sepo::train::FlowRun`, the gradient-flow
+/// single loop (docs/gradient_flow.md): `build_with(model)` (`model: impl EnergyModel<f32, D>`, which
+/// `Mlp`, `Transformer` and `Tabular` are) and `build(&dev)` draw `batch` initial particles with
+/// the `init` sampler of `sampler: Flow(..)` and return `sepo::Result<FlowRun<f32, D, M, G>>`;
+/// `Name::config()` is the `SingleLoopConfig` and `Name::schedule()` the noise schedule. Then
+/// `run.fit()` runs the updates left up to `iterations` and returns their `UpdateMetrics`;
+/// `run.single_loop` holds the model, the reference and the particles.
+///
 /// # Keys
 ///
 /// Only `reward` is required. This table is the one place the defaults are documented (the
@@ -296,32 +304,34 @@ pub fn estimator(input: TokenStream) -> TokenStream {
 ///
 /// | key | value | default |
 /// |---|---|---|
+/// | `mode` | `TwoLoop` (SEPO: sample a round, then optimise on it; builds a `Run`) or `SingleLoop` (gradient flow: a persistent population of particles moved by the model's own chain, one IFT gradient step per move; builds a `FlowRun`, docs/gradient_flow.md) | `TwoLoop` |
 /// | `model` | `Transformer(checkpoint = "dir")` or `Mlp(checkpoint = "dir")` | none: use `build_with(model)` |
 /// | `graph` | `Absorbing` or `Uniform`, over the model's states | `Absorbing` |
 /// | `schedule` | a schedule type, fields by name: `LogLinear(eps = 1e-3)`, `Geometric`, a `noise_schedule!` type | `LogLinear` (`eps = 1e-3`) |
-/// | `sampler` | `Tweedie(steps, eps, max_batch)`, `Euler(..)`, `FirstHitting(max_batch)` | `Tweedie(steps = 32)` |
+/// | `sampler` | `Tweedie(steps, eps, max_batch)`, `Euler(..)`, `FirstHitting(max_batch)`; SingleLoop: `Flow(rates = HeatBath\|Barker\|Metropolis, steps = k, init = <one of the former>, max_batch = n)`: `k` chain steps per update, `init` draws the initial particles | `Tweedie(steps = 32)`; SingleLoop: `Flow(rates = HeatBath, steps = 1, init = Tweedie(steps = 32), max_batch = 4096)` |
 /// | `reward` | any `Reward` expression: `GcContent::default()`, `0.5 * MyReward + Other { .. }` | **required** |
-/// | `eval_reward` | a held-out `Reward`, reported as `eval_reward`, never trained on | none |
-/// | `prompts` | an expression of `AsRef<[Vec<usize>]>` (`vec![vec![0, 1], vec![2]]`): one group per prompt, each completion starting with its prompt (`Finetuner::with_prompts`); then `groups` is their number | none (unconditional groups) |
-/// | `log_prob` | `ConcreteScore(weights = Conditional\|Enumerate\|Snis(draws = 2), clean = Masked\|Unmasked\|MaskedSubset(positions = 4), t0 = 1e-5)` or `Trajectory` | `Trajectory` (see `LogProb`'s docs for why) |
-/// | `estimator` | an `estimator!` type or any `Estimator` value, or a mixture inline: `grpo(clip = 0.2)` | `grpo(clip = 0.2)` |
-/// | `kl` | `β ≥ 0` | `0.0` (off) |
-/// | `kl_mode` | `InReward` or `Path` | `Path` |
-/// | `kl_last_steps` | KL over the last `n` sampler steps | all steps |
-/// | `optimizer` | `Adam(lr, weight_decay, beta1, beta2, eps)` (AdamW) | `Adam(lr = 1e-4)` (`0.0`, `0.9`, `0.999`, `1e-8`) |
-/// | `lr_schedule` | `Constant`, `Warmup(warmup = n)` or `WarmupCosine(warmup = n, total = n, min_ratio = r)`, over optimiser steps | `Constant` (`WarmupCosine`: `warmup = 0`, `min_ratio = 0.0`) |
+/// | `eval_reward` | TwoLoop: a held-out `Reward`, reported as `eval_reward`, never trained on | none |
+/// | `prompts` | TwoLoop: an expression of `AsRef<[Vec<usize>]>` (`vec![vec![0, 1], vec![2]]`): one group per prompt, each completion starting with its prompt (`Finetuner::with_prompts`); then `groups` is their number | none (unconditional groups) |
+/// | `log_prob` | `ConcreteScore(weights = Conditional\|Enumerate\|Snis(draws = 2), clean = Masked\|Unmasked\|MaskedSubset(positions = 4), t0 = 1e-5)` or `Trajectory`; SingleLoop: `Ift(h = Conditional\|Energy\|Neighbour(weights = ..), clean = Masked\|Unmasked\|MaskedSubset(positions = 4), t0 = 1e-5, ratio = Tracked\|Exact)`: `h` stands for `∇log π_θ(x)`, scores are read at `σ̄(t0)` under the schedule, `ratio` is how `log(π_θ/p_ref)` enters `ρ` (`Exact` needs an energy head) | `Trajectory` (see `LogProb`'s docs for why); SingleLoop: `Ift(h = Conditional, clean = Masked, t0 = 1e-5, ratio = Tracked)` |
+/// | `estimator` | TwoLoop: an `estimator!` type or any `Estimator` value, or a mixture inline: `grpo(clip = 0.2)` | `grpo(clip = 0.2)` |
+/// | `kl` | `β ≥ 0`; SingleLoop: the β of `ρ = r − β·log(π_θ/p_ref)` | `0.0` (off) |
+/// | `kl_mode` | TwoLoop: `InReward` or `Path` | `Path` |
+/// | `kl_last_steps` | TwoLoop: KL over the last `n` sampler steps | all steps |
+/// | `optimizer` | `Adam(lr, weight_decay, beta1, beta2, eps)` (AdamW) | `Adam(lr = 1e-4)` (`0.0`, `0.9`, `0.999`, `1e-8`); SingleLoop: `Adam(lr = 1e-3)` |
+/// | `lr_schedule` | TwoLoop: `Constant`, `Warmup(warmup = n)` or `WarmupCosine(warmup = n, total = n, min_ratio = r)`, over optimiser steps | `Constant` (`WarmupCosine`: `warmup = 0`, `min_ratio = 0.0`) |
+/// | `lr_decay` | SingleLoop: `Constant`, `Linear` (to 0 at `iterations`) or `InvSqrt(scale = s)` (`lr/√(1 + i/s)` at update `i`) | `InvSqrt(scale = 100)` |
 /// | `grad_clip` | global gradient-norm bound `> 0`, or `None` | `1.0` |
-/// | `batch` | samples per round, `groups × group_size` | `32` |
-/// | `groups` | groups per round | `4` (or `batch / group_size`) |
-/// | `group_size` | samples per group `G` | `8` (or `batch / groups`, or `batch` if below 8) |
-/// | `allocation` | with `prompts`: `Uniform`, `Adaptive(budget, chunk, cap, smoothing)`, `Neyman(budget, floor, smoothing)` or `Sequential(chunk, cap)`: how a round's draws are split across prompts (`weight::planner`) | `Uniform` (`group_size` each); `Adaptive(budget = n)`: `chunk = 4`, `cap = 16`, `smoothing = 0.1`; `Neyman`: `floor = 2`; `Sequential`: `chunk = 4`, `cap = 16` |
-/// | `iterations` | rounds in total | `100` |
-/// | `epochs` | optimisation passes over a round's samples | `5` |
-/// | `minibatch` | sequences per gradient step | `16` |
+/// | `batch` | samples per round, `groups × group_size`; SingleLoop: the number of particles (`≥ 2`) | `32` |
+/// | `groups` | TwoLoop: groups per round | `4` (or `batch / group_size`) |
+/// | `group_size` | TwoLoop: samples per group `G` | `8` (or `batch / groups`, or `batch` if below 8) |
+/// | `allocation` | TwoLoop, with `prompts`: `Uniform`, `Adaptive(budget, chunk, cap, smoothing)`, `Neyman(budget, floor, smoothing)` or `Sequential(chunk, cap)`: how a round's draws are split across prompts (`weight::planner`) | `Uniform` (`group_size` each); `Adaptive(budget = n)`: `chunk = 4`, `cap = 16`, `smoothing = 0.1`; `Neyman`: `floor = 2`; `Sequential`: `chunk = 4`, `cap = 16` |
+/// | `iterations` | rounds in total; SingleLoop: updates in total (`k` chain steps and one gradient step each) | `100` |
+/// | `epochs` | TwoLoop: optimisation passes over a round's samples | `5` |
+/// | `minibatch` | TwoLoop: sequences per gradient step | `16` |
 /// | `seq_len` | sequence length | the model's length |
-/// | `seed` | run seed (round `k` uses `step_rng(seed, k)`) | `0` |
-/// | `metrics` | a path: one JSON line of `RoundMetrics` per round | none |
-/// | `checkpoint_dir` | a path: the run is saved there after `fit` | none |
+/// | `seed` | run seed (round or update `k` uses `step_rng(seed, k)`) | `0` |
+/// | `metrics` | a path: one JSON line of `RoundMetrics` per round (SingleLoop: of `UpdateMetrics` per update) | none |
+/// | `checkpoint_dir` | TwoLoop: a path: the run is saved there after `fit` | none |
 /// | `progress` | `true`/`false`: the progress bar | `true` |
 ///
 /// # Errors, at the user's span
@@ -330,7 +340,11 @@ pub fn estimator(input: TokenStream) -> TokenStream {
 /// wrong form (`graph: 3`, `epochs: 2.5`, `kl: -0.1`, `grad_clip: 0.0`), `batch` not splitting into
 /// groups, a first-hitting sampler on a uniform graph, an adaptive `allocation` without `prompts`,
 /// `groups` or `batch` beside `prompts`, a missing required option (`Warmup` without `warmup`,
-/// `Adaptive` without `budget`), and every `estimator!` rule for an inline mixture. "Did you mean"
+/// `Adaptive` without `budget`), every `estimator!` rule for an inline mixture, and the mode's rules:
+/// a two-loop key (`epochs`, `estimator`, ..) with `mode: SingleLoop` or `lr_decay` without it (at the
+/// key), a two-loop `sampler`/`log_prob` in a single loop or `Flow(..)`/`Ift(..)` in two (at the
+/// value, naming the mode it needs), unbounded `rates` (`Sqrt`, `Corrector`), `t0` outside [0, 1],
+/// and fewer than 2 particles. "Did you mean"
 /// counts a swap of two adjacent letters as one edit (`iteartions` → `iterations`). A
 /// `reward` that is not a `Reward` is underlined by the compiler where it was written. On error the
 /// struct and its constructors are still emitted, with stub bodies.
@@ -338,7 +352,9 @@ pub fn estimator(input: TokenStream) -> TokenStream {
 /// # Expansion
 ///
 /// For `policy! { pub Tiny { model: Mlp(checkpoint = "runs/mlp"), reward: GcContent::default(),
-/// kl: 0.05, batch: 16 } }` (pinned by a unit test in `policy/tests.rs`; paths shortened):
+/// kl: 0.05, batch: 16 } }` (pinned by a unit test in `policy/tests.rs`; paths shortened; a
+/// `mode: SingleLoop` policy's expansion, with `FlowRun::start`, `config()` and `schedule()`, is
+/// pinned there too):
 ///
 /// ```text
 /// pub struct Tiny;   // #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

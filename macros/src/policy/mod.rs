@@ -1,11 +1,17 @@
 //! `policy!`: a declarative fine-tuning configuration becomes a unit struct whose constructors build
 //! a `sepo::train::Run` (a `Finetuner` plus rounds, progress bar, metrics file and checkpoint).
 //!
+//! With `mode: SingleLoop` the constructors build a `sepo::train::FlowRun` (the gradient-flow single
+//! loop) instead.
+//!
 //! parse (`parse.rs`: keys read into [`parse::Policy`], errors collected; `training.rs` for the
-//! optimisation-loop keys) → validate (`validate.rs`:
-//! rules across keys) → expand (`expand.rs`).
+//! optimisation-loop keys, `flow.rs` for the single loop's values) → validate (`validate.rs`:
+//! rules across keys, the mode's included) → expand (`expand.rs`; `flow_expand.rs` for the single
+//! loop).
 
 mod expand;
+mod flow;
+mod flow_expand;
 mod parse;
 mod training;
 mod validate;

@@ -24,7 +24,7 @@ use crate::estimator::parse::{self as estimator, Mixture};
 use crate::keys;
 use crate::suggest;
 
-use super::training;
+use super::{flow, training};
 
 /// Every item of one `policy!` invocation.
 pub struct Items(pub Vec<Item>);
@@ -104,8 +104,16 @@ pub struct Policy {
     pub log_prob: Option<TokenStream>,
     /// `estimator: ..`.
     pub estimator: Option<EstimatorValue>,
-    /// `optimizer: Adam(..)`: the `AdamW` value.
-    pub optimizer: Option<TokenStream>,
+    /// `optimizer: Adam(..)`: the `AdamW` fields given (the rest from the mode's default rate).
+    pub optimizer: Option<Vec<TokenStream>>,
+    /// `mode: TwoLoop | SingleLoop`, at its span.
+    pub mode: Option<Ident>,
+    /// `sampler: Flow(..)`: the single loop's chain.
+    pub flow: Option<flow::Flow>,
+    /// `log_prob: Ift(..)`: the single loop's estimator.
+    pub ift: Option<flow::IftValue>,
+    /// `lr_decay: ..`: the single loop's learning-rate decay.
+    pub lr_decay: Option<flow::LrDecay>,
     /// `kl_mode: InReward | Path`: the `KlMode` value.
     pub kl_mode: Option<TokenStream>,
     /// `lr_schedule: ..`: the `LrSchedule` value.
@@ -131,6 +139,11 @@ pub enum EstimatorValue {
 }
 
 impl Policy {
+    /// Whether the policy is a gradient-flow single loop (`mode: SingleLoop`).
+    pub fn single_loop(&self) -> bool {
+        self.mode.as_ref().is_some_and(|m| m == "SingleLoop")
+    }
+
     /// The plain expression given for `key`.
     pub fn plain(&self, key: &str) -> Option<&Expr> {
         self.plain.iter().find(|(k, _)| k == key).map(|(_, v)| v)
@@ -162,7 +175,10 @@ pub fn policy(cx: &Ctxt, item: &Item) -> Policy {
             "graph" => named(cx, value, "graph", keys::GRAPHS, "`Absorbing` or `Uniform`")
                 .map(|g| policy.graph = Some(g.name)),
             "schedule" => schedule(cx, value).map(|s| policy.schedule = Some(s)),
-            "sampler" => sampler(cx, value).map(|s| policy.sampler = Some(s)),
+            "sampler" if flow::is_call(value, keys::FLOW) => {
+                flow::flow(cx, value).map(|f| policy.flow = Some(f))
+            }
+            "sampler" => sampler(cx, value, "sampler").map(|s| policy.sampler = Some(s)),
             "reward" => {
                 policy.reward = Some(value.clone());
                 Some(())
@@ -171,7 +187,15 @@ pub fn policy(cx: &Ctxt, item: &Item) -> Policy {
                 policy.eval_reward = Some(value.clone());
                 Some(())
             }
+            "log_prob" if flow::is_call(value, keys::IFT) => {
+                flow::ift(cx, value).map(|i| policy.ift = Some(i))
+            }
             "log_prob" => log_prob(cx, value).map(|l| policy.log_prob = Some(l)),
+            "mode" => named(cx, value, "mode", keys::MODES, "`TwoLoop` or `SingleLoop`").map(|m| {
+                m.check_options(cx, &[], "");
+                policy.mode = Some(m.name);
+            }),
+            "lr_decay" => flow::lr_decay(cx, value).map(|d| policy.lr_decay = Some(d)),
             "estimator" => {
                 policy.estimator = Some(estimator_value(cx, value));
                 Some(())
@@ -300,14 +324,17 @@ fn schedule(cx: &Ctxt, value: &Expr) -> Option<(syn::Path, TokenStream)> {
     Some((path, tokens))
 }
 
-fn sampler(cx: &Ctxt, value: &Expr) -> Option<(TokenStream, Option<Ident>)> {
-    let call = named(
-        cx,
-        value,
-        "sampler",
-        keys::SAMPLERS,
-        "`Tweedie(steps = 32)`, `Euler(steps = 32)` or `FirstHitting`",
-    )?;
+/// `Tweedie(..) | Euler(..) | FirstHitting(..)`: the `SamplerKind` value, and the name when
+/// first-hitting (which needs the absorbing graph).
+/// `key` is `sampler` or the single loop's `init`, which names no `Flow`.
+pub(super) fn sampler(cx: &Ctxt, value: &Expr, key: &str) -> Option<(TokenStream, Option<Ident>)> {
+    let syntax = "`Tweedie(steps = 32)`, `Euler(steps = 32)` or `FirstHitting`";
+    let syntax = if key == "sampler" {
+        format!("{syntax} (or `Flow(..)` with `mode: SingleLoop`)")
+    } else {
+        syntax.to_string()
+    };
+    let call = named(cx, value, key, keys::SAMPLERS, &syntax)?;
     let first_hitting = call.name == "FirstHitting";
     if first_hitting {
         call.check_options(cx, &["max_batch"], "`max_batch = n`");
@@ -353,7 +380,8 @@ fn log_prob(cx: &Ctxt, value: &Expr) -> Option<TokenStream> {
         value,
         "log_prob",
         keys::LOG_PROBS,
-        "`ConcreteScore(weights = .., clean = .., t0 = ..)` or `Trajectory`",
+        "`ConcreteScore(weights = .., clean = .., t0 = ..)` or `Trajectory` \
+         (or `Ift(..)` with `mode: SingleLoop`)",
     )?;
     if call.name == "Trajectory" {
         call.check_options(cx, &[], "");
@@ -366,47 +394,11 @@ fn log_prob(cx: &Ctxt, value: &Expr) -> Option<TokenStream> {
     );
     let mut fields = Vec::new();
     if let Some(v) = call.option("weights") {
-        let w = named(
-            cx,
-            v,
-            "weights",
-            keys::WEIGHTS,
-            "`Conditional`, `Enumerate` or `Snis(draws = 2)`",
-        )?;
-        let name = &w.name;
-        let value = if *name == "Snis" {
-            w.check_options(cx, &["draws"], "`draws = n`");
-            let draws = match w.option("draws") {
-                Some(d) => int_tokens(cx, d, "draws")?,
-                None => quote!(2),
-            };
-            quote!(::sepo::__private::NeighbourWeights::Snis { draws: #draws })
-        } else {
-            w.check_options(cx, &[], "");
-            quote!(::sepo::__private::NeighbourWeights::#name)
-        };
+        let value = weights(cx, v, "weights")?;
         fields.push(quote!(weights: #value));
     }
     if let Some(v) = call.option("clean") {
-        let c = named(
-            cx,
-            v,
-            "clean",
-            keys::CLEANS,
-            "`Masked`, `Unmasked` or `MaskedSubset(positions = 4)`",
-        )?;
-        let name = &c.name;
-        let value = if *name == "MaskedSubset" {
-            c.check_options(cx, &["positions"], "`positions = n`");
-            let positions = match c.option("positions") {
-                Some(p) => int_tokens(cx, p, "positions")?,
-                None => quote!(4),
-            };
-            quote!(::sepo::__private::CleanScores::MaskedSubset { positions: #positions })
-        } else {
-            c.check_options(cx, &[], "");
-            quote!(::sepo::__private::CleanScores::#name)
-        };
+        let value = clean(cx, v)?;
         fields.push(quote!(clean: #value));
     }
     if let Some(v) = call.option("t0") {
@@ -417,6 +409,52 @@ fn log_prob(cx: &Ctxt, value: &Expr) -> Option<TokenStream> {
         ::sepo::__private::LogProb::ConcreteScore(::sepo::__private::ConcreteScore {
             #(#fields,)* ..::sepo::__private::ConcreteScore::default()
         })
+    })
+}
+
+/// `Conditional | Enumerate | Snis(draws = n)` for `key`: the `NeighbourWeights` value.
+pub(super) fn weights(cx: &Ctxt, value: &Expr, key: &str) -> Option<TokenStream> {
+    let w = named(
+        cx,
+        value,
+        key,
+        keys::WEIGHTS,
+        "`Conditional`, `Enumerate` or `Snis(draws = 2)`",
+    )?;
+    let name = &w.name;
+    Some(if *name == "Snis" {
+        w.check_options(cx, &["draws"], "`draws = n`");
+        let draws = match w.option("draws") {
+            Some(d) => int_tokens(cx, d, "draws")?,
+            None => quote!(2),
+        };
+        quote!(::sepo::__private::NeighbourWeights::Snis { draws: #draws })
+    } else {
+        w.check_options(cx, &[], "");
+        quote!(::sepo::__private::NeighbourWeights::#name)
+    })
+}
+
+/// `clean = Masked | Unmasked | MaskedSubset(positions = n)`: the `CleanScores` value.
+pub(super) fn clean(cx: &Ctxt, value: &Expr) -> Option<TokenStream> {
+    let c = named(
+        cx,
+        value,
+        "clean",
+        keys::CLEANS,
+        "`Masked`, `Unmasked` or `MaskedSubset(positions = 4)`",
+    )?;
+    let name = &c.name;
+    Some(if *name == "MaskedSubset" {
+        c.check_options(cx, &["positions"], "`positions = n`");
+        let positions = match c.option("positions") {
+            Some(p) => int_tokens(cx, p, "positions")?,
+            None => quote!(4),
+        };
+        quote!(::sepo::__private::CleanScores::MaskedSubset { positions: #positions })
+    } else {
+        c.check_options(cx, &[], "");
+        quote!(::sepo::__private::CleanScores::#name)
     })
 }
 
@@ -439,7 +477,8 @@ fn estimator_value(cx: &Ctxt, value: &Expr) -> EstimatorValue {
     }
 }
 
-fn optimizer(cx: &Ctxt, value: &Expr) -> Option<TokenStream> {
+/// `Adam(..)`: the `AdamW` fields given, set over the mode's default by the expansion.
+fn optimizer(cx: &Ctxt, value: &Expr) -> Option<Vec<TokenStream>> {
     let call = named(
         cx,
         value,
@@ -461,9 +500,7 @@ fn optimizer(cx: &Ctxt, value: &Expr) -> Option<TokenStream> {
             fields.push(quote!(#field: #v));
         }
     }
-    Some(quote! {
-        ::sepo::__private::AdamW { #(#fields,)* ..::sepo::__private::AdamW::with_lr(1e-4) }
-    })
+    Some(fields)
 }
 
 /// Keys whose value is a plain number, string or bool: literals of the wrong kind are reported here,

@@ -3,14 +3,25 @@
 use super::parse::{EstimatorValue, Item, Policy};
 use crate::call;
 use crate::ctxt::Ctxt;
+use crate::keys;
 
 /// Records every rule the policy breaks.
 pub fn check(cx: &Ctxt, item: &Item, policy: &Policy) {
     has_reward(cx, item, policy);
-    batch_splits_into_groups(cx, policy);
+    // A misspelt `mode` is reported where it was read; rules that depend on the mode stay silent.
+    let mode_known = policy.mode.is_some() || !item.entries.iter().any(|(k, _)| k == "mode");
+    if mode_known {
+        keys_fit_the_mode(cx, item, policy);
+        values_fit_the_mode(cx, item, policy);
+    }
+    if policy.single_loop() {
+        particles_are_at_least_two(cx, policy);
+    } else if mode_known {
+        batch_splits_into_groups(cx, policy);
+        allocation_needs_prompts(cx, policy);
+        prompts_set_the_groups(cx, policy);
+    }
     first_hitting_needs_absorbing(cx, policy);
-    allocation_needs_prompts(cx, policy);
-    prompts_set_the_groups(cx, policy);
     if let Some(EstimatorValue::Inline(mixture)) = &policy.estimator {
         crate::estimator::validate::check(cx, mixture);
     }
@@ -56,9 +67,104 @@ fn batch_splits_into_groups(cx: &Ctxt, policy: &Policy) {
     }
 }
 
-/// The first-hitting sampler unmasks one position per event: it needs the absorbing graph.
+/// Two-loop keys mean nothing in a single loop (each error says why); `lr_decay` means nothing in two.
+fn keys_fit_the_mode(cx: &Ctxt, item: &Item, policy: &Policy) {
+    for (key, _) in &item.entries {
+        let word = key.to_string();
+        if policy.single_loop() {
+            if let Some((_, reason)) = keys::TWO_LOOP_ONLY.iter().find(|(k, _)| *k == word) {
+                cx.error_spanned_by(
+                    key,
+                    format!("`{word}` means nothing in `mode: SingleLoop` ({reason})"),
+                );
+            }
+        } else if word == "lr_decay" {
+            cx.error_spanned_by(
+                key,
+                "`lr_decay` decays a single loop's rate over its updates: it needs `mode: SingleLoop` \
+                 (two-loop runs use `lr_schedule`)",
+            );
+        }
+    }
+}
+
+/// `sampler: Flow(..)` and `log_prob: Ift(..)` are the single loop's; the others the two loops'.
+fn values_fit_the_mode(cx: &Ctxt, item: &Item, policy: &Policy) {
+    let value = |key: &str| item.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v);
+    let name = |key: &str| value(key).map(call_name).unwrap_or_default();
+    if policy.single_loop() {
+        if let (Some(_), Some(v)) = (&policy.sampler, value("sampler")) {
+            let name = name("sampler");
+            cx.error_spanned_by(
+                v,
+                format!(
+                    "`{name}` is a two-loop sampler: in `mode: SingleLoop` write \
+                     `sampler: Flow(init = {name}(..))`: the chain moves the particles, `init` draws \
+                     the initial ones"
+                ),
+            );
+        }
+        if let (Some(_), Some(v)) = (&policy.log_prob, value("log_prob")) {
+            cx.error_spanned_by(
+                v,
+                format!(
+                    "`{}` is a two-loop log-probability: `mode: SingleLoop` uses \
+                     `log_prob: Ift(h = Conditional, ..)`",
+                    name("log_prob")
+                ),
+            );
+        }
+    } else {
+        if let (Some(_), Some(v)) = (&policy.flow, value("sampler")) {
+            cx.error_spanned_by(
+                v,
+                "`sampler: Flow(..)` is the single loop's chain: it needs `mode: SingleLoop`",
+            );
+        }
+        if let (Some(_), Some(v)) = (&policy.ift, value("log_prob")) {
+            cx.error_spanned_by(
+                v,
+                "`log_prob: Ift(..)` is the single loop's estimator: it needs `mode: SingleLoop`",
+            );
+        }
+    }
+}
+
+/// The name of `Name` or `Name(..)`, as written (empty for other values).
+fn call_name(value: &syn::Expr) -> String {
+    let func = match value {
+        syn::Expr::Call(c) => &*c.func,
+        e => e,
+    };
+    match func {
+        syn::Expr::Path(p) => p
+            .path
+            .get_ident()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+/// The IFT estimator centres `ρ̂` over the particles: it needs at least two.
+fn particles_are_at_least_two(cx: &Ctxt, policy: &Policy) {
+    if let Some(batch) = policy.plain("batch") {
+        if call::number(batch) == Some((1.0, true)) {
+            cx.error_spanned_by(
+                batch,
+                "`batch` is the number of particles in `mode: SingleLoop`: the IFT estimator \
+                 centres over them and needs at least 2",
+            );
+        }
+    }
+}
+
+/// The first-hitting sampler unmasks one position per event: it needs the absorbing graph (also as
+/// the single loop's `init`).
 fn first_hitting_needs_absorbing(cx: &Ctxt, policy: &Policy) {
-    if let (Some((_, Some(name))), Some(graph)) = (&policy.sampler, &policy.graph) {
+    let init = policy.flow.as_ref().and_then(|f| f.init.as_ref());
+    if let (Some((_, Some(name))), Some(graph)) = (policy.sampler.as_ref().or(init), &policy.graph)
+    {
         if graph == "Uniform" {
             cx.error_spanned_by(
                 name,

@@ -1,0 +1,29 @@
+use sepo::prelude::*;
+
+policy! {
+    /// Every two-loop key is refused in a single loop, at the key.
+    Flow {
+        mode: SingleLoop,
+        reward: sepo::reward::GcContent::default(),
+        estimator: grpo(clip = 0.2),
+        epochs: 2,
+        minibatch: 8,
+        groups: 2,
+        group_size: 4,
+        kl_mode: Path,
+        kl_last_steps: 4,
+        eval_reward: sepo::reward::GcContent::default(),
+        checkpoint_dir: "runs/flow",
+        prompts: vec![vec![0]],
+        allocation: Uniform,
+        lr_schedule: Constant,
+    }
+
+    /// `lr_decay` needs the single loop.
+    TwoLoops {
+        reward: sepo::reward::GcContent::default(),
+        lr_decay: Linear,
+    }
+}
+
+fn main() {}
