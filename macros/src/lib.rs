@@ -315,7 +315,7 @@ pub fn estimator(input: TokenStream) -> TokenStream {
 /// | `log_prob` | `ConcreteScore(weights = Conditional\|Enumerate\|Snis(draws = 2), clean = Masked\|Unmasked\|MaskedSubset(positions = 4), t0 = 1e-5)` or `Trajectory`; SingleLoop: `Ift(h = Conditional\|Energy\|Neighbour(weights = ..), clean = Masked\|Unmasked\|MaskedSubset(positions = 4), t0 = 1e-5, ratio = Tracked\|Exact)`: `h` stands for `∇log π_θ(x)`, scores are read at `σ̄(t0)` under the schedule, `ratio` is how `log(π_θ/p_ref)` enters `ρ` (`Exact` needs an energy head) | `Trajectory` (see `LogProb`'s docs for why); SingleLoop: `Ift(h = Conditional, clean = Masked, t0 = 1e-5, ratio = Tracked)` |
 /// | `estimator` | TwoLoop: an `estimator!` type or any `Estimator` value, or a mixture inline: `grpo(clip = 0.2)` | `grpo(clip = 0.2)` |
 /// | `kl` | `β ≥ 0`; SingleLoop: the β of `ρ = r − β·log(π_θ/p_ref)` | `0.0` (off) |
-/// | `kl_mode` | TwoLoop: `InReward` or `Path` | `Path` |
+/// | `kl_mode` | TwoLoop: `InReward` or `Path` | `InReward` |
 /// | `kl_last_steps` | TwoLoop: KL over the last `n` sampler steps | all steps |
 /// | `optimizer` | `Adam(lr, weight_decay, beta1, beta2, eps)` (AdamW) | `Adam(lr = 1e-4)` (`0.0`, `0.9`, `0.999`, `1e-8`); SingleLoop: `Adam(lr = 1e-3)` |
 /// | `lr_schedule` | TwoLoop: `Constant`, `Warmup(warmup = n)` or `WarmupCosine(warmup = n, total = n, min_ratio = r)`, over optimiser steps | `Constant` (`WarmupCosine`: `warmup = 0`, `min_ratio = 0.0`) |

@@ -57,6 +57,9 @@ pub struct PpoStats {
     pub clip_ratio: f64,
     /// Weighted mean of `ρ`.
     pub ratio_mean: f64,
+    /// Total term weight `Σ_i w_i` behind the two weighted statistics, so that statistics of pieces
+    /// of a batch combine exactly: `clip_ratio = Σ_c w_c·clip_ratio_c / Σ_c w_c`, likewise `ratio_mean`.
+    pub weight: f64,
 }
 
 /// Host part of the surrogate: for log-ratios `delta` (`[B·K]`, values only) returns coefficients `κ`
@@ -150,6 +153,7 @@ pub fn ppo_coefficients(
         } else {
             1.0
         },
+        weight: total_w,
     };
     Ok((coeff, stats))
 }

@@ -169,6 +169,13 @@ impl ConcreteScore {
     {
         crate::check::nonzero("batch", batch)?;
         let l = x.len() / batch;
+        if l == 0 || x.len() != batch * l {
+            return Err(Error::ShapeMismatch {
+                op: "ConcreteScore::grads tokens",
+                expected: vec![batch, l.max(1)],
+                got: vec![x.len()],
+            });
+        }
         let reads = match (graph.mask(), self.clean) {
             (Some(_), CleanScores::Masked) => l,
             (Some(_), CleanScores::MaskedSubset { positions }) => positions.max(1),
@@ -187,6 +194,7 @@ impl ConcreteScore {
             loss: 0.0,
             clip_ratio: 0.0,
             ratio_mean: 0.0,
+            weight: 0.0,
         };
         for start in (0..batch).step_by(chunk) {
             let end = (start + chunk).min(batch);
@@ -210,9 +218,17 @@ impl ConcreteScore {
             )?;
             let loss = loss * from_f64::<E>(share);
             grads.add_assign(&Grads::collect(model.params(), &mut loss.backward())?);
+            // The loss is a mean over samples; the ratio statistics are term-weighted means.
             stats.loss += share * s.loss;
-            stats.clip_ratio += share * s.clip_ratio;
-            stats.ratio_mean += share * s.ratio_mean;
+            stats.clip_ratio += s.weight * s.clip_ratio;
+            stats.ratio_mean += s.weight * s.ratio_mean;
+            stats.weight += s.weight;
+        }
+        if stats.weight > 0.0 {
+            stats.clip_ratio /= stats.weight;
+            stats.ratio_mean /= stats.weight;
+        } else {
+            stats.ratio_mean = 1.0;
         }
         Ok((grads, stats))
     }

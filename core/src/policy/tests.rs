@@ -219,6 +219,9 @@ fn chunked_gradient_equals_the_one_shot_gradient() {
         .unwrap();
     assert!(relative_error(&grads.flat_f64(), &want) < 1e-10);
     assert!((chunked.loss - one_shot.loss).abs() < 1e-10 * one_shot.loss.abs().max(1.0));
+    assert!((chunked.clip_ratio - one_shot.clip_ratio).abs() < 1e-12);
+    assert!((chunked.ratio_mean - one_shot.ratio_mean).abs() < 1e-10);
+    assert!((chunked.weight - one_shot.weight).abs() < 1e-9 * one_shot.weight);
     assert!(
         want.iter().any(|g| g.abs() > 1e-6),
         "a zero gradient tests nothing"

@@ -100,6 +100,17 @@ impl<E: Dtype, D: Device<E>, M: ScoreModel<E, D>> ScoreModel<E, D> for Counting<
         self.inner.forward_with(params, tokens, sigma_bar, tape)
     }
 
+    /// The inner model's checks (an `Mlp` accepts only its own length, for one).
+    fn check_input(
+        &self,
+        tokens: &[usize],
+        batch: usize,
+        seq_len: usize,
+        sigma_bar: &[f64],
+    ) -> crate::error::Result<()> {
+        self.inner.check_input(tokens, batch, seq_len, sigma_bar)
+    }
+
     fn exact_log_prob(
         &self,
         params: &ParamStore<E, D>,

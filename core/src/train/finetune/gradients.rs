@@ -4,7 +4,7 @@
 use dfdx::prelude::*;
 use rand::Rng;
 
-use super::{Finetuner, LogProb};
+use super::{Finetuner, KlMode, LogProb};
 use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::loss::{path_kl, PpoObjective};
@@ -52,8 +52,11 @@ where
         let trajectory = rows_of(samples, rows.clone());
         let (mut grads, stats) =
             self.surrogate_grads(old, x, b, trajectory.as_ref(), &objectives, rng)?;
+        // The path KL as a loss in `Path` mode only: `InReward` already put it in the rewards. With
+        // β = 0 it is not computed at all (a reference and a taped forward per step would double the
+        // cost of the default `Trajectory` estimator just for a metric).
         let mut kl_value = None;
-        if let Some(t) = trajectory.as_ref() {
+        if let (Some(t), true) = (trajectory.as_ref(), c.kl > 0.0 && c.kl_mode == KlMode::Path) {
             let (kl, g) = path_kl(
                 &self.model,
                 &self.reference,
@@ -61,7 +64,7 @@ where
                 t,
                 c.kl_last_steps,
                 c.kl,
-                c.kl > 0.0,
+                true,
             )?;
             if let Some(g) = g {
                 grads.add_assign(&g);

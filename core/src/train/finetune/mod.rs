@@ -125,7 +125,8 @@ where
     /// `groups = prompts.len()`. How many completions each prompt gets per round is
     /// `config.allocation`'s choice: `group_size` each under `Uniform`; under an adaptive strategy
     /// (see [`crate::weight::planner`]) groups of unequal sizes, each prompt weighing the same in the
-    /// gradient.
+    /// gradient. Call it before [`Finetuner::resume`]: it starts a fresh allocation planner, which
+    /// would replace the adaptive state a resume restored.
     pub fn with_prompts(mut self, prompts: &[Vec<usize>]) -> Result<Self> {
         let c = &mut self.config;
         if prompts.is_empty() {

@@ -15,7 +15,7 @@ use crate::loss::PpoObjective;
 use crate::nn::ParamStore;
 use crate::policy::{control_variate_advantages, path_log_prob, snis_advantages, Reweight};
 use crate::reward::{evaluate_flat, Reward};
-use crate::sample::{Condition, Samples};
+use crate::sample::{Condition, Samples, Trajectory};
 use crate::schedule::NoiseSchedule;
 use crate::score::ScoreModel;
 use crate::train::step_rng;
@@ -84,7 +84,13 @@ where
         };
         time_score += clock.elapsed().as_secs_f64();
         let (shaped, kl_in_reward) = self.shape(&samples, &rewards)?;
-        let adv = self.advantages(&old, &samples, &shaped, drawn.sizes.as_deref(), &mut rng)?;
+        let adv = self.advantages(
+            &old,
+            &samples,
+            (&rewards, &shaped),
+            drawn.sizes.as_deref(),
+            &mut rng,
+        )?;
         let groups = self.commit_allocation(
             drawn.planner,
             &drawn.sizes,
@@ -93,10 +99,7 @@ where
             &shaped,
             &mut rng,
         )?;
-        let zero_groups = groups
-            .iter()
-            .filter(|g| rewards[(*g).clone()].iter().all(|&r| r == rewards[g.start]))
-            .count();
+        let zero_groups = zero_std_groups(&groups, &rewards);
 
         let clock = Instant::now();
         let (mut clip_sum, mut norm_sum, mut loss_sum, mut kl_sum, mut updates) =
@@ -146,7 +149,7 @@ where
             reward: mean,
             reward_std: var.sqrt(),
             eval_reward: eval,
-            kl: kl_in_reward.or(record.then_some(kl_sum / n)),
+            kl: kl_in_reward.or((c.kl > 0.0 && c.kl_mode == KlMode::Path).then_some(kl_sum / n)),
             entropy,
             clip_ratio: clip_sum / n,
             grad_norm: norm_sum / n,
@@ -167,14 +170,7 @@ where
         let c = &self.config;
         match (&samples.trajectory, c.kl_mode) {
             (Some(t), KlMode::InReward) if c.kl > 0.0 => {
-                let t = last_steps(t, c.kl_last_steps);
-                let reference = path_log_prob(&self.model, &self.reference, &self.graph, &t)?;
-                let log_ratio: Vec<f64> = t
-                    .log_prob()
-                    .iter()
-                    .zip(&reference)
-                    .map(|(p, q)| p - q)
-                    .collect();
+                let log_ratio = self.path_log_ratio(&last_steps(t, c.kl_last_steps))?;
                 let shaped = rewards
                     .iter()
                     .zip(&log_ratio)
@@ -228,31 +224,41 @@ where
         let adv = self.advantages(
             &old,
             &drawn.samples,
-            &shaped,
+            (&drawn.rewards, &shaped),
             drawn.sizes.as_deref(),
             &mut rng,
         )?;
+        // On any error below the planner is as it was: the estimate is all or nothing.
         let saved = self.planner.clone();
-        let groups = match self.commit_allocation(
+        let result = self.estimate_after_draw(&old, drawn, &shaped, &adv, &mut rng);
+        if result.is_err() {
+            self.planner = saved;
+        }
+        result
+    }
+
+    fn estimate_after_draw<Rn: Rng>(
+        &mut self,
+        old: &ParamStore<E, D>,
+        drawn: Drawn,
+        shaped: &[f64],
+        adv: &[Vec<f64>],
+        rng: &mut Rn,
+    ) -> Result<GradientEstimate> {
+        let groups = self.commit_allocation(
             drawn.planner,
             &drawn.sizes,
-            &old,
+            old,
             &drawn.samples,
-            &shaped,
-            &mut rng,
-        ) {
-            Ok(g) => g,
-            Err(e) => {
-                self.planner = saved;
-                return Err(e);
-            }
-        };
+            shaped,
+            rng,
+        )?;
         let objectives: Vec<PpoObjective<'_>> = self
             .config
             .estimator
             .components
             .iter()
-            .zip(&adv)
+            .zip(adv)
             .map(|(comp, a)| PpoObjective {
                 scale: comp.weight,
                 advantage: a,
@@ -261,18 +267,14 @@ where
             .collect();
         let s = &drawn.samples;
         let (grads, _) = self.surrogate_grads(
-            &old,
+            old,
             &s.tokens,
             s.batch,
             s.trajectory.as_ref(),
             &objectives,
-            &mut rng,
+            rng,
         )?;
-        let r = &drawn.rewards;
-        let zero = groups
-            .iter()
-            .filter(|g| r[(*g).clone()].iter().all(|&x| x == r[g.start]))
-            .count();
+        let zero = zero_std_groups(&groups, &drawn.rewards);
         Ok(GradientEstimate {
             gradient: grads.flat_f64().iter().map(|g| -g).collect(),
             reward_calls: s.batch,
@@ -307,7 +309,11 @@ where
             });
         }
         let planner = match &self.planner {
-            Some(p) if p.allocation == c.allocation && p.prompts() == self.prompts.len() => {
+            Some(p)
+                if p.allocation == c.allocation
+                    && p.prompts() == self.prompts.len()
+                    && p.uniform_budget == c.batch() =>
+            {
                 p.clone()
             }
             _ => Planner::new(c.allocation, self.prompts.len(), c.batch())?,
@@ -380,7 +386,7 @@ where
         &self,
         old: &ParamStore<E, D>,
         samples: &Samples,
-        shaped: &[f64],
+        (raw, shaped): (&[f64], &[f64]),
         sizes: Option<&[usize]>,
         rng: &mut Rn,
     ) -> Result<Vec<Vec<f64>>> {
@@ -407,8 +413,10 @@ where
                 let base = comp.advantages_by_group(shaped, &groups)?;
                 let a = match comp.reweight {
                     Reweight::None => base,
+                    // SNIS weighs towards p_ref·exp(r/τ) with its own reference ratio: the raw
+                    // rewards, or an in-reward KL would count that ratio twice.
                     Reweight::Snis { temperature } => snis_advantages(
-                        shaped,
+                        raw,
                         log_ratio.as_deref().expect("computed above"),
                         &groups,
                         temperature,
@@ -440,6 +448,12 @@ where
             "snis",
             "needs recorded paths",
         ))?;
+        self.path_log_ratio(t)
+    }
+
+    /// `log P_old(path) − log P_ref(path)` over the steps of `t` (`t.log_prob()` was recorded under
+    /// θ_old; the reference's is recomputed).
+    fn path_log_ratio(&self, t: &Trajectory) -> Result<Vec<f64>> {
         let reference = path_log_prob(&self.model, &self.reference, &self.graph, t)?;
         Ok(t.log_prob()
             .iter()
@@ -447,4 +461,12 @@ where
             .map(|(p, q)| p - q)
             .collect())
     }
+}
+
+/// Groups (row ranges of `rewards`) whose rewards are all equal: they carry no GRPO signal.
+fn zero_std_groups(groups: &[std::ops::Range<usize>], rewards: &[f64]) -> usize {
+    groups
+        .iter()
+        .filter(|g| rewards[(*g).clone()].iter().all(|&r| r == rewards[g.start]))
+        .count()
 }
