@@ -8,8 +8,8 @@ use proc_macro2::TokenStream;
 use quote::quote;
 
 use super::expand::{
-    boxed, graph_type, kl, optimizer, option, path, rounds_and_progress, schedule_type,
-    schedule_value, Bodies,
+    boxed, build_from_checkpoint, graph_type, kl, optimizer, option, path, rounds_and_progress,
+    schedule_type, schedule_value, Bodies,
 };
 use super::flow::LrDecay;
 use super::parse::{Item, Policy};
@@ -24,29 +24,13 @@ pub fn item(item: &Item, policy: &Policy, bodies: Bodies) -> TokenStream {
     );
     let stub = quote!(::std::unreachable!("policy! did not expand"));
 
-    let build = policy.model.as_ref().map(|(kind, dir)| {
-        let model = quote!(::sepo::__private::#kind<f32, D>);
-        let ty = run(model.clone());
-        let doc = format!(
-            " Loads the `{kind}` checkpoint from `{}` onto `dev`, draws the initial particles and \
-             starts the single loop.",
-            quote!(#dir).to_string().trim_matches('"')
-        );
-        let body = match bodies {
-            Bodies::Build => quote! {
-                let checkpoint = ::sepo::__private::Checkpoint::new(#dir);
-                let (model, _) = checkpoint.load_model::<f32, D, #model>(dev)?;
-                Self::build_with(model)
-            },
-            Bodies::Stub => quote!(let _ = dev; #stub),
-        };
-        quote! {
-            #[doc = #doc]
-            #vis fn build<D: ::sepo::__private::Device<f32>>(dev: &D) -> ::sepo::Result<#ty> {
-                #body
-            }
-        }
-    });
+    let build = build_from_checkpoint(
+        policy,
+        bodies,
+        vis,
+        &run,
+        "draws the initial particles and starts the single loop",
+    );
     let build_with_ty = run(quote!(M));
     let (build_with_body, config_body, schedule_body) = match bodies {
         Bodies::Build => (
