@@ -179,9 +179,13 @@ fn flow_config(beta: f64, positions: usize) -> SingleLoopConfig {
 /// (`small`: toy sizes, to check that it runs). Times one flow step (every particle one heat-bath step:
 /// B forwards), one single-loop update and one plain SEPO round (the concrete score with `Conditional`
 /// weights on the same masked positions as the single loop's `ĥ`, so the two differ in their loops only), then
-/// races both from the same untrained transformer, without KL, until their own samples' mean `TATA`
-/// count reaches `1.5×` its starting value (at least 0.1 above it), and reports the model evaluations ([`Counting`]: one forward
-/// on one sequence; back-propagated ones in brackets) and the wall time each needed.
+/// races both from the same untrained transformer, without KL and at the same learning rate (plain SEPO
+/// with its default K = 5 epochs in minibatches of 16), until their own samples' mean `TATA` count
+/// reaches `1.5×` plain SEPO's first round (at least 0.1 above it), and reports the model evaluations
+/// ([`Counting`]: one forward on one sequence; back-propagated ones in brackets) and the wall time each
+/// needed. Flags: `--race-only` skips the timed rows, `--lr=X` (default 3e-4), `--flow-steps=K` (the
+/// single loop's k, default 1), `--target=X` (race the single loop alone to `X`), `--cap=N` (evaluations
+/// of each), `--reps=N`; progress goes to stderr.
 fn flow_benches(small: bool) {
     let (l, b, steps, reps, cap) = if small {
         (32, 16, 8, 1, 200_000u64)
@@ -196,6 +200,14 @@ fn flow_benches(small: bool) {
     let reps = std::env::args()
         .find_map(|a| a.strip_prefix("--reps=").and_then(|v| v.parse().ok()))
         .unwrap_or(reps);
+    // `--lr=X`: both trainers' AdamW learning rate (default 3e-4).
+    let lr = std::env::args()
+        .find_map(|a| a.strip_prefix("--lr=").and_then(|v| v.parse().ok()))
+        .unwrap_or(3e-4);
+    // `--flow-steps=K`: the single loop's chain steps per update in the race (default 1).
+    let flow_steps = std::env::args()
+        .find_map(|a| a.strip_prefix("--flow-steps=").and_then(|v| v.parse().ok()))
+        .unwrap_or(1);
     let positions = 8.min(l);
     let dev = Cpu::default();
     let graph = Absorbing::with_tokens(4).unwrap();
@@ -215,24 +227,28 @@ fn flow_benches(small: bool) {
         b,
     )
     .unwrap();
-    let chain = median_secs(reps, || {
-        sl.advance(1, &mut rng).unwrap();
-    });
-    row(
-        "flow step (heat bath)",
-        &config,
-        chain,
-        &format!("one position per particle: {b} no-grad forwards"),
-    );
-    let update = median_secs(reps, || {
-        sl.step().unwrap();
-    });
-    row(
+    // `--race-only`: skip the timed rows (measured once, recorded in docs/PERFORMANCE.md).
+    let race_only = std::env::args().any(|a| a == "--race-only");
+    if !race_only {
+        let chain = median_secs(reps, || {
+            sl.advance(1, &mut rng).unwrap();
+        });
+        row(
+            "flow step (heat bath)",
+            &config,
+            chain,
+            &format!("one position per particle: {b} no-grad forwards"),
+        );
+        let update = median_secs(reps, || {
+            sl.step().unwrap();
+        });
+        row(
         "single-loop update",
         &config,
         update,
         &format!("flow step + Conditional ĥ on {positions} masked positions ({} forward/backward) + tracked ρ̂ (β = 0.05)", b * positions),
     );
+    }
     let sepo_config = FinetuneConfig {
         groups: b / 8,
         group_size: 8,
@@ -247,43 +263,60 @@ fn flow_benches(small: bool) {
         }),
         epochs: 1,
         minibatch: b,
-        optimizer: AdamW::with_lr(3e-4),
+        optimizer: AdamW::with_lr(lr),
         ..FinetuneConfig::new(l)
     };
-    let mut ft = Finetuner::new(
-        Counting::new(model.clone()),
-        graph,
-        LogLinear::default(),
-        reward.clone(),
-        sepo_config.clone(),
-    )
-    .unwrap();
-    let round = median_secs(reps, || {
-        ft.round().unwrap();
-    });
-    row(
-        "plain SEPO round (Conditional, masked subset)",
-        &config,
-        round,
-        &format!(
+    if !race_only {
+        let mut ft = Finetuner::new(
+            Counting::new(model.clone()),
+            graph,
+            LogLinear::default(),
+            reward.clone(),
+            sepo_config.clone(),
+        )
+        .unwrap();
+        let round = median_secs(reps, || {
+            ft.round().unwrap();
+        });
+        row(
+            "plain SEPO round (Conditional, masked subset)",
+            &config,
+            round,
+            &format!(
             "{steps} Tweedie steps, Conditional on {positions} masked positions, one epoch, no KL"
         ),
-    );
+        );
+    }
 
-    // The race: both from the same model, no KL, until their own samples reach the target.
+    // The race: both from the same model, no KL, until their own samples reach the target. Plain SEPO
+    // reuses each round's samples as it is meant to: its default K = 5 epochs in minibatches of 16.
     let mut ft = Finetuner::new(
         Counting::new(model.clone()),
         graph,
         LogLinear::default(),
         reward.clone(),
-        sepo_config.clone(),
+        FinetuneConfig {
+            epochs: 5,
+            minibatch: 16,
+            ..sepo_config.clone()
+        },
     )
     .unwrap();
     let clock = Instant::now();
     let mut first = None;
-    let (mut sepo_at, mut target) = (None, f64::INFINITY);
-    while ft.model.evaluations() < cap {
+    // `--target=X`: race the single loop alone to a given mean (e.g. from an earlier run's SEPO row).
+    let given: Option<f64> =
+        std::env::args().find_map(|a| a.strip_prefix("--target=").and_then(|v| v.parse().ok()));
+    let (mut sepo_at, mut target) = (None, given.unwrap_or(f64::INFINITY));
+    while given.is_none() && ft.model.evaluations() < cap {
         let m = ft.round().unwrap();
+        eprintln!(
+            "sepo round {}: evaluations {} reward {:.3} ({:.1} s)",
+            ft.round,
+            ft.model.evaluations(),
+            m.reward,
+            clock.elapsed().as_secs_f64()
+        );
         let start = *first.get_or_insert(m.reward);
         // 1.5× the start, and at least 0.1 motifs above it (a start of 0 would be reached at once).
         target = start + (0.5 * start).max(0.1);
@@ -316,7 +349,11 @@ fn flow_benches(small: bool) {
         counted,
         graph,
         Box::new(reward),
-        flow_config(0.0, positions),
+        SingleLoopConfig {
+            optimizer: AdamW::with_lr(lr),
+            steps_per_update: flow_steps,
+            ..flow_config(0.0, positions)
+        },
         start.tokens,
         b,
     )
@@ -324,6 +361,15 @@ fn flow_benches(small: bool) {
     let mut flow_at = None;
     while sl.model.evaluations() < cap {
         let m = sl.step().unwrap();
+        if m.update % 10 == 0 {
+            eprintln!(
+                "flow update {}: evaluations {} reward {:.3} ({:.1} s)",
+                m.update,
+                sl.model.evaluations(),
+                m.reward,
+                clock.elapsed().as_secs_f64()
+            );
+        }
         if m.reward >= target {
             flow_at = Some((sl.model.evaluations(), sl.model.taped(), m.update + 1));
             break;
@@ -331,13 +377,21 @@ fn flow_benches(small: bool) {
     }
     let flow_secs = clock.elapsed().as_secs_f64();
     println!(
-        "\nTo reach a mean TATA count of {target:.3} (1.5× plain SEPO's first round, at least +0.1) on its own samples ({config}, no KL, cap {cap} evaluations):\n"
+        "\nTo reach a mean TATA count of {target:.3} ({}) on its own samples ({config}, lr {lr}, k = {flow_steps}, no KL, cap {cap} evaluations):\n",
+        if given.is_some() {
+            "given by --target"
+        } else {
+            "1.5× plain SEPO's first round, at least +0.1"
+        }
     );
     println!("| method | evaluations (back-propagated) | wall | iterations |\n|---|---|---|---|");
     for (name, at, secs, unit) in [
         ("plain SEPO", sepo_at, sepo_secs, "rounds"),
         ("single loop", flow_at, flow_secs, "updates"),
     ] {
+        if given.is_some() && name == "plain SEPO" {
+            continue;
+        }
         match at {
             Some((e, t, i)) => println!("| {name} | {e} ({t}) | {secs:.1} s | {i} {unit} |"),
             None => println!("| {name} | not reached within {cap} | {secs:.1} s | |"),
