@@ -184,8 +184,8 @@ fn flow_config(beta: f64, positions: usize) -> SingleLoopConfig {
 /// reaches `1.5×` plain SEPO's first round (at least 0.1 above it), and reports the model evaluations
 /// ([`Counting`]: one forward on one sequence; back-propagated ones in brackets) and the wall time each
 /// needed. Flags: `--race-only` skips the timed rows, `--lr=X` (default 3e-4), `--flow-steps=K` (the
-/// single loop's k, default 1), `--target=X` (race the single loop alone to `X`), `--cap=N` (evaluations
-/// of each), `--reps=N`; progress goes to stderr.
+/// single loop's k, default 1), `--target=X` (race the single loop alone to `X`), `--seed=S` (model and
+/// trainers, default 0), `--cap=N` (evaluations of each), `--reps=N`; progress goes to stderr.
 fn flow_benches(small: bool) {
     let (l, b, steps, reps, cap) = if small {
         (32, 16, 8, 1, 200_000u64)
@@ -208,12 +208,19 @@ fn flow_benches(small: bool) {
     let flow_steps = std::env::args()
         .find_map(|a| a.strip_prefix("--flow-steps=").and_then(|v| v.parse().ok()))
         .unwrap_or(1);
+    // `--seed=S`: the race's model initialisation and trainer seeds (default 0).
+    let seed: u64 = std::env::args()
+        .find_map(|a| a.strip_prefix("--seed=").and_then(|v| v.parse().ok()))
+        .unwrap_or(0);
     let positions = 8.min(l);
     let dev = Cpu::default();
     let graph = Absorbing::with_tokens(4).unwrap();
-    let model =
-        Transformer::<f32, Cpu>::new(TransformerConfig::tiny(5, l, ScoreHead::Absorbing), &dev, 0)
-            .unwrap();
+    let model = Transformer::<f32, Cpu>::new(
+        TransformerConfig::tiny(5, l, ScoreHead::Absorbing),
+        &dev,
+        seed,
+    )
+    .unwrap();
     let reward = MotifCount::new(vec![3, 0, 3, 0]);
     let config = format!("tiny, L={l}, B={b}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
@@ -298,6 +305,7 @@ fn flow_benches(small: bool) {
         FinetuneConfig {
             epochs: 5,
             minibatch: 16,
+            seed,
             ..sepo_config.clone()
         },
     )
@@ -329,7 +337,7 @@ fn flow_benches(small: bool) {
     // The single loop starts from B samples of the same sampler (counted).
     let counted = Counting::new(model);
     let clock = Instant::now();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1 + seed);
     let start = sample(
         &counted,
         counted.params(),
@@ -352,6 +360,7 @@ fn flow_benches(small: bool) {
         SingleLoopConfig {
             optimizer: AdamW::with_lr(lr),
             steps_per_update: flow_steps,
+            seed,
             ..flow_config(0.0, positions)
         },
         start.tokens,
@@ -377,7 +386,7 @@ fn flow_benches(small: bool) {
     }
     let flow_secs = clock.elapsed().as_secs_f64();
     println!(
-        "\nTo reach a mean TATA count of {target:.3} ({}) on its own samples ({config}, lr {lr}, k = {flow_steps}, no KL, cap {cap} evaluations):\n",
+        "\nTo reach a mean TATA count of {target:.3} ({}) on its own samples ({config}, seed {seed}, lr {lr}, k = {flow_steps}, no KL, cap {cap} evaluations):\n",
         if given.is_some() {
             "given by --target"
         } else {
