@@ -28,6 +28,11 @@ use sepo::train::{
     SingleLoopConfig,
 };
 
+/// The value of the command-line flag `name` (`--name=value`), if given and parsable.
+fn flag<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::args().find_map(|a| a.strip_prefix(name).and_then(|v| v.parse().ok()))
+}
+
 fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
     f();
     let mut t: Vec<f64> = (0..reps)
@@ -193,25 +198,15 @@ fn flow_benches(small: bool) {
         (200, 64, 128, 3, 300_000u64)
     };
     // `--cap=N` overrides the race's evaluation cap.
-    let cap = std::env::args()
-        .find_map(|a| a.strip_prefix("--cap=").and_then(|v| v.parse().ok()))
-        .unwrap_or(cap);
+    let cap = flag("--cap=").unwrap_or(cap);
     // `--reps=N` overrides the timed repetitions (a full-size SEPO round takes minutes).
-    let reps = std::env::args()
-        .find_map(|a| a.strip_prefix("--reps=").and_then(|v| v.parse().ok()))
-        .unwrap_or(reps);
+    let reps = flag("--reps=").unwrap_or(reps);
     // `--lr=X`: both trainers' AdamW learning rate (default 3e-4).
-    let lr = std::env::args()
-        .find_map(|a| a.strip_prefix("--lr=").and_then(|v| v.parse().ok()))
-        .unwrap_or(3e-4);
+    let lr = flag("--lr=").unwrap_or(3e-4);
     // `--flow-steps=K`: the single loop's chain steps per update in the race (default 1).
-    let flow_steps = std::env::args()
-        .find_map(|a| a.strip_prefix("--flow-steps=").and_then(|v| v.parse().ok()))
-        .unwrap_or(1);
+    let flow_steps = flag("--flow-steps=").unwrap_or(1);
     // `--seed=S`: the race's model initialisation and trainer seeds (default 0).
-    let seed: u64 = std::env::args()
-        .find_map(|a| a.strip_prefix("--seed=").and_then(|v| v.parse().ok()))
-        .unwrap_or(0);
+    let seed: u64 = flag("--seed=").unwrap_or(0);
     let positions = 8.min(l);
     let dev = Cpu::default();
     let graph = Absorbing::with_tokens(4).unwrap();
@@ -273,15 +268,18 @@ fn flow_benches(small: bool) {
         optimizer: AdamW::with_lr(lr),
         ..FinetuneConfig::new(l)
     };
-    if !race_only {
-        let mut ft = Finetuner::new(
+    let finetuner = |config: FinetuneConfig| {
+        Finetuner::new(
             Counting::new(model.clone()),
             graph,
             LogLinear::default(),
             reward.clone(),
-            sepo_config.clone(),
+            config,
         )
-        .unwrap();
+        .unwrap()
+    };
+    if !race_only {
+        let mut ft = finetuner(sepo_config.clone());
         let round = median_secs(reps, || {
             ft.round().unwrap();
         });
@@ -297,24 +295,16 @@ fn flow_benches(small: bool) {
 
     // The race: both from the same model, no KL, until their own samples reach the target. Plain SEPO
     // reuses each round's samples as it is meant to: its default K = 5 epochs in minibatches of 16.
-    let mut ft = Finetuner::new(
-        Counting::new(model.clone()),
-        graph,
-        LogLinear::default(),
-        reward.clone(),
-        FinetuneConfig {
-            epochs: 5,
-            minibatch: 16,
-            seed,
-            ..sepo_config.clone()
-        },
-    )
-    .unwrap();
+    let mut ft = finetuner(FinetuneConfig {
+        epochs: 5,
+        minibatch: 16,
+        seed,
+        ..sepo_config
+    });
     let clock = Instant::now();
     let mut first = None;
     // `--target=X`: race the single loop alone to a given mean (e.g. from an earlier run's SEPO row).
-    let given: Option<f64> =
-        std::env::args().find_map(|a| a.strip_prefix("--target=").and_then(|v| v.parse().ok()));
+    let given: Option<f64> = flag("--target=");
     let (mut sepo_at, mut target) = (None, given.unwrap_or(f64::INFINITY));
     while given.is_none() && ft.model.evaluations() < cap {
         let m = ft.round().unwrap();
