@@ -33,6 +33,12 @@ fn flag<T: std::str::FromStr>(name: &str) -> Option<T> {
     std::env::args().find_map(|a| a.strip_prefix(name).and_then(|v| v.parse().ok()))
 }
 
+/// One line of the race's progress on stderr.
+fn progress(what: &str, i: impl std::fmt::Display, evaluations: u64, reward: f64, clock: Instant) {
+    let secs = clock.elapsed().as_secs_f64();
+    eprintln!("{what} {i}: evaluations {evaluations} reward {reward:.3} ({secs:.1} s)");
+}
+
 fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
     f();
     let mut t: Vec<f64> = (0..reps)
@@ -232,24 +238,26 @@ fn flow_benches(small: bool) {
     // `--race-only`: skip the timed rows (measured once, recorded in docs/PERFORMANCE.md).
     let race_only = std::env::args().any(|a| a == "--race-only");
     if !race_only {
-        let chain = median_secs(reps, || {
-            sl.advance(1, &mut rng).unwrap();
-        });
         row(
             "flow step (heat bath)",
             &config,
-            chain,
+            median_secs(reps, || {
+                sl.advance(1, &mut rng).unwrap();
+            }),
             &format!("one position per particle: {b} no-grad forwards"),
         );
-        let update = median_secs(reps, || {
-            sl.step().unwrap();
-        });
+        let rows = b * positions;
         row(
-        "single-loop update",
-        &config,
-        update,
-        &format!("flow step + Conditional ĥ on {positions} masked positions ({} forward/backward) + tracked ρ̂ (β = 0.05)", b * positions),
-    );
+            "single-loop update",
+            &config,
+            median_secs(reps, || {
+                sl.step().unwrap();
+            }),
+            &format!(
+                "flow step + Conditional ĥ on {positions} masked positions ({rows} forward/backward) \
+                 + tracked ρ̂ (β = 0.05)"
+            ),
+        );
     }
     let sepo_config = FinetuneConfig {
         groups: b / 8,
@@ -280,16 +288,16 @@ fn flow_benches(small: bool) {
     };
     if !race_only {
         let mut ft = finetuner(sepo_config.clone());
-        let round = median_secs(reps, || {
-            ft.round().unwrap();
-        });
         row(
             "plain SEPO round (Conditional, masked subset)",
             &config,
-            round,
+            median_secs(reps, || {
+                ft.round().unwrap();
+            }),
             &format!(
-            "{steps} Tweedie steps, Conditional on {positions} masked positions, one epoch, no KL"
-        ),
+                "{steps} Tweedie steps, Conditional on {positions} masked positions, one epoch, \
+                 no KL"
+            ),
         );
     }
 
@@ -308,12 +316,12 @@ fn flow_benches(small: bool) {
     let (mut sepo_at, mut target) = (None, given.unwrap_or(f64::INFINITY));
     while given.is_none() && ft.model.evaluations() < cap {
         let m = ft.round().unwrap();
-        eprintln!(
-            "sepo round {}: evaluations {} reward {:.3} ({:.1} s)",
+        progress(
+            "sepo round",
             ft.round,
             ft.model.evaluations(),
             m.reward,
-            clock.elapsed().as_secs_f64()
+            clock,
         );
         let start = *first.get_or_insert(m.reward);
         // 1.5× the start, and at least 0.1 motifs above it (a start of 0 would be reached at once).
@@ -361,12 +369,12 @@ fn flow_benches(small: bool) {
     while sl.model.evaluations() < cap {
         let m = sl.step().unwrap();
         if m.update % 10 == 0 {
-            eprintln!(
-                "flow update {}: evaluations {} reward {:.3} ({:.1} s)",
+            progress(
+                "flow update",
                 m.update,
                 sl.model.evaluations(),
                 m.reward,
-                clock.elapsed().as_secs_f64()
+                clock,
             );
         }
         if m.reward >= target {
