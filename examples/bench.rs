@@ -194,7 +194,7 @@ fn flow_config(beta: f64, positions: usize) -> SingleLoopConfig {
 /// with its default K = 5 epochs in minibatches of 16), until their own samples' mean `TATA` count
 /// reaches `1.5×` plain SEPO's first round (at least 0.1 above it), and reports the model evaluations
 /// ([`Counting`]: one forward on one sequence; back-propagated ones in brackets) and the wall time each
-/// needed. Flags: `--race-only` skips the timed rows, `--lr=X` (default 3e-4), `--flow-steps=K` (the
+/// needed. Flags: `--race-only` skips the timed rows, `--lr=X` (default 1e-3), `--flow-steps=K` (the
 /// single loop's k, default 1), `--target=X` (race the single loop alone to `X`), `--seed=S` (model and
 /// trainers, default 0), `--cap=N` (evaluations of each), `--reps=N`; progress goes to stderr.
 fn flow_benches(small: bool) {
@@ -207,8 +207,8 @@ fn flow_benches(small: bool) {
     let cap = flag("--cap=").unwrap_or(cap);
     // `--reps=N` overrides the timed repetitions (a full-size SEPO round takes minutes).
     let reps = flag("--reps=").unwrap_or(reps);
-    // `--lr=X`: both trainers' AdamW learning rate (default 3e-4).
-    let lr = flag("--lr=").unwrap_or(3e-4);
+    // `--lr=X`: both trainers' AdamW learning rate in the race (default 1e-3, as recorded).
+    let lr = flag("--lr=").unwrap_or(1e-3);
     // `--flow-steps=K`: the single loop's chain steps per update in the race (default 1).
     let flow_steps = flag("--flow-steps=").unwrap_or(1);
     // `--seed=S`: the race's model initialisation and trainer seeds (default 0).
