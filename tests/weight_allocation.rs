@@ -47,6 +47,30 @@ fn draw<R: Rng>(pi: &[f64], n: usize, rng: &mut R) -> (Vec<usize>, Vec<f64>) {
     (a, r)
 }
 
+/// One round of `planner` over the 8 prompts with policies `pis`: each prompt's answers and rewards.
+fn planner_round<R: Rng>(
+    planner: &Planner,
+    pis: &[Vec<f64>],
+    rng: &mut R,
+) -> (Vec<Vec<usize>>, Vec<Vec<f64>>) {
+    let mut answers = vec![Vec::new(); pis.len()];
+    let (rewards, _) = planner
+        .round(|counts| {
+            Ok(pis
+                .iter()
+                .zip(&mut answers)
+                .zip(counts)
+                .map(|((pi, answers), &n)| {
+                    let (a, r) = draw(pi, n, rng);
+                    answers.extend(a);
+                    r
+                })
+                .collect())
+        })
+        .unwrap();
+    (answers, rewards)
+}
+
 /// `ĝ_i = (1/n) Σ_j A_j (e_{a_j} − π)` and the per-sample norms `‖e_a − π‖`.
 fn group_gradient(
     pi: &[f64],
@@ -245,18 +269,7 @@ fn adaptive_allocation_lowers_the_variance_and_the_calls() {
         let mut planner = Planner::new(allocation, 8, 64).unwrap();
         let mut errors = Vec::new();
         for round in 0..3_020 {
-            let mut answers = vec![Vec::new(); 8];
-            let (rewards, _) = planner
-                .round(|counts| {
-                    Ok((0..8)
-                        .map(|i| {
-                            let (a, r) = draw(&pis[i], counts[i], &mut rng);
-                            answers[i].extend(a);
-                            r
-                        })
-                        .collect())
-                })
-                .unwrap();
+            let (answers, rewards) = planner_round(&planner, &pis, &mut rng);
             assert!(rewards.iter().map(Vec::len).sum::<usize>() <= 64);
             let (mut err, mut norms) = (0.0, Vec::new());
             for i in 0..8 {
@@ -288,18 +301,7 @@ fn adaptive_allocation_lowers_the_variance_and_the_calls() {
                     if pis.iter().map(|pi| pi[0]).sum::<f64>() / 8.0 >= 0.9 {
                         break;
                     }
-                    let mut answers = vec![Vec::new(); 8];
-                    let (rewards, _) = planner
-                        .round(|counts| {
-                            Ok((0..8)
-                                .map(|i| {
-                                    let (a, r) = draw(&pis[i], counts[i], &mut rng);
-                                    answers[i].extend(a);
-                                    r
-                                })
-                                .collect())
-                        })
-                        .unwrap();
+                    let (answers, rewards) = planner_round(&planner, &pis, &mut rng);
                     let mut norms = Vec::new();
                     for i in 0..8 {
                         calls += rewards[i].len();
