@@ -65,6 +65,15 @@ impl<M> Counting<M> {
     pub fn into_inner(self) -> M {
         self.inner
     }
+
+    /// Counts one forward of `batch` sequences, also as taped when `taped`.
+    fn count(&self, batch: usize, taped: bool) {
+        let b = batch as u64;
+        self.evaluations.fetch_add(b, Ordering::Relaxed);
+        if taped {
+            self.taped.fetch_add(b, Ordering::Relaxed);
+        }
+    }
 }
 
 impl<E: Dtype, D: Device<E>, M: ScoreModel<E, D>> ScoreModel<E, D> for Counting<M> {
@@ -92,11 +101,7 @@ impl<E: Dtype, D: Device<E>, M: ScoreModel<E, D>> ScoreModel<E, D> for Counting<
         sigma_bar: &[f64],
         tape: T,
     ) -> LogScores<E, D, T> {
-        let b = tokens.shape().0 as u64;
-        self.evaluations.fetch_add(b, Ordering::Relaxed);
-        if T::OWNS_TAPE {
-            self.taped.fetch_add(b, Ordering::Relaxed);
-        }
+        self.count(tokens.shape().0, T::OWNS_TAPE);
         self.inner.forward_with(params, tokens, sigma_bar, tape)
     }
 
@@ -130,11 +135,7 @@ impl<E: Dtype, D: Device<E>, M: EnergyModel<E, D>> EnergyModel<E, D> for Countin
         tape: T,
     ) -> Option<Tensor<(usize,), E, D, T>> {
         let out = self.inner.log_potential_with(params, tokens, tape)?;
-        let b = tokens.shape().0 as u64;
-        self.evaluations.fetch_add(b, Ordering::Relaxed);
-        if T::OWNS_TAPE {
-            self.taped.fetch_add(b, Ordering::Relaxed);
-        }
+        self.count(tokens.shape().0, T::OWNS_TAPE);
         Some(out)
     }
 }
