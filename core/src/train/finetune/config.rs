@@ -144,8 +144,9 @@ pub struct FinetuneConfig {
     /// Run seed: round `k` uses `step_rng(seed, k)`.
     pub seed: u64,
     /// How a round's draws are split across prompts (with [`Finetuner::with_prompts`]; `Uniform`:
-    /// `group_size` each). Adaptive strategies draw groups of unequal sizes; each prompt then counts
-    /// equally in the gradient (see [`crate::weight::planner`]).
+    /// `group_size` each). Adaptive strategies draw groups of unequal sizes; each prompt then has the
+    /// same weight in the surrogate, which makes it count equally in expectation under leave-one-out
+    /// only (GRPO and the mean baseline shrink prompts given few draws: [`crate::weight::allocation`]).
     ///
     /// [`Finetuner::with_prompts`]: super::Finetuner::with_prompts
     #[serde(default)]
