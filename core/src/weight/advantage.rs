@@ -66,7 +66,7 @@ pub fn advantages(rewards: &[f64], group_size: usize, baseline: Baseline) -> Res
         ));
     }
     let sizes = vec![group_size; rewards.len() / group_size];
-    Ok(standardise(rewards, &sizes, baseline))
+    standardise(rewards, &sizes, baseline)
 }
 
 /// Advantages of `rewards` laid out in contiguous groups of the given `sizes` (`Σ sizes = len`), e.g.
@@ -99,17 +99,23 @@ pub fn advantages_by_group(
             value: rewards[i],
         });
     }
-    Ok(standardise(rewards, sizes, baseline))
+    standardise(rewards, sizes, baseline)
 }
 
-fn standardise(rewards: &[f64], sizes: &[usize], baseline: Baseline) -> Vec<f64> {
+/// The advantages, or [`Error::NonFinite`] if one overflowed (finite rewards whose differences exceed
+/// f64's range: rescale the reward).
+fn standardise(rewards: &[f64], sizes: &[usize], baseline: Baseline) -> Result<Vec<f64>> {
     let mut out = Vec::with_capacity(rewards.len());
     let mut start = 0;
     for &size in sizes {
         let group = &rewards[start..start + size];
         start += size;
         let g = group.len() as f64;
-        let mean = group.iter().sum::<f64>() / g;
+        let mut mean = group.iter().sum::<f64>() / g;
+        if !mean.is_finite() {
+            // Σ r overflowed: Σ (r/g) is finite for any finite rewards.
+            mean = group.iter().map(|r| r / g).sum::<f64>();
+        }
         let constant = group.iter().all(|&r| r == group[0]);
         for &r in group {
             let centred = if constant { 0.0 } else { r - mean };
@@ -123,13 +129,28 @@ fn standardise(rewards: &[f64], sizes: &[usize], baseline: Baseline) -> Vec<f64>
                         0.0
                     } else {
                         let var = group.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (g - 1.0);
-                        centred / (var.sqrt() + delta)
+                        if var.is_finite() {
+                            centred / (var.sqrt() + delta)
+                        } else {
+                            // The squares overflowed: divide everything by m = max |x − r̄| first,
+                            // A = ((r − r̄)/m) / (sqrt(Σ ((x − r̄)/m)²/(g − 1)) + δ/m).
+                            let m = group.iter().map(|x| (x - mean).abs()).fold(0.0, f64::max);
+                            let s = group.iter().map(|x| ((x - mean) / m).powi(2)).sum::<f64>();
+                            (centred / m) / ((s / (g - 1.0)).sqrt() + delta / m)
+                        }
                     }
                 }
             });
         }
     }
-    out
+    if let Some(i) = out.iter().position(|a| !a.is_finite()) {
+        return Err(Error::NonFinite {
+            what: "advantage (reward differences overflow f64; rescale the reward)",
+            index: i,
+            value: out[i],
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -254,6 +275,27 @@ mod tests {
         assert_eq!(same, advantages(&r[..4], 2, Baseline::GRPO).unwrap());
         assert!(advantages_by_group(&r, &[2, 3], Baseline::Mean).is_err());
         assert!(advantages_by_group(&r, &[6, 0], Baseline::Mean).is_err());
+    }
+
+    /// Rewards near f64's limits: GRPO advantages stay exact (±1/sqrt(2) for a pair), and a difference
+    /// that overflows is a typed error, never an infinite `Ok`.
+    #[test]
+    fn huge_rewards_standardise_or_fail_cleanly() {
+        let r = [1e300, -1e300, 1.5e308, 1e308, f64::MAX, -f64::MAX];
+        let a = advantages(&r, 2, Baseline::GRPO).unwrap();
+        let h = std::f64::consts::FRAC_1_SQRT_2;
+        for (got, want) in a.iter().zip([h, -h, h, -h, h, -h]) {
+            assert!((got - want).abs() < 1e-12, "{a:?}");
+        }
+        // Leave-one-out's advantage 2·f64::MAX is not representable.
+        assert!(matches!(
+            advantages(&[f64::MAX, -f64::MAX], 2, Baseline::LeaveOneOut),
+            Err(Error::NonFinite { .. })
+        ));
+        assert_eq!(
+            advantages(&[f64::MAX, -f64::MAX], 2, Baseline::Mean).unwrap(),
+            vec![f64::MAX, -f64::MAX]
+        );
     }
 
     #[test]
