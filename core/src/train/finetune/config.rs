@@ -198,6 +198,7 @@ impl FinetuneConfig {
         crate::check::nonzero("minibatch", self.minibatch)?;
         self.sampler.config().check()?;
         self.optimizer.check()?;
+        self.lr_schedule.check()?;
         if let LogProb::ConcreteScore(c) = self.log_prob {
             c.check()?;
         }
