@@ -139,7 +139,8 @@ pub struct FinetuneConfig {
     pub kl_last_steps: Option<usize>,
     /// Refresh the reference to θ every this-many rounds (`None`: keep the pretrained model).
     pub reference_refresh: Option<u64>,
-    /// Entropy bonus coefficient on the clean-end conditionals (0 = off).
+    /// Entropy bonus coefficient on the model's clean conditionals `p_θ(·|x_{−l})` (masked reads under
+    /// the absorbing graph, whatever the estimator; 0 = off).
     pub entropy_bonus: f64,
     /// Run seed: round `k` uses `step_rng(seed, k)`.
     pub seed: u64,
@@ -287,7 +288,8 @@ pub struct RoundMetrics {
     /// Mean path KL to the reference along the round's trajectories, when the KL is on (`kl > 0`):
     /// the mean path log-ratio under `InReward`, the mean closed-form per-step KL under `Path`.
     pub kl: Option<f64>,
-    /// Mean entropy of the clean-end conditionals (nats per position).
+    /// Mean entropy (nats per position) of the model's clean conditionals `p_θ(·|x_{−l})` over the
+    /// first 4 samples (absorbing graph: `L` masked forwards each) or 16 (uniform graph).
     pub entropy: f64,
     /// Fraction of clipped PPO terms (weighted), averaged over minibatches.
     pub clip_ratio: f64,
