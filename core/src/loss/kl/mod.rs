@@ -14,7 +14,7 @@
 //! values, importance ratios and weights), then one taped forward of θ per step (and another of the
 //! reference per window step) for the gradient.
 
-mod weights;
+pub mod weights;
 
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,6 @@
 //! The path KL's gradient as weights on per-step quantities: the part of the estimator that needs no
-//! model, shared by [`path_kl`](super::path_kl) and its exact tests.
+//! model. [`path_kl`](super::path_kl) computes the per-step KLs and log-probabilities of a model, asks
+//! [`kl_weights`] for the weights, and back-propagates the weighted sum.
 //!
 //! # Derivation
 //!
