@@ -7,7 +7,7 @@ use rand::Rng;
 use super::{Finetuner, KlMode, LogProb};
 use crate::error::{Error, Result};
 use crate::graph::Graph;
-use crate::loss::{path_kl, PpoObjective};
+use crate::loss::{path_kl, KlBaseline, KlGradient, PpoObjective};
 use crate::nn::{Grads, ParamStore};
 use crate::policy::{clean_entropy, clean_log_scores, CleanScores, GRAD_TOKENS};
 use crate::reward::Reward;
@@ -53,17 +53,22 @@ where
             self.surrogate_grads(old, x, b, trajectory.as_ref(), &objectives, rng)?;
         // The path KL as a loss in `Path` mode only: `InReward` already put it in the rewards. With
         // β = 0 it is not computed at all (a reference and a taped forward per step would double the
-        // cost of the default `Trajectory` estimator just for a metric).
+        // cost of the default `Trajectory` estimator just for a metric). Its gradient includes the
+        // score-function term (the KL still to come after each step), importance-weighted per step
+        // from θ_old, with a leave-one-out baseline over the minibatch (`loss::kl`).
         let mut kl_value = None;
         if let (Some(t), true) = (trajectory.as_ref(), c.kl > 0.0 && c.kl_mode == KlMode::Path) {
+            let gradient = KlGradient {
+                coefficient: c.kl,
+                baseline: KlBaseline::LeaveOneOut,
+            };
             let (kl, g) = path_kl(
                 &self.model,
                 &self.reference,
                 &self.graph,
                 t,
                 c.kl_last_steps,
-                c.kl,
-                true,
+                Some(gradient),
             )?;
             if let Some(g) = g {
                 grads.add_assign(&g);
