@@ -30,7 +30,8 @@
 //! noise drive the updates (docs/gradient_flow.md §7). It runs until it has spent as many model
 //! evaluations as plain SEPO did. Flags: `--flow-ratio=tracked|path|subsetM` (the [`RatioMode`]:
 //! `Tracked`, `Path`, or `PathSubset` with `M` positions; docs/gradient_flow.md §3), `--flow-beta=β`,
-//! `--flow-lr=lr`, `--flow-budget=evaluations` (default: plain SEPO's).
+//! `--flow-lr=lr`, `--flow-budget=evaluations` (default: plain SEPO's), `--flow-only` (with
+//! `--flow-budget`: skip plain SEPO).
 //!
 //! Both are then assessed the same way (`common::assess`): 256 fresh first-hitting samples scored by
 //! both rewards (± one standard error), the path KL of the sampler to the pretrained model (an upper
@@ -293,15 +294,23 @@ fn main() -> sepo::Result<()> {
     )?];
 
     println!("2. fine-tuning");
-    let sepo = plain_sepo(
-        model.clone(),
-        rounds,
-        &reward,
-        &eval,
-        &dir.join("finetune.jsonl"),
-    )?;
-    let budget = flag("--flow-budget").unwrap_or(sepo.evaluations.0);
-    rows.push(sepo);
+    // `--flow-only --flow-budget=N`: the single loop alone (plain SEPO only sets the default budget).
+    let flow_only = flow && std::env::args().any(|a| a == "--flow-only");
+    let budget = match flag::<u64>("--flow-budget") {
+        Some(budget) if flow_only => budget,
+        set => {
+            let sepo = plain_sepo(
+                model.clone(),
+                rounds,
+                &reward,
+                &eval,
+                &dir.join("finetune.jsonl"),
+            )?;
+            let budget = set.unwrap_or(sepo.evaluations.0);
+            rows.push(sepo);
+            budget
+        }
+    };
     if flow {
         rows.push(single_loop(model, budget, &reward, &eval)?);
     }

@@ -153,7 +153,8 @@ pub struct UpdateMetrics {
     pub update: u64,
     /// Mean training reward over the particles.
     pub reward: f64,
-    /// Mean of `ℓ̂_b`, a (shifted) estimate of `KL(π_θ‖p_ref)`; exact up to the unknown constant.
+    /// Mean of `ℓ̂_b`, a (shifted) estimate of `KL(π_θ‖p_ref)`; exact up to the unknown constant (for
+    /// the path modes the constant is `−log(π_θ/p_ref)(a)` and moves with the anchor `a`).
     pub log_ratio: f64,
     /// Gradient norm before clipping.
     pub grad_norm: f64,
