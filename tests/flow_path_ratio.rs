@@ -282,3 +282,29 @@ fn tracked_ratio_on_the_same_runs() {
         }
     }
 }
+
+/// A path subset of 0 positions, or of more positions than the sequence has, is a typed error.
+#[test]
+fn path_subset_sizes_are_checked() {
+    let config = |positions| SingleLoopConfig {
+        ratio: RatioMode::PathSubset { positions },
+        ..SingleLoopConfig::default()
+    };
+    assert!(config(0).check(4).is_err());
+    assert!(config(4).check(4).is_ok());
+    let graph = Absorbing::with_tokens(3).unwrap();
+    let model = Tabular::<f64, Cpu>::new(&graph, 2, vec![0.0; 9], &Cpu::default()).unwrap();
+    let reward = Box::new(FnReward::new("twos", twos));
+    let err = SingleLoop::new(model, graph, reward, config(3), vec![0, 1, 2, 0], 2);
+    assert!(
+        matches!(
+            err,
+            Err(sepo::Error::InvalidParameter {
+                name: "ratio positions",
+                ..
+            })
+        ),
+        "{:?}",
+        err.err()
+    );
+}

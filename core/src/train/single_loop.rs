@@ -5,9 +5,9 @@
 //! particle `k` uniformised steps under `Q_θ` (`B·k` no-grad forwards), score the rewards of the
 //! particles that moved (cached otherwise), form `ĝ = Σ_b w_b ĥ_b` with `w_b = (ρ̂_b − mean ρ̂)/(B − 1)`
 //! and `ρ̂_b = r_b − β·ℓ̂_b`, clip, AdamW step. `ℓ̂_b ≈ log(π_θ/p_ref)(x_b)` up to a constant is exact for
-//! an energy head ([`RatioMode::Exact`]), summed along a canonical Hamming path from an anchor shared by
-//! all particles ([`RatioMode::Path`], [`RatioMode::PathSubset`]: a function of the state, exact up to a shared
-//! constant for consistent scores; [`crate::flow::path`]), or tracked along the particle
+//! an energy head ([`RatioMode::Exact`]), summed along a canonical Hamming path from an anchor shared
+//! by all particles ([`RatioMode::Path`], [`RatioMode::PathSubset`]: a function of the state, exact up
+//! to a shared constant for consistent scores; [`crate::flow::path`]), or tracked along the particle
 //! ([`RatioMode::Tracked`]: 0 at the start, since fine-tuning starts at the reference;
 //! `+ log s_θ(x)_y − log s_ref(x)_y` per jump; `+ h_b(θ_new) − h_b(θ)` per update, the first-order
 //! `Δθ·ĥ_b` with the weights of `h_b` frozen; with `Conditional` ĥ that is a change of pseudo-likelihood,
@@ -34,7 +34,7 @@ pub enum RatioMode {
     /// `φ_θ(x_b) − φ_ref(x_b)` from the energy head (one reference forward per particle).
     Exact,
     /// Tracked along each particle (see the module documentation). Depends on the particle's history
-    /// unless ĥ is `Energy`: kept for comparison, prefer [`RatioMode::Path`].
+    /// unless ĥ is `Energy` (docs/gradient_flow.md §3).
     Tracked,
     /// `ℓ_θ(x_b) − ℓ_ref(x_b)` with `ℓ(x) = Σ_k log s(z_{k−1})_{l_k, x_{l_k}}` along the canonical
     /// Hamming path from the anchor `a` (positions changed in increasing order,
