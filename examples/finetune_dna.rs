@@ -7,6 +7,8 @@
 //! cargo run --release --example finetune_dna                     # longer run
 //! cargo run --release --example finetune_dna -- --quick          # about a minute on CPU
 //! cargo run --release --example finetune_dna -- --quick --flow   # plus the single loop, a few minutes
+//! cargo run --release --example finetune_dna -- --quick --flow --flow-ratio=subset4 --flow-beta=0.1 \
+//!     --flow-lr=3e-4 --flow-budget=100000                       # path log-ratio, larger β
 //! ```
 //!
 //! **Plain SEPO** ([`Finetuner`]) uses the `ConcreteScore` estimator with `Conditional` neighbour weights
@@ -36,7 +38,10 @@
 //! positions per particle, and `log(π_θ/p_ref)` tracked along each particle (the transformer has no
 //! energy head), β = 0.01 and AdamW lr 1e-4: the tracked log-ratios are noisy, and a larger β lets that
 //! noise drive the updates (docs/gradient_flow.md §7). It runs until it has spent as many model
-//! evaluations as plain SEPO did.
+//! evaluations as plain SEPO did. Flags: `--flow-ratio=tracked|path|subsetM` (the [`RatioMode`]:
+//! `Tracked`, `Path`, or `PathSubset` with `M` positions; docs/gradient_flow.md §3), `--flow-beta=β`,
+//! `--flow-lr=lr`, `--flow-budget=evaluations` (default: plain SEPO's), `--flow-only` (with
+//! `--flow-budget`: skip plain SEPO).
 //!
 //! Both are then assessed the same way (`common::assess`): 256 fresh first-hitting samples scored by
 //! both rewards (± one standard error), the path KL of the sampler to the pretrained model (an upper
@@ -135,6 +140,35 @@ fn plain_sepo(
     )
 }
 
+/// `--name=value`, parsed.
+fn flag<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::args().find_map(|a| {
+        a.strip_prefix(name)
+            .and_then(|v| v.strip_prefix('='))
+            .and_then(|v| v.parse().ok())
+    })
+}
+
+/// `--flow-ratio=tracked|path|subsetM`.
+fn flow_ratio() -> sepo::Result<RatioMode> {
+    let name: String = flag("--flow-ratio").unwrap_or_else(|| "tracked".into());
+    match name.as_str() {
+        "tracked" => Ok(RatioMode::Tracked),
+        "path" => Ok(RatioMode::Path),
+        other => other
+            .strip_prefix("subset")
+            .and_then(|m| m.parse().ok())
+            .map(|positions| RatioMode::PathSubset { positions })
+            .ok_or_else(|| {
+                sepo::Error::invalid(
+                    "--flow-ratio",
+                    other,
+                    "tracked, path or subsetM (M positions)",
+                )
+            }),
+    }
+}
+
 /// Gradient-flow SEPO: the single loop, until it has spent `budget` model evaluations.
 fn single_loop(
     model: Transformer<f32, Cpu>,
@@ -142,6 +176,9 @@ fn single_loop(
     reward: &MotifCount,
     eval: &dyn Reward,
 ) -> sepo::Result<Outcome> {
+    let ratio = flow_ratio()?;
+    let beta = flag("--flow-beta").unwrap_or(0.01);
+    let lr = flag("--flow-lr").unwrap_or(1e-4);
     let (graph, schedule) = common::process();
     let batch = 64;
     let clock = Instant::now();
@@ -167,17 +204,17 @@ fn single_loop(
             clean: CleanScores::MaskedSubset { positions: 4 },
             ..Ift::default()
         },
-        ratio: RatioMode::Tracked,
-        beta: 0.01,
-        optimizer: AdamW::with_lr(1e-4),
+        ratio,
+        beta,
+        optimizer: AdamW::with_lr(lr),
         lr_decay: FlowLr::Constant,
         grad_clip: Some(1.0),
         max_batch: 4096,
         seed: 1,
     };
     println!(
-        "   single loop: B = {batch} particles, heat bath k = {}, Conditional ĥ on 4 masked positions, tracked ρ̂, β = {}, until {budget} evaluations",
-        config.steps_per_update, config.beta
+        "   single loop: B = {batch} particles, heat bath k = {}, Conditional ĥ on 4 masked positions, ρ̂ {:?}, β = {}, lr {lr}, until {budget} evaluations",
+        config.steps_per_update, config.ratio, config.beta
     );
     let mut sl = SingleLoop::new(
         model,
@@ -197,9 +234,13 @@ fn single_loop(
                 .chunks(common::LEN)
                 .map(<[usize]>::to_vec)
                 .collect();
+            let ell = sl.log_ratios();
+            let sd = (ell.iter().map(|e| (e - m.log_ratio).powi(2)).sum::<f64>()
+                / (ell.len() - 1) as f64)
+                .sqrt();
             // 3-mer correlation of the 64 particles themselves (noisier than the 256-sample assessment).
             println!(
-                "     update {:>4}: particles' reward {:.3}, 3-mer {:.3}, mean ℓ̂ {:.3}, jumps {:>2}, evaluations {} {}",
+                "     update {:>4}: particles' reward {:.3}, 3-mer {:.3}, ℓ̂ mean {:.3} sd {sd:.3}, jumps {:>2}, evaluations {} {}",
                 m.update,
                 m.reward,
                 common::kmer_correlation(&p)?,
@@ -213,7 +254,7 @@ fn single_loop(
     let seconds = clock.elapsed().as_secs_f64();
     if let Some(m) = last {
         println!(
-            "   particles' reward {first:.3} → {:.3} after {} updates (mean tracked log-ratio {:.3})",
+            "   particles' reward {first:.3} → {:.3} after {} updates (mean log-ratio {:.3})",
             m.reward,
             m.update + 1,
             m.log_ratio
@@ -263,15 +304,23 @@ fn main() -> sepo::Result<()> {
     )?];
 
     println!("2. fine-tuning");
-    let sepo = plain_sepo(
-        model.clone(),
-        rounds,
-        &reward,
-        &eval,
-        &dir.join("finetune.jsonl"),
-    )?;
-    let budget = sepo.evaluations.0;
-    rows.push(sepo);
+    // `--flow-only --flow-budget=N`: the single loop alone (plain SEPO only sets the default budget).
+    let flow_only = flow && std::env::args().any(|a| a == "--flow-only");
+    let budget = match flag::<u64>("--flow-budget") {
+        Some(budget) if flow_only => budget,
+        set => {
+            let sepo = plain_sepo(
+                model.clone(),
+                rounds,
+                &reward,
+                &eval,
+                &dir.join("finetune.jsonl"),
+            )?;
+            let budget = set.unwrap_or(sepo.evaluations.0);
+            rows.push(sepo);
+            budget
+        }
+    };
     if flow {
         rows.push(single_loop(model, budget, &reward, &eval)?);
     }

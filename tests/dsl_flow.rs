@@ -43,6 +43,21 @@ policy! {
         progress: false,
     }
 
+    /// The path log-ratio (a function of the state) on 2 of the 4 positions.
+    PathSubsetRatio {
+        mode: SingleLoop,
+        reward: Twos,
+        log_prob: Ift(ratio = PathSubset(positions = 2)),
+        kl: 0.1,
+    }
+    /// The path log-ratio on every position.
+    PathRatio {
+        mode: SingleLoop,
+        reward: Twos,
+        log_prob: Ift(h = Conditional, ratio = Path),
+        kl: 0.1,
+    }
+
     /// From a checkpoint.
     Loaded {
         mode: SingleLoop,
@@ -140,4 +155,15 @@ fn runtime_mistakes_are_typed_errors() {
         Loaded::build(&Cpu::default()),
         Err(sepo::Error::Io { .. })
     ));
+}
+
+/// `ratio = Path` and `ratio = PathSubset(positions = m)` reach the configuration.
+#[test]
+fn path_ratios_are_read() {
+    use sepo::train::RatioMode;
+    assert_eq!(
+        PathSubsetRatio::config().unwrap().ratio,
+        RatioMode::PathSubset { positions: 2 }
+    );
+    assert_eq!(PathRatio::config().unwrap().ratio, RatioMode::Path);
 }

@@ -121,7 +121,7 @@ pub const RATES: &[&str] = &["HeatBath", "Barker", "Metropolis", "Sqrt", "Correc
 /// State gradients of `Ift(h = ..)` (`StateGradient`).
 pub const STATE_GRADIENTS: &[&str] = &["Conditional", "Energy", "Neighbour"];
 /// Ratio modes of `Ift(ratio = ..)` (`RatioMode`).
-pub const RATIOS: &[&str] = &["Tracked", "Exact"];
+pub const RATIOS: &[&str] = &["Tracked", "Exact", "Path", "PathSubset"];
 /// Learning-rate decays of `lr_decay` (`FlowLr`), single loop only.
 pub const LR_DECAYS: &[&str] = &["Constant", "Linear", "InvSqrt"];
 /// Keys that mean nothing in `mode: SingleLoop`, each with the reason given in its error.

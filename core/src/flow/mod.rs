@@ -6,7 +6,8 @@
 //! population of particles moved by this chain ([`chain`]) replaces the fresh sampling of every SEPO
 //! round; the policy gradient at the chain's fixed point follows from the implicit function theorem
 //! with a closed-form inverse ([`crate::policy::ift`]); [`crate::train::single_loop`] alternates one
-//! chain step and one update.
+//! chain step and one update, reading `log(π_θ/p_ref)` exactly, tracked, or along a canonical Hamming
+//! path ([`path`]).
 //!
 //! [`exact`] is the dense ground truth on enumerated spaces (stationary law, Onsager operator, both
 //! IFTs), with the log-potentials of [`potential`] (tabular, Potts) as fixtures.
@@ -14,9 +15,11 @@
 pub mod chain;
 pub mod exact;
 pub mod linalg;
+pub mod path;
 pub mod potential;
 pub mod rates;
 
 pub use chain::{step, ExactScores, Jump, ModelScores, PositionScores};
+pub use path::{consensus, path_log_potential};
 pub use potential::{LogPotential, Potts, Space, TabularPotential};
 pub use rates::LocallyBalanced;

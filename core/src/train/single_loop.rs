@@ -5,9 +5,13 @@
 //! particle `k` uniformised steps under `Q_θ` (`B·k` no-grad forwards), score the rewards of the
 //! particles that moved (cached otherwise), form `ĝ = Σ_b w_b ĥ_b` with `w_b = (ρ̂_b − mean ρ̂)/(B − 1)`
 //! and `ρ̂_b = r_b − β·ℓ̂_b`, clip, AdamW step. `ℓ̂_b ≈ log(π_θ/p_ref)(x_b)` up to a constant is exact for
-//! an energy head ([`RatioMode::Exact`]) or tracked along the particle ([`RatioMode::Tracked`]: 0 at the
-//! start, since fine-tuning starts at the reference; `+ log s_θ(x)_y − log s_ref(x)_y` per jump;
-//! `+ h_b(θ_new) − h_b(θ)` per update, the first-order `Δθ·ĥ_b` with the weights of `h_b` frozen).
+//! an energy head ([`RatioMode::Exact`]), summed along a canonical Hamming path from an anchor shared
+//! by all particles ([`RatioMode::Path`], [`RatioMode::PathSubset`]: a function of the state, exact up
+//! to a shared constant for consistent scores; [`crate::flow::path`]), or tracked along the particle
+//! ([`RatioMode::Tracked`]: 0 at the start, since fine-tuning starts at the reference;
+//! `+ log s_θ(x)_y − log s_ref(x)_y` per jump; `+ h_b(θ_new) − h_b(θ)` per update, the first-order
+//! `Δθ·ĥ_b` with the weights of `h_b` frozen; with `Conditional` ĥ that is a change of pseudo-likelihood,
+//! so two particles in the same state can carry different values: docs/gradient_flow.md §3).
 
 use std::time::Instant;
 
@@ -15,7 +19,9 @@ use dfdx::prelude::*;
 use rand::Rng;
 
 use crate::error::{Error, Result};
-use crate::flow::{step as chain_step, LocallyBalanced, ModelScores, PositionScores};
+use crate::flow::{
+    consensus, path_log_potential, step as chain_step, LocallyBalanced, ModelScores, PositionScores,
+};
 use crate::graph::Graph;
 use crate::nn::{AdamW, AdamWState, Grads, ParamStore};
 use crate::policy::{ift_weights, EnergyModel, Ift};
@@ -27,8 +33,23 @@ use crate::train::step_rng;
 pub enum RatioMode {
     /// `φ_θ(x_b) − φ_ref(x_b)` from the energy head (one reference forward per particle).
     Exact,
-    /// Tracked along each particle (see the module documentation).
+    /// Tracked along each particle (see the module documentation). Depends on the particle's history
+    /// unless ĥ is `Energy` (docs/gradient_flow.md §3).
     Tracked,
+    /// `ℓ_θ(x_b) − ℓ_ref(x_b)` with `ℓ(x) = Σ_k log s(z_{k−1})_{l_k, x_{l_k}}` along the canonical
+    /// Hamming path from the anchor `a` (positions changed in increasing order,
+    /// [`crate::flow::path`]). A function of the state; `φ_θ(x) − φ_ref(x) − (φ_θ(a) − φ_ref(a))` for
+    /// consistent scores. Cost per update: `d_b` forwards under θ per particle (`d_b` its Hamming
+    /// distance to `a`), and `d_b` under the reference for each particle that moved (cached otherwise).
+    Path,
+    /// [`RatioMode::Path`] read at `positions` random positions shared by all particles at each update
+    /// and scaled by `L/positions`: unbiased for the path value, still a function of the state given the
+    /// draw. θ and the reference read the same steps (their difference is what enters ρ̂), about
+    /// `2·d_b·positions/L` forwards per particle and update.
+    PathSubset {
+        /// Positions `m` read per update (`1 ≤ m ≤ L`).
+        positions: usize,
+    },
 }
 
 /// Learning-rate decay over updates `i = 0, 1, …`.
@@ -118,6 +139,9 @@ impl SingleLoopConfig {
         if let Some(c) = self.grad_clip {
             crate::check::positive("grad_clip", c)?;
         }
+        if let RatioMode::PathSubset { positions } = self.ratio {
+            crate::check::nonzero("ratio positions", positions)?;
+        }
         Ok(())
     }
 }
@@ -129,7 +153,8 @@ pub struct UpdateMetrics {
     pub update: u64,
     /// Mean training reward over the particles.
     pub reward: f64,
-    /// Mean of `ℓ̂_b`, a (shifted) estimate of `KL(π_θ‖p_ref)`; exact up to the unknown constant.
+    /// Mean of `ℓ̂_b`, a (shifted) estimate of `KL(π_θ‖p_ref)`; exact up to the unknown constant (for
+    /// the path modes the constant is `−log(π_θ/p_ref)(a)` and moves with the anchor `a`).
     pub log_ratio: f64,
     /// Gradient norm before clipping.
     pub grad_norm: f64,
@@ -156,6 +181,8 @@ pub struct SingleLoop<E: Dtype, D: Device<E>, M: EnergyModel<E, D>, G: Graph> {
     batch: usize,
     rewards: Vec<f64>,
     log_ratio: Vec<f64>,
+    anchor: Vec<usize>,
+    reference_path: Vec<Option<f64>>,
     state: AdamWState<E, D>,
     update: u64,
     evaluations: u64,
@@ -179,7 +206,17 @@ impl<E: Dtype, D: Device<E>, M: EnergyModel<E, D>, G: Graph> SingleLoop<E, D, M,
         let l = particles.len() / batch;
         crate::check::nonzero("sequence length", l)?;
         crate::check::tokens(&particles, batch, l, graph.num_tokens())?;
+        if let RatioMode::PathSubset { positions } = config.ratio {
+            if positions > l {
+                return Err(Error::invalid(
+                    "ratio positions",
+                    positions,
+                    format!("must be ≤ the sequence length {l}"),
+                ));
+            }
+        }
         let rewards = evaluate_flat(reward.as_ref(), &particles, l)?;
+        let anchor = consensus(&particles, batch, graph.num_tokens());
         let state = config.optimizer.init(model.params());
         Ok(Self {
             reference: model.params().snapshot(),
@@ -191,6 +228,8 @@ impl<E: Dtype, D: Device<E>, M: EnergyModel<E, D>, G: Graph> SingleLoop<E, D, M,
             batch,
             rewards,
             log_ratio: vec![0.0; batch],
+            anchor,
+            reference_path: vec![None; batch],
             state,
             update: 0,
             evaluations: 0,
@@ -206,6 +245,14 @@ impl<E: Dtype, D: Device<E>, M: EnergyModel<E, D>, G: Graph> SingleLoop<E, D, M,
     /// particles.
     pub fn log_ratios(&self) -> &[f64] {
         &self.log_ratio
+    }
+
+    /// The anchor `a` of the path log-ratios ([`RatioMode::Path`]): the most frequent token at each
+    /// position of the particles, recomputed at each update (the same for every particle of an update,
+    /// so the shift it makes is a constant that the centred weights cancel; the reference's cached path
+    /// values are dropped when it changes).
+    pub fn anchor(&self) -> &[usize] {
+        &self.anchor
     }
 
     /// The cached training rewards `r_b` of the particles.
@@ -231,6 +278,7 @@ impl<E: Dtype, D: Device<E>, M: EnergyModel<E, D>, G: Graph> SingleLoop<E, D, M,
         self.rewards = evaluate_flat(self.reward.as_ref(), &particles, l)?;
         self.particles = particles;
         self.log_ratio = vec![0.0; self.batch];
+        self.reference_path = vec![None; self.batch];
         Ok(())
     }
 
@@ -289,6 +337,7 @@ impl<E: Dtype, D: Device<E>, M: EnergyModel<E, D>, G: Graph> SingleLoop<E, D, M,
             }
             for j in &jumps {
                 moved[j.particle] = true;
+                self.reference_path[j.particle] = None;
             }
         }
         // Re-score the particles that moved.
@@ -332,6 +381,16 @@ impl<E: Dtype, D: Device<E>, M: EnergyModel<E, D>, G: Graph> SingleLoop<E, D, M,
             );
             self.log_ratio = t.iter().zip(&r).map(|(a, b)| a - b).collect();
             self.evaluations += 2 * self.batch as u64;
+        }
+        if beta > 0.0 {
+            match self.config.ratio {
+                RatioMode::Path => self.path_log_ratios(None)?,
+                RatioMode::PathSubset { positions } => {
+                    let subset = rand::seq::index::sample(rng, l, positions).into_vec();
+                    self.path_log_ratios(Some(&subset))?;
+                }
+                RatioMode::Exact | RatioMode::Tracked => {}
+            }
         }
         let rho: Vec<f64> = self
             .rewards
@@ -391,6 +450,72 @@ impl<E: Dtype, D: Device<E>, M: EnergyModel<E, D>, G: Graph> SingleLoop<E, D, M,
         }
         self.update += 1;
         Ok((norm, lr))
+    }
+
+    /// `ℓ̂_b = ℓ_θ(x_b) − ℓ_ref(x_b)` along the canonical path from the anchor (the consensus of the
+    /// current particles: one anchor for all of them, so a constant shift across updates), over every step
+    /// (`subset = None`; the reference's value is cached until the particle moves) or over the steps at
+    /// the `subset` positions (both read afresh).
+    fn path_log_ratios(&mut self, subset: Option<&[usize]>) -> Result<()> {
+        let l = self.seq_len();
+        let anchor = consensus(&self.particles, self.batch, self.graph.num_tokens());
+        if anchor != self.anchor {
+            self.anchor = anchor;
+            self.reference_path = vec![None; self.batch];
+        }
+        let scores = |params| ModelScores {
+            model: &self.model,
+            params,
+            graph: &self.graph,
+            sigma0: self.config.estimator.sigma0,
+            clean: self.config.estimator.clean,
+            max_batch: self.config.max_batch,
+            spent: 0,
+        };
+        let mut theta = scores(self.model.params());
+        let ell = path_log_potential(
+            &mut theta,
+            &self.particles,
+            self.batch,
+            &self.anchor,
+            subset,
+        )?;
+        let mut spent = theta.evaluations();
+        let reference: Vec<f64> = if subset.is_some() {
+            let mut reference = scores(&self.reference);
+            let r = path_log_potential(
+                &mut reference,
+                &self.particles,
+                self.batch,
+                &self.anchor,
+                subset,
+            )?;
+            spent += reference.evaluations();
+            r
+        } else {
+            let stale: Vec<usize> = (0..self.batch)
+                .filter(|&b| self.reference_path[b].is_none())
+                .collect();
+            if !stale.is_empty() {
+                let mut x = Vec::with_capacity(stale.len() * l);
+                for &b in &stale {
+                    x.extend_from_slice(&self.particles[b * l..(b + 1) * l]);
+                }
+                let mut reference = scores(&self.reference);
+                let r = path_log_potential(&mut reference, &x, stale.len(), &self.anchor, None)?;
+                spent += reference.evaluations();
+                for (&b, r) in stale.iter().zip(r) {
+                    self.reference_path[b] = Some(r);
+                }
+            }
+            self.reference_path
+                .iter()
+                .map(|r| r.unwrap_or(0.0))
+                .collect()
+        };
+        self.evaluations += spent;
+        self.log_ratio = ell.iter().zip(&reference).map(|(a, b)| a - b).collect();
+        Ok(())
     }
 
     /// One full iteration: `k` chain steps, then one update.

@@ -107,7 +107,7 @@ pub fn ift(cx: &Ctxt, value: &Expr) -> Option<IftValue> {
         cx,
         &["h", "clean", "t0", "ratio"],
         "`h = Conditional|Energy`, `clean = Masked|Unmasked|MaskedSubset(positions = n)`, \
-         `t0 = t`, `ratio = Tracked|Exact`",
+         `t0 = t`, `ratio = Tracked|Exact|Path|PathSubset(positions = m)`",
     );
     let root = quote!(::sepo::__private);
     // Every option is read (and its mistakes recorded) before any failure is returned.
@@ -115,9 +115,23 @@ pub fn ift(cx: &Ctxt, value: &Expr) -> Option<IftValue> {
     let clean = read(call.option("clean"), |c| clean(cx, c));
     let t0 = read(call.option("t0"), |t| time(cx, t));
     let ratio = read(call.option("ratio"), |r| {
-        let r = named(cx, r, "ratio", keys::RATIOS, "`Tracked` or `Exact`")?;
-        r.check_options(cx, &[], "");
+        let r = named(
+            cx,
+            r,
+            "ratio",
+            keys::RATIOS,
+            "`Tracked`, `Exact`, `Path` or `PathSubset(positions = 4)`",
+        )?;
         let name = &r.name;
+        if *name == "PathSubset" {
+            r.check_options(cx, &["positions"], "`positions = m`");
+            let positions = match r.option("positions") {
+                Some(p) => int_tokens(cx, p, "positions")?,
+                None => quote!(4),
+            };
+            return Some(quote!(#root::RatioMode::PathSubset { positions: #positions }));
+        }
+        r.check_options(cx, &[], "");
         Some(quote!(#root::RatioMode::#name))
     });
     let (h, clean, t0, ratio) = (h?, clean?, t0?, ratio?);

@@ -47,19 +47,24 @@ policy! {
         grad_clip: None,
     }
 
-    /// `HeatBath` and `Masked` by name, a constant rate, neighbour weights.
+    /// `HeatBath` and `Masked` by name, a constant rate, neighbour weights, the path log-ratio on a
+    /// subset.
     Named {
         mode: SingleLoop,
         sampler: Flow(rates = HeatBath, steps = 1, init = Tweedie(steps = 16)),
-        log_prob: Ift(h = Neighbour(weights = Snis(draws = 3)), clean = Masked),
+        log_prob: Ift(
+            h = Neighbour(weights = Snis(draws = 3)),
+            clean = Masked,
+            ratio = PathSubset(positions = 2),
+        ),
         reward: GcContent::default(),
         lr_decay: Constant,
     }
 
-    /// SEPO's neighbour weights with their default.
+    /// SEPO's neighbour weights with their default, the full path log-ratio.
     Neighbours {
         mode: SingleLoop,
-        log_prob: Ift(h = Neighbour),
+        log_prob: Ift(h = Neighbour, ratio = Path),
         reward: GcContent::default(),
     }
 
@@ -103,14 +108,17 @@ fn main() {
     let named = Named::config().unwrap();
     assert_eq!((named.rates, named.lr_decay), (LocallyBalanced::HeatBath, FlowLr::Constant));
     assert_eq!(named.estimator.clean, CleanScores::Masked);
+    assert_eq!(named.ratio, RatioMode::PathSubset { positions: 2 });
     assert_eq!(
         named.estimator.state_gradient,
         StateGradient::Neighbour(NeighbourWeights::Snis { draws: 3 })
     );
+    let neighbours = Neighbours::config().unwrap();
     assert_eq!(
-        Neighbours::config().unwrap().estimator.state_gradient,
+        neighbours.estimator.state_gradient,
         StateGradient::Neighbour(NeighbourWeights::Conditional)
     );
+    assert_eq!(neighbours.ratio, RatioMode::Path);
     assert_eq!(TwoLoops::config(8).unwrap(), FinetuneConfig::new(8));
 
     // `build_with` draws `batch` particles (default 32) with the `init` sampler; `fit` runs the updates.
