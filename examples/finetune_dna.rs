@@ -58,7 +58,7 @@ use rand::SeedableRng;
 use sepo::flow::LocallyBalanced;
 use sepo::policy::{Ift, Mixture, NeighbourWeights, StateGradient};
 use sepo::prelude::*;
-use sepo::reward::{CnnClassifier, MotifCount, Reward};
+use sepo::reward::{evaluate, CnnClassifier, MotifCount, Reward};
 use sepo::sample::{first_hitting, SamplerConfig};
 use sepo::score::{Counting, Transformer};
 use sepo::train::{
@@ -70,41 +70,109 @@ use common::assess::{assess, print_table, Outcome};
 
 const TATA: [usize; 4] = [3, 0, 3, 0];
 
-/// Plain SEPO: `rounds` rounds of 32 first-hitting samples.
+/// Plain-SEPO settings, from the command line (defaults in [`Plain::from_args`]).
+#[derive(Debug, Clone)]
+struct Plain {
+    rounds: u64,
+    lr: f64,
+    log_prob: LogProb,
+    kl_mode: KlMode,
+    kl_last_steps: Option<usize>,
+    groups: usize,
+    group_size: usize,
+    epochs: usize,
+}
+
+impl Plain {
+    /// `--rounds=`, `--lr=`, `--log-prob=concrete|concreteM|trajectory`, `--kl-mode=reward|path`,
+    /// `--kl-last=N|all`, `--groups=`, `--group-size=`, `--epochs=`.
+    fn from_args(quick: bool) -> sepo::Result<Self> {
+        let log_prob: String = flag("--log-prob").unwrap_or_else(|| "concrete4".into());
+        let log_prob = match log_prob.as_str() {
+            "trajectory" => LogProb::Trajectory,
+            other => {
+                let positions = other
+                    .strip_prefix("concrete")
+                    .and_then(|m| if m.is_empty() { Some(4) } else { m.parse().ok() })
+                    .ok_or_else(|| {
+                        sepo::Error::invalid(
+                            "--log-prob",
+                            other,
+                            "trajectory or concreteM (M masked positions)",
+                        )
+                    })?;
+                LogProb::ConcreteScore(ConcreteScore {
+                    weights: NeighbourWeights::Conditional,
+                    clean: CleanScores::MaskedSubset { positions },
+                    ..ConcreteScore::default()
+                })
+            }
+        };
+        let kl_mode: String = flag("--kl-mode").unwrap_or_else(|| "reward".into());
+        let kl_mode = match kl_mode.as_str() {
+            "reward" => KlMode::InReward,
+            "path" => KlMode::Path,
+            other => return Err(sepo::Error::invalid("--kl-mode", other, "reward or path")),
+        };
+        let kl_last: String = flag("--kl-last").unwrap_or_else(|| "all".into());
+        let kl_last_steps = match kl_last.as_str() {
+            "all" => None,
+            n => Some(n.parse().map_err(|_| {
+                sepo::Error::invalid("--kl-last", n, "a number of steps or all")
+            })?),
+        };
+        Ok(Self {
+            rounds: flag("--rounds").unwrap_or(if quick { 12 } else { 60 }),
+            lr: flag("--lr").unwrap_or(3e-4),
+            log_prob,
+            kl_mode,
+            kl_last_steps,
+            groups: flag("--groups").unwrap_or(4),
+            group_size: flag("--group-size").unwrap_or(8),
+            epochs: flag("--epochs").unwrap_or(2),
+        })
+    }
+}
+
+/// Plain SEPO from the pretrained `model`: `plain.rounds` rounds at KL coefficient `beta`, run seed
+/// `seed`.
 fn plain_sepo(
     model: Transformer<f32, Cpu>,
-    rounds: u64,
+    plain: &Plain,
+    beta: f64,
+    seed: u64,
     reward: &MotifCount,
     eval: &CnnClassifier,
     metrics: &std::path::Path,
 ) -> sepo::Result<Outcome> {
     let (graph, schedule) = common::process();
     let config = FinetuneConfig {
-        groups: 4,
-        group_size: 8,
+        groups: plain.groups,
+        group_size: plain.group_size,
         sampler: SamplerKind::FirstHitting(SamplerConfig {
             record_trajectory: true,
             ..SamplerConfig::default()
         }),
-        log_prob: LogProb::ConcreteScore(ConcreteScore {
-            weights: NeighbourWeights::Conditional,
-            clean: CleanScores::MaskedSubset { positions: 4 },
-            ..ConcreteScore::default()
-        }),
+        log_prob: plain.log_prob,
         estimator: Mixture::grpo(0.2),
         minibatch: 16,
-        optimizer: AdamW::with_lr(3e-4),
-        kl: 0.2,
-        kl_mode: KlMode::InReward,
-        kl_last_steps: Some(8),
-        epochs: 2,
+        optimizer: AdamW::with_lr(plain.lr),
+        kl: beta,
+        kl_mode: plain.kl_mode,
+        kl_last_steps: plain.kl_last_steps,
+        epochs: plain.epochs,
+        seed,
         ..FinetuneConfig::new(common::LEN)
     };
     println!(
-        "   plain SEPO: {rounds} rounds of {} samples, ConcreteScore (Conditional, 4 masked positions), KL in the reward, β = {} over the last {} steps",
+        "   plain SEPO, β = {beta}, seed {seed}: {} rounds of {} samples, {:?}, KL {:?} over the last {} steps, lr {}, {} epochs",
+        plain.rounds,
         config.batch(),
-        config.kl,
-        config.kl_last_steps.unwrap_or(common::LEN)
+        config.log_prob,
+        config.kl_mode,
+        config.kl_last_steps.unwrap_or(common::LEN),
+        plain.lr,
+        plain.epochs,
     );
     let clock = Instant::now();
     let mut ft = Finetuner::new(
@@ -116,21 +184,22 @@ fn plain_sepo(
     )?
     .with_eval_reward(Box::new(eval.clone()));
     let mut writer = MetricsWriter::append(metrics)?;
-    let history = ft.fit(rounds, true, Some(&mut writer))?;
+    let history = ft.fit(plain.rounds, false, Some(&mut writer))?;
     let seconds = clock.elapsed().as_secs_f64();
     let (first, last) = (&history[0], &history[history.len() - 1]);
     println!(
-        "   round 0: reward {:.3} | round {}: reward {:.3}, eval {:.3}, kl(last steps) {:.4} (metrics: {})",
+        "     round 0: reward {:.3} | round {}: reward {:.3}, eval {:.3}, kl {:.4} ({:.0} s; metrics: {})",
         first.reward,
         last.round,
         last.reward,
         last.eval_reward.unwrap_or(f64::NAN),
         last.kl.unwrap_or(0.0),
+        seconds,
         metrics.display()
     );
     let spent = (ft.model.evaluations(), ft.model.taped());
     assess(
-        "plain SEPO",
+        &format!("SEPO β = {beta}, seed {seed}"),
         &ft.model.inner,
         &ft.reference,
         reward,
@@ -138,6 +207,34 @@ fn plain_sepo(
         spent,
         seconds,
     )
+}
+
+/// The held-out oracle: a TATA-box detector (the consensus `TATAWAWR`, W = A/T, R = A/G) as a one-filter
+/// CNN. Its filter is `+1` on the consensus letters and `−1` elsewhere over 8 positions, bias `−4`, so a
+/// window matching `m` of the 8 positions gives `ReLU(2m − 12)`: 4 for a full match, 2 for 7 of 8, 0
+/// below; max-pooled over the sequence, minus 2, through a sigmoid: 0.88, 0.50 or 0.12. It differs from
+/// the training reward (the count of the exact `TATA`): it gives partial credit (`TTTAAAAA` scores 0.5
+/// without any `TATA`), none to a `TATA` in a poor context (`TATAGGCC` scores 0.12), and counts one
+/// site, however many `TATA`s a sequence holds.
+fn tata_box_oracle() -> CnnClassifier {
+    const W: usize = 8;
+    let consensus: [&[usize]; W] = [&[3], &[0], &[3], &[0], &[0, 3], &[0], &[0, 3], &[0, 2]];
+    let mut conv_weight = vec![-1.0; 4 * W];
+    for (j, letters) in consensus.iter().enumerate() {
+        for &a in *letters {
+            conv_weight[a * W + j] = 1.0;
+        }
+    }
+    CnnClassifier {
+        alphabet: 4,
+        conv_weight,
+        conv_bias: vec![-4.0],
+        out_weight: vec![1.0],
+        out_bias: -2.0,
+        width: W,
+        probability: false,
+        name: "tata_box".into(),
+    }
 }
 
 /// `--name=value`, parsed.
@@ -272,10 +369,76 @@ fn single_loop(
     )
 }
 
+/// The per-seed rows of one β, then their mean and spread over seeds. The gain is the fine-tuned mean
+/// minus the pretrained mean in units of the fine-tuned model's standard error `sd/√256` (its own 256
+/// fresh samples).
+fn print_seeds(pretrained: &Outcome, runs: &[(f64, Vec<Outcome>)]) {
+    println!(
+        "| run | reward ± se | gain (se) | eval ± se | eval gain (se) | path KL | 3-mer corr. (Δ) | evaluations (backpropagated) | wall | e.g. |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let row = |o: &Outcome| {
+        let gain = (o.reward.0 - pretrained.reward.0) / o.reward.1;
+        let eval_gain = (o.eval.0 - pretrained.eval.0) / o.eval.1;
+        println!(
+            "| {} | {:.3} ± {:.3} | {gain:+.1} | {:.3} ± {:.3} | {eval_gain:+.1} | {:.2} | {:.3} ({:+.3}) | {} ({}) | {:.0} s | {} |",
+            o.label,
+            o.reward.0,
+            o.reward.1,
+            o.eval.0,
+            o.eval.1,
+            o.kl,
+            o.kmer,
+            o.kmer - pretrained.kmer,
+            o.evaluations.0,
+            o.evaluations.1,
+            o.seconds,
+            o.example
+        );
+        (gain, eval_gain)
+    };
+    row(pretrained);
+    for (beta, outcomes) in runs {
+        let gains: Vec<(f64, f64)> = outcomes.iter().map(row).collect();
+        if outcomes.len() < 2 {
+            continue;
+        }
+        let spread = |f: &dyn Fn(usize) -> f64| {
+            let v: Vec<f64> = (0..outcomes.len()).map(f).collect();
+            let (lo, hi) = v
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &x| {
+                    (l.min(x), h.max(x))
+                });
+            (v.iter().sum::<f64>() / v.len() as f64, lo, hi)
+        };
+        let r = spread(&|i| outcomes[i].reward.0);
+        let g = spread(&|i| gains[i].0);
+        let e = spread(&|i| outcomes[i].eval.0);
+        let eg = spread(&|i| gains[i].1);
+        let kl = spread(&|i| outcomes[i].kl);
+        let k = spread(&|i| outcomes[i].kmer - pretrained.kmer);
+        println!(
+            "| **β = {beta}, mean of {} seeds [min, max]** | {:.3} [{:.3}, {:.3}] | {:+.1} [{:+.1}, {:+.1}] | {:.3} [{:.3}, {:.3}] | {:+.1} [{:+.1}, {:+.1}] | {:.2} [{:.2}, {:.2}] | Δ {:+.3} [{:+.3}, {:+.3}] | | | |",
+            outcomes.len(),
+            r.0, r.1, r.2, g.0, g.1, g.2, e.0, e.1, e.2, eg.0, eg.1, eg.2, kl.0, kl.1, kl.2, k.0, k.1, k.2
+        );
+    }
+}
+
+/// `--a,b,c`: a comma-separated list of numbers.
+fn list(name: &str) -> Option<Vec<f64>> {
+    let text: String = flag(name)?;
+    text.split(',').map(|v| v.trim().parse().ok()).collect()
+}
+
 fn main() -> sepo::Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
     let flow = std::env::args().any(|a| a == "--flow");
-    let (pretrain_steps, rounds) = if quick { (150, 12) } else { (600, 60) };
+    let pretrain_steps = if quick { 150 } else { 600 };
+    let plain = Plain::from_args(quick)?;
+    let seeds: u64 = flag("--seeds").unwrap_or(if quick { 1 } else { 3 });
+    let betas = list("--beta").unwrap_or_else(|| if quick { vec![0.2] } else { vec![0.2, 0.0] });
     let dir = std::env::temp_dir().join(format!(
         "sepo-finetune-dna-{}",
         if quick { "quick" } else { "full" }
@@ -284,16 +447,29 @@ fn main() -> sepo::Result<()> {
         path: dir.clone(),
         source,
     })?;
+    let clock = Instant::now();
     println!("1. pretraining (or loading) a tiny transformer: {pretrain_steps} steps");
     let model = common::pretrained(&dir.join("pretrained"), pretrain_steps, true)?;
 
-    // The held-out oracle: a CNN motif classifier, saved and loaded as safetensors like a trained one.
-    let oracle_path = dir.join("oracle.safetensors");
-    CnnClassifier::motif_detector(4, &[TATA.to_vec()])?.save(&oracle_path)?;
+    // The held-out oracle: a TATA-box CNN, saved and loaded as safetensors like a trained one.
+    let oracle_path = dir.join("tata_box.safetensors");
+    tata_box_oracle().save(&oracle_path)?;
     let eval = CnnClassifier::load(&oracle_path)?.probability();
     let reward = MotifCount::new(TATA.to_vec());
+    {
+        let corpus = common::corpus(4_000);
+        let refs: Vec<&[usize]> = corpus.iter().map(Vec::as_slice).collect();
+        let (r, e) = (evaluate(&reward, &refs)?, evaluate(&eval, &refs)?);
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        println!(
+            "   on 4,000 corpus sequences: TATA count {:.3}, TATA-box oracle {:.3}, per-sequence correlation {:.2}",
+            mean(&r),
+            mean(&e),
+            sepo::data::pearson(&r, &e)
+        );
+    }
     let reference = model.params().clone();
-    let mut rows = vec![assess(
+    let pretrained = assess(
         "pretrained",
         &model,
         &reference,
@@ -301,33 +477,49 @@ fn main() -> sepo::Result<()> {
         &eval,
         (0, 0),
         0.0,
-    )?];
+    )?;
+    let mut rows = vec![pretrained.clone()];
 
     println!("2. fine-tuning");
     // `--flow-only --flow-budget=N`: the single loop alone (plain SEPO only sets the default budget).
     let flow_only = flow && std::env::args().any(|a| a == "--flow-only");
+    let mut runs = Vec::new();
     let budget = match flag::<u64>("--flow-budget") {
         Some(budget) if flow_only => budget,
         set => {
-            let sepo = plain_sepo(
-                model.clone(),
-                rounds,
-                &reward,
-                &eval,
-                &dir.join("finetune.jsonl"),
-            )?;
-            let budget = set.unwrap_or(sepo.evaluations.0);
-            rows.push(sepo);
-            budget
+            for &beta in &betas {
+                let mut outcomes = Vec::new();
+                for seed in 0..seeds {
+                    let metrics = dir.join(format!("finetune-beta{beta}-seed{seed}.jsonl"));
+                    outcomes.push(plain_sepo(
+                        model.clone(),
+                        &plain,
+                        beta,
+                        seed,
+                        &reward,
+                        &eval,
+                        &metrics,
+                    )?);
+                }
+                runs.push((beta, outcomes));
+            }
+            let first = runs.first().and_then(|(_, o)| o.first());
+            set.or(first.map(|o| o.evaluations.0)).unwrap_or(0)
         }
     };
     if flow {
         rows.push(single_loop(model, budget, &reward, &eval)?);
     }
     println!(
-        "3. {} fresh first-hitting samples per model (± one standard error); path KL to the pretrained model",
+        "3. {} fresh first-hitting samples per model (± one standard error, sd/√n); path KL to the pretrained model; gain = (mean − pretrained mean) / the fine-tuned model's se",
         common::assess::SAMPLES
     );
-    print_table(&rows);
+    if !runs.is_empty() {
+        print_seeds(&pretrained, &runs);
+    }
+    if flow {
+        print_table(&rows);
+    }
+    println!("total wall time {:.0} s", clock.elapsed().as_secs_f64());
     Ok(())
 }
