@@ -31,11 +31,12 @@
 //! **PPO with per-event ratios** (DDPO's per-step ratio). Each event is a term of the clipped surrogate,
 //! `J = (1/B) Σ_b Σ_{e ∈ S_b} (n_b/m)·min(ρ_e A_b, clip(ρ_e, 1 − ε, 1 + ε) A_b)`, with
 //! `ρ_e = c_θ(v_e | x_{k_e}) / c_old(v_e | x_{k_e})` (`c_old` from one tape-free forward under `θ_old`). At
-//! `θ = θ_old` every `ρ_e = 1` and the gradient is the REINFORCE gradient of the whole path. The clip bounds
-//! each *event's* ratio, i.e. how far one token's conditional in its recorded context may move before the
-//! term stops pulling; it does not bound the path ratio `Π_e ρ_e` (which may move by up to `(1 ± ε)^{n}`
-//! over `n` events). The path ratio at `L = 200` leaves `[1 − ε, 1 + ε]` after one Adam step, so that a
-//! whole-path clip would freeze later epochs; per-event ratios keep them informative.
+//! `θ = θ_old` every `ρ_e = 1` and the gradient is the REINFORCE gradient of the whole path. The clip acts
+//! on each *event's* ratio: it removes the incentive to move one token's conditional, in its recorded
+//! context, beyond `[1 − ε, 1 + ε]` in the direction of its advantage. It does not bound the path ratio
+//! `Π_e ρ_e`, which is already `(1 ± ε)^n` with all `n` events at their edges: the trust region is per
+//! decision (as in DDPO), not per sample. The whole-path ratio at `L = 200` leaves `[1 − ε, 1 + ε]` after
+//! one Adam step (reported in issue #14), so a whole-path clip would freeze later epochs; per-event ratios keep them informative.
 
 use dfdx::prelude::*;
 use rand::Rng;
