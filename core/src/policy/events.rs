@@ -244,7 +244,8 @@ fn check_normalised(
                     .sum::<f64>()
                     .ln();
             let off = lse + shift;
-            if !(off.abs() <= NORMALISATION_TOLERANCE) {
+            // NaN fails too.
+            if off.abs().is_nan() || off.abs() > NORMALISATION_TOLERANCE {
                 return Err(Error::invalid(
                     "log_prob",
                     "Events",

@@ -85,12 +85,10 @@ fn path_minus_event_log_probability_does_not_depend_on_the_parameters() {
                 rest.push(p.iter().zip(&e).map(|(a, b)| a - b).collect::<Vec<_>>());
                 paths.push(p);
             }
-            for b in 0..B {
+            for (b, (r0, r1)) in rest[0].iter().zip(&rest[1]).enumerate() {
                 assert!(
-                    (rest[0][b] - rest[1][b]).abs() < 1e-9,
-                    "{kind:?} {condition:?} row {b}: {} vs {}",
-                    rest[0][b],
-                    rest[1][b]
+                    (r0 - r1).abs() < 1e-9,
+                    "{kind:?} {condition:?} row {b}: {r0} vs {r1}"
                 );
             }
             let moved = (0..B)
