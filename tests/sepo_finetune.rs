@@ -407,3 +407,40 @@ fn reweighting_components_raise_the_expected_reward() {
         );
     }
 }
+
+/// `Events` needs an absorbing graph and at least one event per sample: both refused when the trainer is
+/// built, before any sampling.
+#[test]
+fn events_configurations_are_checked_up_front() {
+    let dev = Cpu::default();
+    let uniform = sepo::graph::Uniform::new(4).unwrap();
+    let tabular = Tabular::<f64, Cpu>::new(&uniform, L, logits(1), &dev).unwrap();
+    let built = Finetuner::new(
+        tabular,
+        uniform,
+        LogLinear::default(),
+        FnReward::new("twos", count_twos),
+        config(LogProb::Events { positions: 2 }),
+    );
+    assert!(matches!(
+        built,
+        Err(sepo::Error::InvalidParameter {
+            name: "log_prob",
+            ..
+        })
+    ));
+    let zero = Finetuner::new(
+        model(&dev),
+        Absorbing::with_tokens(4).unwrap(),
+        LogLinear::default(),
+        FnReward::new("twos", count_twos),
+        config(LogProb::Events { positions: 0 }),
+    );
+    assert!(matches!(
+        zero,
+        Err(sepo::Error::InvalidParameter {
+            name: "positions",
+            ..
+        })
+    ));
+}
