@@ -76,7 +76,7 @@ pub fn assess<M: ScoreModel<f32, Cpu>>(
     let seqs: Vec<Vec<usize>> = s.sequences().map(<[usize]>::to_vec).collect();
     let refs: Vec<&[usize]> = seqs.iter().map(Vec::as_slice).collect();
     let trajectory = s.trajectory.as_ref().expect("recorded");
-    let (kl, _) = path_kl(model, reference, &graph, trajectory, None, 0.0, false)?;
+    let (kl, _) = path_kl(model, reference, &graph, trajectory, None, None)?;
     Ok(Outcome {
         label: label.to_string(),
         reward: mean_se(&evaluate(reward, &refs)?),

@@ -38,7 +38,8 @@ impl LocallyBalanced {
     /// and never used by this module).
     pub fn g(self, t: f64) -> f64 {
         match self {
-            LocallyBalanced::HeatBath | LocallyBalanced::Barker => t / (1.0 + t),
+            // 1/(1 + 1/t) = t/(1 + t), finite at t = +∞ (a log-score ≥ 710), where t/(1 + t) is NaN.
+            LocallyBalanced::HeatBath | LocallyBalanced::Barker => 1.0 / (1.0 + 1.0 / t),
             LocallyBalanced::Sqrt => t.sqrt(),
             LocallyBalanced::Metropolis => t.min(1.0),
             LocallyBalanced::Corrector => 1.0 + t,
@@ -49,7 +50,10 @@ impl LocallyBalanced {
     /// below; it is not differentiable at `t = 1`).
     pub fn t_dg(self, t: f64) -> f64 {
         match self {
-            LocallyBalanced::HeatBath | LocallyBalanced::Barker => t / ((1.0 + t) * (1.0 + t)),
+            // t/(1 + t)² written so that t = 0 and t = +∞ both give 0, not NaN.
+            LocallyBalanced::HeatBath | LocallyBalanced::Barker => {
+                1.0 / ((1.0 + 1.0 / t) * (1.0 + t))
+            }
             LocallyBalanced::Sqrt => 0.5 * t.sqrt(),
             LocallyBalanced::Metropolis => {
                 if t < 1.0 {
@@ -170,6 +174,31 @@ mod tests {
                 let (a, b) = (kind.g(t), t * kind.g(1.0 / t));
                 assert!((a - b).abs() <= 1e-14 * a.abs().max(1.0), "{kind:?} at {t}");
             }
+        }
+    }
+
+    /// Log-scores beyond f64's `exp` range (|log s| ≥ 710) give finite rates and derivatives: Barker
+    /// saturates at 1 and its derivative vanishes (both were NaN at `t = e^{710} = +∞`).
+    #[test]
+    fn extreme_log_scores_give_finite_rates() {
+        let ls = [0.0, 800.0, -800.0, f64::NEG_INFINITY];
+        let d = [0.0, 1.0, 1.0, 1.0];
+        for kind in [
+            LocallyBalanced::HeatBath,
+            LocallyBalanced::Barker,
+            LocallyBalanced::Metropolis,
+        ] {
+            let (mut r, mut dr) = ([0.0; 4], [0.0; 4]);
+            kind.rates(&ls, 0, &mut r);
+            kind.rate_derivatives(&ls, &d, 0, &mut dr);
+            assert!(
+                r.iter().chain(&dr).all(|x| x.is_finite()),
+                "{kind:?}: {r:?} {dr:?}"
+            );
+            assert!(
+                (r[1] - 1.0).abs() < 1e-12 && r[2] < 1e-300,
+                "{kind:?}: {r:?}"
+            );
         }
     }
 

@@ -5,6 +5,6 @@ pub mod kl;
 pub mod ppo_clip;
 pub mod score_entropy;
 
-pub use kl::path_kl;
+pub use kl::{kl_weights, path_kl, KlBaseline, KlGradient, KlWeights};
 pub use ppo_clip::{ppo_clip, ppo_coefficients, PpoObjective, PpoStats, PpoTerms};
 pub use score_entropy::{dwdse_loss, score_entropy, score_entropy_host, Dwdse, DwdseBatch};

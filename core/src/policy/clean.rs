@@ -1,13 +1,16 @@
-//! Clean-end concrete scores `s_θ(x)_{l,v}` of clean sequences, the quantity SEPO differentiates.
+//! Clean-end concrete scores `s_θ(x)_{l,v}` of clean sequences, the quantity SEPO differentiates, and
+//! the supervised clean conditionals `p_θ(v | x_{−l})` that the SNIS proposal and the entropy read.
 //!
-//! Under the absorbing graph the network is never supervised at unmasked positions, so reading its
-//! outputs at a clean `x` (`Unmasked`, the reference implementation's choice) reads unsupervised values.
-//! `Masked` reads the clean conditional instead: with position `l` masked, the absorbing score at `l` is
+//! Under the absorbing graph pretraining never supervises the network at unmasked positions. `Masked`
+//! reads the clean conditional instead: with position `l` masked, the absorbing score at `l` is
 //! `p_θ(v | x_{−l})/(e^{σ̄} − 1)`, so
 //! `log s_θ(x)_{l,v} = log p_θ(v | x_{−l}) − log p_θ(x_l | x_{−l})`
 //! (one forward per position; see `../shared/SEPO_NOTES.md`, design point 1). `MaskedSubset` masks `m`
 //! random positions per sample and reweights them by `L/m`: unbiased for sums over positions, `L/m` times
-//! cheaper.
+//! cheaper. `Unmasked` reads one forward on `x`: under the absorbing graph that is the ratio
+//! `q_l(v)/q_l(x_l)` of the softmax `q_l` the network emits at an unmasked position (see
+//! [`ScoreHead::Absorbing`](crate::score::ScoreHead::Absorbing)), a proper ratio of a distribution
+//! pretraining never supervised.
 
 use dfdx::prelude::*;
 use rand::Rng;
@@ -15,13 +18,19 @@ use rand::Rng;
 use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::nn::{from_f64, ParamStore};
-use crate::score::{LogScores, ScoreModel};
+use crate::policy::conditional_log_weights;
+use crate::score::{log_scores_chunked, LogScores, ScoreModel, FORWARD_TOKENS};
 
 /// How clean-end scores are read from a score network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum CleanScores {
-    /// One forward on the clean sequence (exact for uniform-graph models at `t₀ → 0`; the reference's
-    /// heuristic for absorbing models).
+    /// One forward on the clean sequence. Exact for uniform-graph models at `t₀ → 0`. For absorbing
+    /// networks it reads `log q_l(v) − log q_l(x_l)`, with `q_l` the network's softmax over the real
+    /// tokens at the unmasked position `l`: a proper ratio (`Σ_v s_{l,v} = 1/q_l(x_l)`), but of a
+    /// distribution pretraining never supervised, so a heuristic (one forward instead of `L`). The
+    /// reference implementation reads the same softmax differently: as probabilities `log q_l(v)`, not
+    /// as a ratio, over every slot including the current token and the mask (docs/sepo.md §7); sepo
+    /// does not reproduce that computation.
     Unmasked,
     /// Absorbing models: mask each position in turn and read the clean conditional (default).
     #[default]
@@ -131,4 +140,133 @@ where
         .tensor_from_vec(keep, (batch, l, n))
         .gt(from_f64::<E>(0.5));
     Ok((keep.choose(log_s, dev.zeros_like(&(batch, l, n))), weight))
+}
+
+/// `log p_θ(v | x_{−p})` at the `(sequence, position)` pairs `reads` of clean sequences `x` (flat
+/// `[batch, L]`), flat `[reads.len()·N]` in the order of `reads`, `−∞` on the mask column: the model's
+/// own clean conditionals, normalised over the real tokens.
+///
+/// - Absorbing graphs: one tape-free forward per pair, on `x_b` with position `p` masked. The head's
+///   output there is `log p_θ(v | x_{−p}) − log(e^{σ̄} − 1)`, the conditional the network is trained on;
+///   the log-softmax over the real tokens removes the constant.
+/// - Uniform graphs: one forward per sequence read; the scores at a clean `x` are the ratios
+///   `p(v | x_{−p})/p(x_p | x_{−p})` (exact as `t₀ → 0`), normalised the same way.
+///
+/// Forwards are chunked ([`FORWARD_TOKENS`]) and only the read rows are kept, so memory is
+/// `O(reads·N)` whatever the number of forwards.
+pub fn log_conditionals<E, D, M, G>(
+    model: &M,
+    params: &ParamStore<E, D>,
+    graph: &G,
+    x: &[usize],
+    batch: usize,
+    reads: &[(usize, usize)],
+    sigma0: f64,
+) -> Result<Vec<f64>>
+where
+    E: Dtype,
+    D: Device<E>,
+    M: ScoreModel<E, D>,
+    G: Graph,
+{
+    crate::check::nonzero("batch", batch)?;
+    let l = x.len() / batch;
+    crate::check::tokens(x, batch, l, graph.num_tokens())?;
+    crate::check::sigmas(&[sigma0], 1)?;
+    if let Some(&(b, p)) = reads.iter().find(|&&(b, p)| b >= batch || p >= l) {
+        return Err(Error::invalid(
+            "reads",
+            format!("({b}, {p})"),
+            format!("sequence must be < {batch} and position < {l}"),
+        ));
+    }
+    let n = graph.num_states();
+    let rows_per_chunk = (FORWARD_TOKENS / l.max(1)).max(1);
+    let forward = |tokens: &[usize], rows: usize| {
+        log_scores_chunked(model, params, tokens, l, &vec![sigma0; rows])
+    };
+    let mut out = vec![f64::NEG_INFINITY; reads.len() * n];
+    match graph.mask() {
+        // One row per read, masked at its position.
+        Some(mask) => {
+            for (c, chunk) in reads.chunks(rows_per_chunk).enumerate() {
+                let mut tokens = Vec::with_capacity(chunk.len() * l);
+                for &(b, p) in chunk {
+                    tokens.extend_from_slice(&x[b * l..(b + 1) * l]);
+                    let last = tokens.len() - l + p;
+                    tokens[last] = mask;
+                }
+                let scores = forward(&tokens, chunk.len());
+                for (r, &(_, p)) in chunk.iter().enumerate() {
+                    let i = c * rows_per_chunk + r;
+                    let row = &scores[(r * l + p) * n..(r * l + p + 1) * n];
+                    out[i * n..(i + 1) * n].copy_from_slice(&conditional_log_weights(
+                        row,
+                        n,
+                        Some(mask),
+                    ));
+                }
+            }
+        }
+        // One row per sequence read at least once.
+        None => {
+            let mut by_seq: Vec<Vec<usize>> = vec![Vec::new(); batch];
+            for (i, &(b, _)) in reads.iter().enumerate() {
+                by_seq[b].push(i);
+            }
+            let needed: Vec<usize> = (0..batch).filter(|&b| !by_seq[b].is_empty()).collect();
+            for chunk in needed.chunks(rows_per_chunk) {
+                let tokens: Vec<usize> = chunk
+                    .iter()
+                    .flat_map(|&b| x[b * l..(b + 1) * l].iter().copied())
+                    .collect();
+                let scores = forward(&tokens, chunk.len());
+                for (r, &b) in chunk.iter().enumerate() {
+                    for &i in &by_seq[b] {
+                        let p = reads[i].1;
+                        let row = &scores[(r * l + p) * n..(r * l + p + 1) * n];
+                        out[i * n..(i + 1) * n]
+                            .copy_from_slice(&conditional_log_weights(row, n, None));
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Every `(sequence, position)` pair of a `[batch, L]` batch, sequence-major.
+pub fn all_positions(batch: usize, seq_len: usize) -> Vec<(usize, usize)> {
+    (0..batch)
+        .flat_map(|b| (0..seq_len).map(move |p| (b, p)))
+        .collect()
+}
+
+/// Mean entropy (nats per position) of the model's clean conditionals at `x` (flat `[batch, L]`):
+/// `H = −(1/(B·L)) Σ_{b,l} Σ_v p_θ(v | x_{b,−l}) log p_θ(v | x_{b,−l})`, read by [`log_conditionals`]
+/// (`B·L` tape-free forwards under the absorbing graph, `B` under the uniform graph).
+pub fn clean_entropy<E, D, M, G>(
+    model: &M,
+    params: &ParamStore<E, D>,
+    graph: &G,
+    x: &[usize],
+    batch: usize,
+    sigma0: f64,
+) -> Result<f64>
+where
+    E: Dtype,
+    D: Device<E>,
+    M: ScoreModel<E, D>,
+    G: Graph,
+{
+    crate::check::nonzero("batch", batch)?;
+    let l = x.len() / batch;
+    let reads = all_positions(batch, l);
+    let log_p = log_conditionals(model, params, graph, x, batch, &reads, sigma0)?;
+    let h: f64 = log_p
+        .iter()
+        .filter(|v| v.is_finite())
+        .map(|v| -v.exp() * v)
+        .sum();
+    Ok(h / reads.len().max(1) as f64)
 }

@@ -240,7 +240,7 @@ impl Ift {
                     rng,
                 )?;
                 if let NeighbourWeights::Snis { draws } = kind {
-                    evaluations += (batch * l * graph.num_tokens() * (1 + draws)) as u64;
+                    evaluations += crate::policy::neighbour::snis_forwards(graph, batch, l, draws);
                 }
                 lw.iter()
                     .enumerate()

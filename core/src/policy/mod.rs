@@ -13,14 +13,16 @@ pub mod neighbour;
 pub mod reweight;
 pub mod trajectory;
 
-pub use clean::{clean_log_scores, CleanScores};
+pub use clean::{all_positions, clean_entropy, clean_log_scores, log_conditionals, CleanScores};
 pub use concrete::{ConcreteScore, GRAD_TOKENS};
 pub use estimator::{Component, Estimator, Mixture};
 pub use events::{
     event_log_conditionals, events_log_prob, events_ppo_grads, unmasking_events, Event,
 };
 pub use ift::{ift_estimate, ift_weights, EnergyModel, Ift, StateGradient};
-pub use neighbour::{conditional_log_weights, neighbour_log_weights, NeighbourWeights};
+pub use neighbour::{
+    conditional_log_weights, neighbour_log_weights, snis_forwards, NeighbourWeights,
+};
 pub use reweight::{control_variate_advantages, snis_advantages, Reweight};
 pub use trajectory::{path_log_prob, trajectory_ppo_grads};
 

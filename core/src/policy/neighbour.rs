@@ -7,7 +7,8 @@ use rand::Rng;
 use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::nn::ParamStore;
-use crate::score::{log_scores_chunked, ScoreModel};
+use crate::policy::{all_positions, log_conditionals};
+use crate::score::ScoreModel;
 
 /// How the weights `π_θ(y)` of the neighbours are obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
@@ -16,8 +17,10 @@ pub enum NeighbourWeights {
     /// pseudo-likelihood policy gradient.
     #[default]
     Conditional,
-    /// The reference implementation's self-normalised importance sampling with `draws` samples per
-    /// neighbour (`B·L·N·(1 + draws)` extra forwards).
+    /// Self-normalised importance sampling with `draws` samples per neighbour, the estimator the
+    /// reference implementation intends (its released code computes a degenerate variant, docs/sepo.md
+    /// §3), drawing from the model's supervised conditionals: `B·L·(N−1)·(L + draws)` extra forwards
+    /// under the absorbing graph, `B·L·(N−1)·(1 + draws)` under the uniform graph.
     Snis {
         /// Draws `M` per neighbour.
         draws: usize,
@@ -98,6 +101,14 @@ where
     Ok(out)
 }
 
+/// Forwards one [`NeighbourWeights::Snis`] call spends on `batch` clean sequences of length `seq_len`:
+/// `B·L·(N−1)` neighbours, each read at every position for the proposal (`L` masked forwards under the
+/// absorbing graph, one under the uniform graph) and once per draw.
+pub fn snis_forwards<G: Graph>(graph: &G, batch: usize, seq_len: usize, draws: usize) -> u64 {
+    let reads = if graph.mask().is_some() { seq_len } else { 1 };
+    (batch * seq_len * (graph.num_tokens() - 1) * (reads + draws)) as u64
+}
+
 /// All neighbours `x^{l←v}` (real `v ≠ x_l`), flat, with the slot `(b·L + l)·N + v` of each.
 fn neighbours<G: Graph>(x: &[usize], batch: usize, graph: &G) -> (Vec<usize>, Vec<usize>) {
     let (l, n) = (x.len() / batch, graph.num_states());
@@ -117,9 +128,12 @@ fn neighbours<G: Graph>(x: &[usize], batch: usize, graph: &G) -> (Vec<usize>, Ve
     (seqs, slots)
 }
 
-/// Self-normalised importance sampling of `π(y)` (docs/sepo.md §3): for each neighbour `y`, `q(·|y)` is
-/// the per-position conditional read from one forward on `y`; `M` sequences `z ∼ q(·|y)` are drawn, and
-/// `π̂(y) = Σ_m q_l(z_{m,l}) ω_m / Σ_m ω_m` with `ω_m = Σ_{v'} s(z_m)_{l,v'} / q_l(z_{m,l})`.
+/// Self-normalised importance sampling of `π(y)` (docs/sepo.md §3): for each neighbour `y`, the proposal
+/// `q(·|y)` draws every position `p` independently from the model's clean conditional
+/// `p_θ(· | y_{−p})` ([`log_conditionals`]: `y` with `p` masked under the absorbing graph, `L` forwards
+/// per neighbour; one forward on `y` under the uniform graph); `M` sequences `z ∼ q(·|y)` are drawn, and
+/// `π̂(y) = Σ_m q_l(z_{m,l}) ω_m / Σ_m ω_m` with `ω_m = (1/p_θ(z_{m,l} | z_{m,−l})) / q_l(z_{m,l})`
+/// (one read of position `l` per draw, masked under the absorbing graph).
 #[allow(clippy::too_many_arguments)]
 fn snis<E, D, M, G, R>(
     model: &M,
@@ -139,14 +153,11 @@ where
     R: Rng,
 {
     crate::check::nonzero("draws", draws)?;
-    let (l, n, mask) = (x.len() / batch, graph.num_states(), graph.mask());
+    let (l, n) = (x.len() / batch, graph.num_states());
     let (seqs, slots) = neighbours(x, batch, graph);
     let k = slots.len();
-    // B·L·N·(1 + M) sequences: chunked so that memory stays bounded.
-    let forward = |tokens: &[usize], rows: usize| -> Vec<f64> {
-        log_scores_chunked(model, params, tokens, l, &vec![sigma0; rows])
-    };
-    let q_log = conditional_log_weights(&forward(&seqs, k), n, mask);
+    // The proposal: every position of every neighbour, [k·L·N] (chunked reads, bounded memory).
+    let q_log = log_conditionals(model, params, graph, &seqs, k, &all_positions(k, l), sigma0)?;
     // Draw z_m ~ q(·|y), independently per position.
     let mut z = Vec::with_capacity(k * draws * l);
     for j in 0..k {
@@ -157,7 +168,11 @@ where
             }
         }
     }
-    let z_scores = forward(&z, k * draws);
+    // p_θ(· | z_{m,−l}) at the neighbour's position l only: one read per draw.
+    let reads: Vec<(usize, usize)> = (0..k * draws)
+        .map(|r| (r, (slots[r / draws] / n) % l))
+        .collect();
+    let z_log = log_conditionals(model, params, graph, &z, k * draws, &reads, sigma0)?;
     let mut out = vec![f64::NEG_INFINITY; batch * l * n];
     for (j, &slot) in slots.iter().enumerate() {
         let p = (slot / n) % l;
@@ -166,11 +181,7 @@ where
             let r = j * draws + m;
             let zl = z[r * l + p];
             let q = q_log[(j * l + p) * n + zl].exp();
-            let s_row = &z_scores[(r * l + p) * n..(r * l + p + 1) * n];
-            let inv_p: f64 = (0..n)
-                .filter(|&v| Some(v) != mask)
-                .map(|v| s_row[v].exp())
-                .sum();
+            let inv_p = (-z_log[r * n + zl]).exp();
             let omega = inv_p / q;
             num += q * omega;
             den += omega;

@@ -12,7 +12,10 @@ use rand::Rng;
 pub fn draw<R: Rng + ?Sized>(weights: &[f64], rng: &mut R) -> usize {
     let clean = |w: f64| if w > 0.0 { w } else { 0.0 };
     let total: f64 = weights.iter().map(|&w| clean(w)).sum();
-    if total.is_nan() || total <= 0.0 || total.is_infinite() {
+    if total == f64::INFINITY {
+        return draw_overflowing(weights, rng);
+    }
+    if total.is_nan() || total <= 0.0 {
         return weights
             .iter()
             .rposition(|&w| w > 0.0)
@@ -32,6 +35,20 @@ pub fn draw<R: Rng + ?Sized>(weights: &[f64], rng: &mut R) -> usize {
         }
     }
     last
+}
+
+/// [`draw`] for weights whose sum overflows: infinite weights share the mass equally; otherwise every
+/// weight is divided by the largest first, which leaves the law unchanged and the sum at most `len`.
+fn draw_overflowing<R: Rng + ?Sized>(weights: &[f64], rng: &mut R) -> usize {
+    let infinite: Vec<usize> = (0..weights.len())
+        .filter(|&i| weights[i] == f64::INFINITY)
+        .collect();
+    if !infinite.is_empty() {
+        return infinite[rng.gen_range(0..infinite.len())];
+    }
+    let max = weights.iter().cloned().fold(0.0, f64::max);
+    let scaled: Vec<f64> = weights.iter().map(|&w| w / max).collect();
+    draw(&scaled, rng)
 }
 
 /// Draws from `log_weights` (unnormalised log-probabilities) by subtracting the maximum first, so that
@@ -71,6 +88,31 @@ mod tests {
                 counts[k]
             );
         }
+    }
+
+    /// Weights whose sum overflows f64 are drawn in proportion (it used to return the last index), and
+    /// infinite weights share the mass. Counts within 4 standard deviations of `n·p`.
+    #[test]
+    fn huge_weights_are_drawn_in_proportion() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let n = 30_000usize;
+        let mut hits = [0usize; 3];
+        for _ in 0..n {
+            hits[draw(&[f64::MAX, f64::MAX / 2.0, 0.0], &mut rng)] += 1;
+        }
+        let sd = (n as f64 * (2.0 / 9.0)).sqrt();
+        assert!(
+            (hits[0] as f64 - n as f64 * 2.0 / 3.0).abs() < 4.0 * sd,
+            "{hits:?}"
+        );
+        assert_eq!(hits[2], 0);
+        let mut inf = [0usize; 3];
+        for _ in 0..n {
+            inf[draw(&[f64::INFINITY, 1.0, f64::INFINITY], &mut rng)] += 1;
+        }
+        let sd = (n as f64 / 4.0).sqrt();
+        assert_eq!(inf[1], 0);
+        assert!((inf[0] as f64 - n as f64 / 2.0).abs() < 4.0 * sd, "{inf:?}");
     }
 
     #[test]

@@ -10,14 +10,26 @@ use crate::score::{LogScores, Tokens};
 pub enum ScoreHead {
     /// Uniform graph (SEDD): the logits are the log-scores, with `0` written at the current token.
     Uniform,
-    /// Absorbing graph, mask = last state. Over the real tokens,
-    /// `log s_v = log_softmax(ℓ)_v − log(e^{σ̄} − 1)`, and `0` at the current token and the mask column.
+    /// Absorbing graph, mask = last state. With `q = softmax(ℓ)` over the real tokens at each position,
+    ///
+    /// - at a masked position, `log s_v = log q_v − log(e^{σ̄} − 1)`;
+    /// - at an unmasked position holding `x_l`, `log s_v = log q_v − log q_{x_l}`;
+    ///
+    /// and `0` at the current token and on the mask column.
     ///
     /// At a masked position the true score is `p_0(v | x_unmasked)/(e^{σ̄} − 1)` (SEDD's scaling; RADD's
     /// "absorbing scores are scaled clean conditionals"): the softmax makes the conditional exactly
     /// normalised, where SEDD subtracts the constant `log(N − 1)` and lets the network learn the rest.
     /// sepo departs from SEDD here on purpose (docs/sepo.md): with a normalised head, the clean
     /// conditionals that SEPO's estimators read are exactly the network's.
+    ///
+    /// At an unmasked position the true score is `p_0(v | x_{U∖l})/p_0(x_l | x_{U∖l})` (`U` the unmasked
+    /// positions) at every `σ̄`: a ratio of a normalised conditional, with no `σ̄` factor. The head gives it
+    /// that form with the network's own softmax `q` at the position. DWDSE never supervises these
+    /// outputs (their weight `Q(y, x_t)` is 0) and no sampler reads them (a clean token never moves in
+    /// reverse), so `q` there is whatever the trunk produces; but read at a clean sequence
+    /// (`CleanScores::Unmasked`) it is a proper ratio, `Σ_v s_v = 1/q_{x_l}`, where the former head's
+    /// `q_v/(e^{σ̄} − 1)` implied `q̂(x_l) ≈ σ̄/(1 − q_{x_l})` (about `1e-5` at `t₀ = 1e-5`).
     Absorbing,
 }
 
@@ -47,19 +59,41 @@ impl ScoreHead {
             ScoreHead::Uniform => logits,
             ScoreHead::Absorbing => {
                 // Exclude the mask column from the softmax with a large finite negative logit (−∞ would
-                // turn into NaN in the backward pass), then shift by −log(e^{σ̄} − 1).
+                // turn into NaN in the backward pass). Then shift masked positions by −log(e^{σ̄} − 1)
+                // and unmasked ones by −log q_{x_l}: log s = log q − u·log q_{x_l} + shift, with
+                // u = 1 at unmasked positions (0 at masked ones, where the gathered mask entry ≈ −1e9
+                // is multiplied by 0) and shift = −log(e^{σ̄} − 1) at masked positions (0 elsewhere).
+                let mask = n - 1;
                 let mut bias = Vec::with_capacity(b * l * n);
                 for _ in 0..b * l {
                     for v in 0..n {
-                        bias.push(if v == n - 1 { -1e9 } else { 0.0 });
+                        bias.push(if v == mask { -1e9 } else { 0.0 });
                     }
                 }
                 let bias = dev.tensor_from_vec(crate::nn::from_f64s::<E>(&bias), shape);
-                let shift: Vec<E> = sigma_bar.iter().map(|&s| from_f64(-log_expm1(s))).collect();
+                let mut unmasked = Vec::with_capacity(b * l);
+                let mut shift = Vec::with_capacity(b * l);
+                for (i, &x) in ids.iter().enumerate() {
+                    let masked = x == mask;
+                    unmasked.push(from_f64::<E>(if masked { 0.0 } else { 1.0 }));
+                    shift.push(from_f64::<E>(if masked {
+                        -log_expm1(sigma_bar[i / l])
+                    } else {
+                        0.0
+                    }));
+                }
+                let unmasked = dev
+                    .tensor_from_vec(unmasked, (b, l))
+                    .broadcast_like::<_, Axis<2>>(&shape);
                 let shift = dev
-                    .tensor_from_vec(shift, (b,))
-                    .broadcast_like::<_, Axes2<1, 2>>(&shape);
-                (logits + bias).log_softmax::<Axis<2>>() + shift
+                    .tensor_from_vec(shift, (b, l))
+                    .broadcast_like::<_, Axis<2>>(&shape);
+                let log_q = (logits + bias).log_softmax::<Axis<2>>();
+                let own = log_q
+                    .with_empty_tape()
+                    .select(tokens.clone())
+                    .broadcast_like::<_, Axis<2>>(&shape);
+                log_q - own * unmasked + shift
             }
         };
         keep.choose(scores, zeros)

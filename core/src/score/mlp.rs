@@ -226,6 +226,22 @@ impl<E: Dtype, D: Device<E>> ScoreModel<E, D> for Mlp<E, D> {
         sigma_bar: &[f64],
         tape: T,
     ) -> LogScores<E, D, T> {
+        let logits = self.logits_with(params, tokens, sigma_bar, tape);
+        self.config.head.apply(logits, tokens, sigma_bar)
+    }
+}
+
+impl<E: Dtype, D: Device<E>> Mlp<E, D> {
+    /// The raw logits `ℓ [B, L, N]` before the [`ScoreHead`] (`forward_with = head(logits_with)`): the
+    /// network's own per-position distribution `softmax(ℓ)` over the real tokens, read directly by
+    /// the tests that check what the head and the clean-score readers make of it.
+    pub fn logits_with<T: Tape<E, D>>(
+        &self,
+        params: &ParamStore<E, D>,
+        tokens: &Tokens<D>,
+        sigma_bar: &[f64],
+        tape: T,
+    ) -> LogScores<E, D, T> {
         let (b, l) = *tokens.shape();
         let n = self.config.vocab;
         let width = self.config.input_width();
@@ -246,8 +262,7 @@ impl<E: Dtype, D: Device<E>> ScoreModel<E, D> for Mlp<E, D> {
         for lin in &self.layers {
             h = self.config.activation.apply(lin.forward(params, h));
         }
-        let logits = self.output.forward(params, h).reshape_like(&(b, l, n));
-        self.config.head.apply(logits, tokens, sigma_bar)
+        self.output.forward(params, h).reshape_like(&(b, l, n))
     }
 }
 

@@ -100,6 +100,34 @@ pub enum LrSchedule {
 }
 
 impl LrSchedule {
+    /// Validates the schedule: `WarmupCosine` needs `min_ratio ∈ [0, 1]` (NaN made NaN rates, a
+    /// negative one a negative rate, i.e. gradient ascent on the loss) and `total > warmup` (the decay
+    /// must end after the warm-up does).
+    pub fn check(&self) -> Result<()> {
+        if let LrSchedule::WarmupCosine {
+            warmup,
+            total,
+            min_ratio,
+        } = *self
+        {
+            if !(0.0..=1.0).contains(&min_ratio) {
+                return Err(Error::invalid(
+                    "min_ratio",
+                    min_ratio,
+                    "is a fraction of the peak rate: must be in [0, 1]",
+                ));
+            }
+            if total <= warmup {
+                return Err(Error::invalid(
+                    "total",
+                    total,
+                    format!("the cosine decay must end after the warm-up: need total > warmup = {warmup}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Learning rate at `step` (0-based) for peak `lr`.
     pub fn at(&self, lr: f64, step: u64) -> f64 {
         let warm = |w: u64| {
@@ -169,6 +197,7 @@ impl PretrainConfig {
     pub fn check(&self) -> Result<()> {
         crate::check::nonzero("batch_size", self.batch_size)?;
         self.optimizer.check()?;
+        self.lr_schedule.check()?;
         if let Some(c) = self.grad_clip {
             crate::check::positive("grad_clip", c)?;
         }
@@ -380,5 +409,56 @@ impl<
         self.state = state;
         self.ema = ema;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Schedules that would make NaN or negative rates, or a decay that ends before the warm-up, are
+    /// typed errors in both configs' `check` (they used to commit NaN weights a round late, or ascend).
+    #[test]
+    fn bad_schedules_are_typed_errors() {
+        for bad in [
+            LrSchedule::WarmupCosine {
+                warmup: 0,
+                total: 10,
+                min_ratio: f64::NAN,
+            },
+            LrSchedule::WarmupCosine {
+                warmup: 0,
+                total: 10,
+                min_ratio: -3.0,
+            },
+            LrSchedule::WarmupCosine {
+                warmup: 100,
+                total: 50,
+                min_ratio: 0.1,
+            },
+        ] {
+            assert!(
+                matches!(bad.check(), Err(Error::InvalidParameter { .. })),
+                "{bad:?}"
+            );
+            let pretrain = PretrainConfig {
+                lr_schedule: bad,
+                ..PretrainConfig::default()
+            };
+            assert!(pretrain.check().is_err(), "{bad:?}");
+            let finetune = crate::train::FinetuneConfig {
+                lr_schedule: bad,
+                ..crate::train::FinetuneConfig::new(8)
+            };
+            assert!(finetune.check().is_err(), "{bad:?}");
+        }
+        let good = LrSchedule::WarmupCosine {
+            warmup: 10,
+            total: 100,
+            min_ratio: 0.0,
+        };
+        assert!(good.check().is_ok());
+        // Every rate of a valid schedule is finite and in [min_ratio·lr, lr].
+        assert!((0..200).all(|i| (0.0..=1e-3).contains(&good.at(1e-3, i))));
     }
 }

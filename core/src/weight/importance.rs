@@ -1,8 +1,10 @@
 //! Importance weights in log space: normalisation, effective sample size, the log normalising-constant
 //! estimate, and path log-weights between two reverse chains.
 //!
-//! Weights never leave log space until they are normalised with the log-sum-exp trick, so they do not
-//! underflow however long the path: `w̄_i = exp(log w_i − LSE(log w))`.
+//! Weights never leave log space until they are normalised, shifted by their maximum `m` first,
+//! `w̄_i = exp(log w_i − m) / Σ_j exp(log w_j − m)`, so they neither underflow however long the path nor
+//! lose their sum to rounding at large magnitudes (subtracting `LSE = m + log Σ_j e^{log w_j − m}` would:
+//! at `m = 10^15` its log term is below the spacing of `m`).
 
 use crate::error::{Error, Result};
 
@@ -61,10 +63,15 @@ impl LogWeights {
         Ok(log_sum_exp(&self.0))
     }
 
-    /// Self-normalised weights `w̄_i = w_i / Σ_j w_j`.
+    /// Self-normalised weights `w̄_i = w_i / Σ_j w_j`, computed as `e^{log w_i − m} / Σ_j e^{log w_j − m}`
+    /// with `m = max_j log w_j`: each shifted weight is in `[0, 1]`, their sum in `[1, N]`, so the result
+    /// sums to 1 up to rounding whatever the magnitude of the log-weights.
     pub fn normalized(&self) -> Result<Vec<f64>> {
-        let lse = self.log_sum()?;
-        Ok(self.0.iter().map(|w| (w - lse).exp()).collect())
+        self.check()?;
+        let max = self.0.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let shifted: Vec<f64> = self.0.iter().map(|w| (w - max).exp()).collect();
+        let total: f64 = shifted.iter().sum();
+        Ok(shifted.into_iter().map(|w| w / total).collect())
     }
 
     /// Effective sample size `(Σ w)² / Σ w² = 1 / Σ w̄²`, in `[1, N]`.
@@ -142,6 +149,29 @@ mod tests {
         assert!((n[0] - 0.25).abs() < 1e-12 && (n[1] - 0.75).abs() < 1e-12 && n[2] == 0.0);
         assert!((w.ess().unwrap() - 1.0 / (0.0625 + 0.5625)).abs() < 1e-12);
         assert!((w.log_mean().unwrap() - (-2000.0 + 4f64.ln() - 3f64.ln())).abs() < 1e-9);
+    }
+
+    /// Large finite log-weights: the normalised weights still sum to 1 and keep their ratios (an
+    /// LSE-subtracting normalisation gave `[1, 1, 1]` for `[1e300; 3]` and a sum of 0.945 for `[1e15; 2]`).
+    #[test]
+    fn large_log_weights_normalise_exactly() {
+        for (w, want) in [
+            (vec![1e300; 3], vec![1.0 / 3.0; 3]),
+            (vec![1e15; 2], vec![0.5; 2]),
+            (
+                vec![1e15, 1e15 + 1.0],
+                vec![1.0 / (1.0 + 1f64.exp()), 1.0 / (1.0 + (-1f64).exp())],
+            ),
+            (vec![f64::MAX, -f64::MAX], vec![1.0, 0.0]),
+        ] {
+            let lw = LogWeights(w.clone());
+            let n = lw.normalized().unwrap();
+            for (a, b) in n.iter().zip(&want) {
+                assert!((a - b).abs() < 1e-12, "{w:?}: {n:?}");
+            }
+            let ess = 1.0 / want.iter().map(|x| x * x).sum::<f64>();
+            assert!((lw.ess().unwrap() - ess).abs() < 1e-9, "{w:?}");
+        }
     }
 
     #[test]

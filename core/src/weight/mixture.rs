@@ -73,8 +73,15 @@ impl Mis {
                 "must be in (0, 1)",
             ));
         }
-        let reference = ((fraction * n as f64).round() as usize).clamp(1, n.saturating_sub(1));
-        let mis = Self::new(vec![reference, n - reference.min(n)]);
+        if n < 2 {
+            return Err(Error::invalid(
+                "defensive draws",
+                n,
+                "a defensive mixture needs ≥ 2 draws (one from each proposal)",
+            ));
+        }
+        let reference = ((fraction * n as f64).round() as usize).clamp(1, n - 1);
+        let mis = Self::new(vec![reference, n - reference]);
         mis.check()?;
         Ok(mis)
     }
@@ -327,6 +334,12 @@ mod tests {
         assert!(Mis::new(vec![]).check().is_err());
         assert!(Mis::new(vec![3, 0]).check().is_err());
         assert!(Mis::defensive(10, 0.0).is_err());
+        for n in [0, 1] {
+            assert!(matches!(
+                Mis::defensive(n, 0.5),
+                Err(Error::InvalidParameter { .. })
+            ));
+        }
         assert_eq!(Mis::defensive(10, 0.3).unwrap().counts, vec![3, 7]);
         let mis = Mis::new(vec![1, 1]);
         assert!(mis

@@ -41,8 +41,25 @@ pub fn lr_schedule(cx: &Ctxt, value: &Expr) -> Option<TokenStream> {
                 "`warmup = n`, `total = n` (optimiser steps), `min_ratio = r`",
             );
             let example = "WarmupCosine(warmup = 100, total = 1000)";
-            let total = required(cx, &call, "total", example)?;
-            let total = int_tokens(cx, total, "total")?;
+            let total_expr = required(cx, &call, "total", example)?;
+            let total = int_tokens(cx, total_expr, "total")?;
+            // Literal `total` and `warmup` (absent: 0): the decay must end after the warm-up.
+            let warmup_value = match call.option("warmup") {
+                Some(w) => call::number(w).filter(|(_, int)| *int).map(|(v, _)| v),
+                None => Some(0.0),
+            };
+            if let (Some((t, true)), Some(v)) = (call::number(total_expr), warmup_value) {
+                if t <= v {
+                    cx.error_spanned_by(
+                        total_expr,
+                        format!(
+                            "the cosine decay must end after the warm-up: `total` ({t}) must \
+                             exceed `warmup` ({v})"
+                        ),
+                    );
+                    return None;
+                }
+            }
             let warmup = match call.option("warmup") {
                 Some(w) => int_tokens(cx, w, "warmup")?,
                 None => quote!(0),

@@ -98,11 +98,16 @@ impl SamplerKind {
 
 /// How the KL to the reference enters the objective `E[r] − β·KL`.
 ///
-/// The default is [`KlMode::InReward`]: `p*` is then a fixed point of every estimator, and it is the
-/// cheaper of the two (one tape-free reference forward per step and round, against a taped forward of θ
-/// and one of the reference per step, minibatch and epoch for `Path`). On the 4^4 space (docs/sepo.md
-/// §6) it also lands closer to `p*`: TV 0.086 against 0.092 for `Trajectory`, 0.333 against 0.469 for
-/// the concrete score with `Conditional` weights.
+/// Both modes aim at the same objective, `E[r(x_0)] − β·KL(P_θ(path) ‖ P_ref(path))` over the
+/// sampler's paths (over the last `kl_last_steps` steps, see [`FinetuneConfig::kl_last_steps`]), whose
+/// maximiser is `P*(path) ∝ P_ref(path)·exp(r/β)`: its clean end is `p* ∝ p_ref·exp(r/β)` when the
+/// reference's chain ends in `p_ref` (e.g. first-hitting with exact scores) and the model can represent
+/// it. They differ in how the KL's gradient is estimated and what it costs.
+///
+/// The default is [`KlMode::InReward`]: `P*` is then a fixed point of every estimator, and it is the
+/// cheaper of the two (one tape-free reference forward per step and round, against, for `Path`, per
+/// step, minibatch and epoch, a tape-free and a taped forward of θ and two of the reference).
+/// docs/sepo.md §6 compares them on the 4^4 space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum KlMode {
     /// In the reward: each sample's reward becomes `r(x) − β·[log P_θ_old(path) − log P_ref(path)]`, the
@@ -111,8 +116,15 @@ pub enum KlMode {
     /// biased or not. One reference forward per sampler step. The default.
     #[default]
     InReward,
-    /// As a loss: the closed-form per-step KL `Σ_k Σ_l KL(p_θ(·|x_k) ‖ p_ref(·|x_k))` along the sampled
-    /// trajectories, differentiated through `p_θ` at the visited states (DRAKES-style).
+    /// As a loss `β·F`, `F = E_{P_θ}[Σ_k KL_k(x_k)] = KL(P_θ(path) ‖ P_ref(path))`, with
+    /// `KL_k = Σ_l KL(p_θ(·|x_k) ‖ p_ref(·|x_k))` the closed-form KL of step `k` at the visited state
+    /// ([`crate::loss::path_kl`]). Its gradient is the closed-form term at the visited states *plus* the
+    /// score-function term `Σ_j (Σ_{k>j} KL_k − b_j)·∇log p_θ(x_{j+1} | x_j)` (the states themselves
+    /// depend on θ), with `b_j` a leave-one-out baseline over the minibatch, every term
+    /// importance-weighted per step from θ_old within PPO epochs (unclipped). It is therefore unbiased
+    /// for `∇F`, and with an unbiased reward gradient ([`LogProb::Trajectory`]) `P*` is its fixed
+    /// point. Against `InReward` it replaces each step's sampled log-ratio by its expectation given the
+    /// visited state (the closed-form KL), at a higher cost.
     Path,
 }
 
@@ -145,17 +157,25 @@ pub struct FinetuneConfig {
     pub kl: f64,
     /// How the KL enters the objective.
     pub kl_mode: KlMode,
-    /// Compute the KL over the last this-many sampler steps only (`None`: all).
+    /// Compute the KL over the last this-many sampler steps only (`None`: all). The objective is then
+    /// `E[r] − β·E_{P_θ}[Σ_{k ≥ K−n} KL_k(x_k)]`, the KL of the last `n` steps given the state
+    /// `x_{K−n}` they start from, averaged over that state's law under θ (in both modes; under `Path`
+    /// the score-function term still reaches the steps before the window, through taped forwards over
+    /// the whole path). Its optimum is *not* `p*`: from each `x_{K−n}` the last `n` steps follow
+    /// `p_ref`'s tilted by `exp(r/β)`, but the law of `x_{K−n}` itself is unregularised and
+    /// concentrates on the states of largest soft value `β·log E_ref[exp(r/β) | x_{K−n}]`.
     pub kl_last_steps: Option<usize>,
     /// Refresh the reference to θ every this-many rounds (`None`: keep the pretrained model).
     pub reference_refresh: Option<u64>,
-    /// Entropy bonus coefficient on the clean-end conditionals (0 = off).
+    /// Entropy bonus coefficient on the model's clean conditionals `p_θ(·|x_{−l})` (masked reads under
+    /// the absorbing graph, whatever the estimator; 0 = off).
     pub entropy_bonus: f64,
     /// Run seed: round `k` uses `step_rng(seed, k)`.
     pub seed: u64,
     /// How a round's draws are split across prompts (with [`Finetuner::with_prompts`]; `Uniform`:
-    /// `group_size` each). Adaptive strategies draw groups of unequal sizes; each prompt then counts
-    /// equally in the gradient (see [`crate::weight::planner`]).
+    /// `group_size` each). Adaptive strategies draw groups of unequal sizes; each prompt then has the
+    /// same weight in the surrogate, which makes it count equally in expectation under leave-one-out
+    /// only (GRPO and the mean baseline shrink prompts given few draws: [`crate::weight::allocation`]).
     ///
     /// [`Finetuner::with_prompts`]: super::Finetuner::with_prompts
     #[serde(default)]
@@ -207,6 +227,7 @@ impl FinetuneConfig {
         crate::check::nonzero("minibatch", self.minibatch)?;
         self.sampler.config().check()?;
         self.optimizer.check()?;
+        self.lr_schedule.check()?;
         if let LogProb::ConcreteScore(c) = self.log_prob {
             c.check()?;
         }
@@ -296,9 +317,12 @@ pub struct RoundMetrics {
     /// Mean held-out evaluation reward, if an evaluation reward is set.
     pub eval_reward: Option<f64>,
     /// Mean path KL to the reference along the round's trajectories, when the KL is on (`kl > 0`):
-    /// the mean path log-ratio under `InReward`, the mean closed-form per-step KL under `Path`.
+    /// the mean path log-ratio under `InReward`; under `Path`, the closed-form per-step KLs summed
+    /// along each path, averaged over its sequences (importance-weighted to the current θ) and over
+    /// the round's minibatches.
     pub kl: Option<f64>,
-    /// Mean entropy of the clean-end conditionals (nats per position).
+    /// Mean entropy (nats per position) of the model's clean conditionals `p_θ(·|x_{−l})` over the
+    /// first 4 samples (absorbing graph: `L` masked forwards each) or 16 (uniform graph).
     pub entropy: f64,
     /// Fraction of clipped PPO terms (weighted), averaged over minibatches.
     pub clip_ratio: f64,

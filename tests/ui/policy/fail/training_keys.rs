@@ -13,6 +13,11 @@ policy! {
         grad_clip: "big",
     }
 
+    Backwards {
+        reward: sepo::reward::GcContent::default(),
+        lr_schedule: WarmupCosine(warmup = 100, total = 50),
+    }
+
     Budgets {
         reward: sepo::reward::GcContent::default(),
         prompts: vec![vec![0], vec![1]],
