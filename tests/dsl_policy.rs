@@ -46,6 +46,21 @@ policy! {
     }
 }
 
+policy! {
+    /// The events estimator on a grid sampler.
+    Evented {
+        reward: GcContent::default(),
+        sampler: Tweedie(steps = 8),
+        log_prob: Events(positions = 2),
+        batch: 8,
+        group_size: 4,
+        iterations: 2,
+        epochs: 2,
+        minibatch: 4,
+        progress: false,
+    }
+}
+
 fn tiny_mlp() -> Mlp<f32, Cpu> {
     Mlp::new(
         MlpConfig::tiny(5, 4, ScoreHead::Absorbing),
@@ -99,4 +114,16 @@ fn a_missing_checkpoint_is_a_typed_error() {
         Loaded::build(&Cpu::default()),
         Err(sepo::Error::Io { .. })
     ));
+}
+
+#[test]
+fn an_events_policy_configures_and_fits() {
+    let config = Evented::config(4).unwrap();
+    assert_eq!(config.log_prob, LogProb::Events { positions: 2 });
+    let mut run = Evented::build_with(tiny_mlp()).unwrap();
+    let history = run.fit().unwrap();
+    assert_eq!(history.len(), 2);
+    assert!(history
+        .iter()
+        .all(|m| m.reward.is_finite() && m.grad_norm.is_finite()));
 }

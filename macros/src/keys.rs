@@ -95,7 +95,7 @@ pub const GRAPHS: &[&str] = &["Absorbing", "Uniform"];
 /// Samplers of `policy!`.
 pub const SAMPLERS: &[&str] = &["Tweedie", "Euler", "FirstHitting"];
 /// Log-probability estimators of `policy!`.
-pub const LOG_PROBS: &[&str] = &["ConcreteScore", "Trajectory"];
+pub const LOG_PROBS: &[&str] = &["ConcreteScore", "Trajectory", "Events"];
 /// Neighbour weights of `ConcreteScore(weights = ..)`.
 pub const WEIGHTS: &[&str] = &["Conditional", "Enumerate", "Snis"];
 /// Clean-score modes of `ConcreteScore(clean = ..)`.

@@ -7,6 +7,7 @@
 pub mod clean;
 pub mod concrete;
 pub mod estimator;
+pub mod events;
 pub mod ift;
 pub mod neighbour;
 pub mod reweight;
@@ -15,6 +16,9 @@ pub mod trajectory;
 pub use clean::{all_positions, clean_entropy, clean_log_scores, log_conditionals, CleanScores};
 pub use concrete::{ConcreteScore, GRAD_TOKENS};
 pub use estimator::{Component, Estimator, Mixture};
+pub use events::{
+    event_log_conditionals, events_log_prob, events_ppo_grads, unmasking_events, Event,
+};
 pub use ift::{ift_estimate, ift_weights, EnergyModel, Ift, StateGradient};
 pub use neighbour::{
     conditional_log_weights, neighbour_log_weights, snis_forwards, NeighbourWeights,

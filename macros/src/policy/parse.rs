@@ -380,12 +380,24 @@ fn log_prob(cx: &Ctxt, value: &Expr) -> Option<TokenStream> {
         value,
         "log_prob",
         keys::LOG_PROBS,
-        "`ConcreteScore(weights = .., clean = .., t0 = ..)` or `Trajectory` \
-         (or `Ift(..)` with `mode: SingleLoop`)",
+        "`ConcreteScore(weights = .., clean = .., t0 = ..)`, `Trajectory` or \
+         `Events(positions = n)` (or `Ift(..)` with `mode: SingleLoop`)",
     )?;
     if call.name == "Trajectory" {
         call.check_options(cx, &[], "");
         return Some(quote!(::sepo::__private::LogProb::Trajectory));
+    }
+    if call.name == "Events" {
+        call.check_options(cx, &["positions"], "`positions = n`");
+        let positions = match call.option("positions") {
+            Some(p) if call::number(p) == Some((0.0, true)) => {
+                cx.error_spanned_by(p, "`positions` must be ≥ 1: the events read per sample");
+                return None;
+            }
+            Some(p) => int_tokens(cx, p, "positions")?,
+            None => quote!(4),
+        };
+        return Some(quote!(::sepo::__private::LogProb::Events { positions: #positions }));
     }
     call.check_options(
         cx,

@@ -31,6 +31,16 @@ pub enum LogProb {
     /// The sampler's own path log-probability (unbiased for the sampler's distribution; the default).
     #[default]
     Trajectory,
+    /// The same path gradient from `positions` of each path's unmasking events (absorbing graphs):
+    /// `∇ log P_θ(path) = Σ_events ∇ log c_θ(x_l | x_k)` when the head is normalised, estimated by
+    /// `n/m` times the sum over `m` events drawn without replacement (unbiased), at about the cost of
+    /// `ConcreteScore` with `MaskedSubset { positions: m }`. PPO uses one ratio per event
+    /// `ρ_e = c_θ/c_old` (DDPO-style), so the clip bounds each event's ratio, not the path's
+    /// ([`crate::policy::events`], docs/sepo.md §4).
+    Events {
+        /// Unmasking events read per sample (`m ≥ 1`).
+        positions: usize,
+    },
 }
 
 /// Which sampler draws the completions.
@@ -220,6 +230,9 @@ impl FinetuneConfig {
         self.lr_schedule.check()?;
         if let LogProb::ConcreteScore(c) = self.log_prob {
             c.check()?;
+        }
+        if let LogProb::Events { positions } = self.log_prob {
+            crate::check::nonzero("positions", positions)?;
         }
         self.estimator.check()?;
         if !(self.kl >= 0.0 && self.kl.is_finite()) {

@@ -88,7 +88,7 @@ where
     fn clean_mode(&self) -> (CleanScores, f64) {
         let (mode, sigma0) = match self.config.log_prob {
             LogProb::ConcreteScore(c) => (c.clean, self.schedule.total(c.t0)),
-            LogProb::Trajectory => (
+            LogProb::Trajectory | LogProb::Events { .. } => (
                 CleanScores::Masked,
                 self.schedule.total(self.config.sampler.config().eps),
             ),
@@ -213,6 +213,22 @@ where
                     "needs recorded trajectories",
                 ))?;
                 crate::policy::trajectory_ppo_grads(&self.model, &self.graph, t, objectives)
+            }
+            LogProb::Events { positions } => {
+                let t = trajectory.ok_or(Error::invalid(
+                    "log_prob",
+                    "Events",
+                    "needs recorded trajectories",
+                ))?;
+                crate::policy::events_ppo_grads(
+                    &self.model,
+                    old,
+                    &self.graph,
+                    t,
+                    positions,
+                    objectives,
+                    rng,
+                )
             }
         }
     }

@@ -90,6 +90,13 @@ where
                 got: vec![model.num_states()],
             });
         }
+        if matches!(config.log_prob, LogProb::Events { .. }) && graph.mask().is_none() {
+            return Err(Error::invalid(
+                "log_prob",
+                "Events",
+                "needs an absorbing graph (a mask state)",
+            ));
+        }
         let state = config.optimizer.init(model.params());
         let reference = model.params().snapshot();
         Ok(Self {

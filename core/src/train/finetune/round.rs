@@ -367,7 +367,7 @@ where
     /// component that weighs by the path log-ratio to the reference.
     fn records_paths(&self) -> bool {
         let c = &self.config;
-        matches!(c.log_prob, LogProb::Trajectory)
+        matches!(c.log_prob, LogProb::Trajectory | LogProb::Events { .. })
             || c.kl > 0.0
             || c.estimator
                 .components
