@@ -6,7 +6,14 @@ mod loglinear;
 pub use geometric::Geometric;
 pub use loglinear::LogLinear;
 
-/// A noise schedule. `σ̄` must be non-decreasing on `[0, 1]` with `σ(t) = dσ̄/dt ≥ 0`.
+use crate::error::{Error, Result};
+
+/// Number of intervals of the grid `t_k = k/CHECK_INTERVALS` on which [`NoiseSchedule::check`]
+/// evaluates a schedule.
+pub const CHECK_INTERVALS: usize = 256;
+
+/// A noise schedule. `σ̄` must be non-decreasing on `[0, 1]` with `σ̄ ≥ 0` and `σ(t) = dσ̄/dt ≥ 0`,
+/// all finite ([`NoiseSchedule::check`]).
 pub trait NoiseSchedule: Clone + std::fmt::Debug + Send + Sync + 'static {
     /// Total noise `σ̄(t)`.
     fn total(&self, t: f64) -> f64;
@@ -33,6 +40,40 @@ pub trait NoiseSchedule: Clone + std::fmt::Debug + Send + Sync + 'static {
             }
         }
         0.5 * (lo + hi)
+    }
+
+    /// Validates the schedule on the grid `t_k = k/256`, `k = 0..=256` (1 included: samplers start
+    /// there): `σ̄(t_k)` and `σ(t_k)` finite ([`Error::NonFinite`], index `k`), `σ̄(t_k) ≥ 0`,
+    /// `σ(t_k) ≥ 0` and `σ̄(t_k) ≥ σ̄(t_{k−1})` up to a relative `1e-12` of rounding
+    /// ([`Error::InvalidParameter`] naming `t`). Trainers and samplers call it at entry, so a schedule
+    /// written with `noise_schedule!` (whose fields are public) is checked where it is used; a
+    /// negative `σ̄` would otherwise give negative transition probabilities and a negative DWDSE loss.
+    fn check(&self) -> Result<()> {
+        let mut previous = 0.0f64;
+        for k in 0..=CHECK_INTERVALS {
+            let t = k as f64 / CHECK_INTERVALS as f64;
+            let (total, rate) = (self.total(t), self.rate(t));
+            crate::error::ensure_finite("σ̄(t) of the schedule, t = index/256", k, total)?;
+            crate::error::ensure_finite("σ(t) of the schedule, t = index/256", k, rate)?;
+            let bad = |what: &str, value: f64, reason: &str| {
+                Err(Error::invalid(
+                    "schedule",
+                    format!("{self:?} with {what}({t}) = {value}"),
+                    reason,
+                ))
+            };
+            if total < 0.0 {
+                return bad("σ̄", total, "the total noise σ̄(t) must be ≥ 0 on [0, 1]");
+            }
+            if rate < 0.0 {
+                return bad("σ", rate, "the rate σ(t) = dσ̄/dt must be ≥ 0 on [0, 1]");
+            }
+            if total < previous - 1e-12 * previous.abs().max(1.0) {
+                return bad("σ̄", total, "σ̄ must be non-decreasing on [0, 1]");
+            }
+            previous = total;
+        }
+        Ok(())
     }
 }
 
