@@ -109,7 +109,7 @@ pub(crate) fn kmer_table_len(alphabet: usize, k: usize, what: &'static str) -> R
                 what,
                 k,
                 format!(
-                    "a table of alphabet^{what} = {alphabet}^{k} ≈ {:.3e} entries exceeds                      MAX_KMER_TABLE = {MAX_KMER_TABLE}",
+                    "a table of alphabet^{what} = {alphabet}^{k} ≈ {:.3e} entries exceeds MAX_KMER_TABLE = {MAX_KMER_TABLE}",
                     (alphabet as f64).powf(k as f64)
                 ),
             )
