@@ -225,6 +225,15 @@ impl FinetuneConfig {
         crate::check::nonzero("group_size", self.group_size)?;
         crate::check::nonzero("epochs", self.epochs)?;
         crate::check::nonzero("minibatch", self.minibatch)?;
+        crate::check::size(
+            "a round of samples",
+            &[
+                ("groups", self.groups),
+                ("group_size", self.group_size),
+                ("seq_len", self.seq_len),
+            ],
+            crate::check::MAX_ELEMENTS,
+        )?;
         self.sampler.config().check()?;
         self.optimizer.check()?;
         self.lr_schedule.check()?;
@@ -264,6 +273,13 @@ impl FinetuneConfig {
                      leave `group` unset",
                     comp.name
                 ),
+            ));
+        }
+        if self.kl_last_steps == Some(0) {
+            return Err(Error::invalid(
+                "kl_last_steps",
+                0,
+                "must be ≥ 1 sampler step (`None` for all steps)",
             ));
         }
         if self.reference_refresh == Some(0) {
