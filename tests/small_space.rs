@@ -1,6 +1,8 @@
 //! Learning on the exact 4^4 space: DWDSE pretraining reaches the data law (issue "core", must-show 5),
 //! and SEPO fine-tuning from the pretrained model moves it towards p*(x) ∝ p_ref(x)·exp(r(x)/β)
-//! (issue "SEPO", must-show 4).
+//! (issue "SEPO", must-show 4), with p_ref the pretrained MLP's own first-hitting law, exact up to
+//! quadrature (`support/first_hitting_law.rs`). The fine-tuning figures of docs/sepo.md §6 are pinned
+//! here, each within 4 standard deviations over fine-tuning seeds (issue #14 §5).
 //!
 //! TV tolerances against sampling noise: with n samples over 256 cells, the empirical law's expected TV
 //! to the truth is about ½ Σ_x sqrt(2 p(x)/(π n)) ≤ ½ sqrt(2·256/(π n)); at n = 50,000 that is ≤ 0.029
@@ -13,6 +15,9 @@ use sepo::graph::Absorbing;
 use sepo::prelude::*;
 use sepo::sample::{categorical, first_hitting, SamplerConfig};
 use sepo::score::{Mlp, MlpConfig, Transformer, TransformerConfig};
+
+#[path = "support/first_hitting_law.rs"]
+mod first_hitting_law;
 
 const L: usize = 4;
 const SAMPLES: usize = 50_000;
@@ -164,6 +169,12 @@ fn finetune_config(log_prob: sepo::train::LogProb, kl: f64) -> sepo::train::Fine
 }
 
 fn sample_tuned(model: &Mlp<f32, Cpu>, seed: u64) -> Vec<usize> {
+    try_sample_tuned(model, seed).unwrap()
+}
+
+/// 50,000 first-hitting samples of `model` at sampler seed `seed` (an error if the model's outputs are
+/// not finite).
+fn try_sample_tuned(model: &Mlp<f32, Cpu>, seed: u64) -> Result<Vec<usize>, sepo::Error> {
     let cfg = SamplerConfig {
         max_batch: 10_000,
         ..SamplerConfig::default()
@@ -180,66 +191,64 @@ fn sample_tuned(model: &Mlp<f32, Cpu>, seed: u64) -> Vec<usize> {
         None,
         &mut rng,
     )
-    .unwrap()
-    .tokens
+    .map(|s| s.tokens)
 }
 
 /// SEPO with a KL pull (β = 1, raw rewards with a leave-one-out baseline so that β keeps its meaning)
-/// from the pretrained MLP towards p*(x) ∝ p_ref(x)·exp(r(x)/β), exact by enumeration with p_ref the data
-/// law. The default log-probability estimator (`Trajectory`, unbiased for the sampler's law) with the
-/// default KL mode (`InReward`) reaches TV(samples, p*) ≤ ½·TV(p_ref, p*) and raises the mean reward by
-/// ≥ 0.5 (of a 0..4 range); measured at this seed: TV 0.433 → 0.086, reward 0.845 → 1.951. The bound has room
-/// against sampling noise: at 50,000 samples over 256 cells the empirical TV's own bias is about 0.02.
-/// (The concrete-score estimator with `Conditional` weights optimises the pseudo-likelihood surrogate,
-/// whose KL-regularised fixed point is not p*: docs/sepo.md §6 reports its numbers.)
+/// from the pretrained MLP towards p*(x) ∝ p_ref(x)·exp(r(x)/β), with p_ref the pretrained MLP's own
+/// first-hitting law (exact up to quadrature, [`pretrained_law`]): the default log-probability estimator
+/// (`Trajectory`) with each KL mode, at fine-tuning seed 0. Each TV(samples, p*) is pinned to its figure
+/// in docs/sepo.md §6 within 4 seed standard deviations (the sd over fine-tuning seeds 0–4, which
+/// includes the TV's sampling noise, ≈ 0.002 at 50,000 samples), and must be at most ½·TV(p_ref, p*);
+/// the mean reward must rise by ≥ 0.5 (of a 0..4 range). The five-seed comparison is
+/// `kl_modes_against_the_pretrained_models_own_tilted_law`.
 #[test]
 fn sepo_with_kl_moves_the_pretrained_mlp_towards_the_tilted_law() {
-    use sepo::reward::FnReward;
-    use sepo::train::{Finetuner, LogProb};
+    use sepo::train::{KlMode, LogProb};
     let beta = 1.0;
-    let p = data_law();
-    let tilted: Vec<f64> = (0..256)
-        .map(|i| p[i] * (twos(&decode(i)) / beta).exp())
-        .collect();
-    let z: f64 = tilted.iter().sum();
-    let target: Vec<f64> = tilted.iter().map(|w| w / z).collect();
-    let tv_ref = 0.5
-        * p.iter()
-            .zip(&target)
-            .map(|(a, b)| (a - b).abs())
+    let p_ref = pretrained_law();
+    let target = tilted_law(p_ref, beta);
+    let tv_ref = tv_laws(p_ref, &target);
+    // The empirical TV's own floor at exactly p*: E|p̂ − p| ≈ sqrt(2p(1 − p)/(π n)) per cell.
+    let floor: f64 = 0.5
+        * target
+            .iter()
+            .map(|p| (2.0 * p * (1.0 - p) / (std::f64::consts::PI * SAMPLES as f64)).sqrt())
             .sum::<f64>();
-    let model = pretrained_mlp().clone();
-    let graph = Absorbing::with_tokens(4).unwrap();
-    let mut ft = Finetuner::new(
-        model,
-        graph,
-        LogLinear::default(),
-        FnReward::new("twos", twos),
-        finetune_config(LogProb::default(), beta),
-    )
-    .unwrap();
-    ft.fit(60, false, None).unwrap();
-    let tokens = sample_tuned(&ft.model, 21);
-    let tv_tuned = tv(&tokens, L, &target);
-    let mean_before: f64 = p
+    eprintln!("TV floor of 50,000 exact samples of p*: {floor:.4}");
+    let mean_before: f64 = p_ref
         .iter()
         .enumerate()
         .map(|(i, q)| q * twos(&decode(i)))
         .sum();
-    let mean_after = tokens.chunks(L).map(twos).sum::<f64>() / SAMPLES as f64;
-    eprintln!("TV(p_ref, p*) = {tv_ref:.4}, TV(tuned, p*) = {tv_tuned:.4}; mean reward {mean_before:.3} → {mean_after:.3}");
-    assert!(
-        tv_tuned <= 0.5 * tv_ref,
-        "TV {tv_tuned} vs half of {tv_ref}"
-    );
-    assert!(
-        mean_after >= mean_before + 0.5,
-        "{mean_before} → {mean_after}"
-    );
+    // (mode, TV at seed 0, sd over seeds 0–4), measured in release.
+    for (mode, pinned, sd) in [
+        (KlMode::InReward, TV_IN_REWARD_SEED0, TV_IN_REWARD_SD),
+        (KlMode::Path, TV_PATH_SEED0, TV_PATH_SD),
+    ] {
+        let tokens = finetune_run(LogProb::default(), beta, mode, 60, 0).unwrap();
+        let tv_tuned = tv(&tokens, L, &target);
+        let mean_after = tokens.chunks(L).map(twos).sum::<f64>() / SAMPLES as f64;
+        eprintln!("{mode:?}: TV(p_ref, p*) = {tv_ref:.4}, TV(tuned, p*) = {tv_tuned:.4}; mean reward {mean_before:.3} → {mean_after:.3}");
+        assert!(
+            (tv_tuned - pinned).abs() <= 4.0 * sd,
+            "{mode:?}: TV {tv_tuned} vs pinned {pinned} ± 4·{sd}"
+        );
+        assert!(
+            tv_tuned <= 0.5 * tv_ref,
+            "{mode:?}: TV {tv_tuned} vs half of {tv_ref}"
+        );
+        assert!(
+            mean_after >= mean_before + 0.5,
+            "{mode:?}: {mean_before} → {mean_after}"
+        );
+    }
 }
 
-/// Without KL, every estimator raises the mean reward of the pretrained MLP in 20 rounds (exact sampling
-/// noise of the measured mean at 50,000 samples: sd ≈ 0.004).
+/// Without KL, every estimator raises the mean reward of the pretrained MLP in 20 rounds, by ≥ 0.3 and to
+/// its figure of docs/sepo.md §6 (fine-tuning seed 0) within 4 seed standard deviations (sd over seeds
+/// 0–4, `no_kl_reward_over_seeds`; it includes the sampling noise of the measured mean, sd ≈ 0.004 at
+/// 50,000 samples).
 #[test]
 fn every_estimator_raises_the_mean_reward_of_the_pretrained_mlp() {
     use sepo::policy::{CleanScores, ConcreteScore, NeighbourWeights};
@@ -251,7 +260,7 @@ fn every_estimator_raises_the_mean_reward_of_the_pretrained_mlp() {
         .enumerate()
         .map(|(i, q)| q * twos(&decode(i)))
         .sum();
-    for log_prob in [
+    for (log_prob, (pinned, sd)) in [
         LogProb::default(),
         LogProb::ConcreteScore(ConcreteScore::default()),
         LogProb::ConcreteScore(ConcreteScore {
@@ -263,7 +272,10 @@ fn every_estimator_raises_the_mean_reward_of_the_pretrained_mlp() {
             weights: NeighbourWeights::Snis { draws: 2 },
             ..ConcreteScore::default()
         }),
-    ] {
+    ]
+    .into_iter()
+    .zip(NO_KL_REWARD)
+    {
         let mut ft = Finetuner::new(
             pretrained_mlp().clone(),
             Absorbing::with_tokens(4).unwrap(),
@@ -279,6 +291,10 @@ fn every_estimator_raises_the_mean_reward_of_the_pretrained_mlp() {
         assert!(
             mean_after >= mean_before + 0.3,
             "{log_prob:?}: {mean_before} → {mean_after}"
+        );
+        assert!(
+            (mean_after - pinned).abs() <= 4.0 * sd,
+            "{log_prob:?}: reward {mean_after} vs pinned {pinned} ± 4·{sd}"
         );
     }
 }
@@ -366,5 +382,283 @@ fn events_reach_the_tilted_law_as_closely_as_trajectory() {
             (mean - t_mean).abs() <= 4.0 * se,
             "{log_prob:?}: TV {mean} vs Trajectory's {t_mean} (se {se})"
         );
+    }
+}
+
+/// Gauss–Laguerre nodes per event for the pretrained MLP's first-hitting law in the default suite
+/// (`Q + 16Q² + 96Q³ + 256Q⁴` forward rows; the ignored convergence test measures its error).
+/// Pinned figures of docs/sepo.md §6 (release measurements; sd over fine-tuning seeds 0–4).
+const TV_IN_REWARD_SEED0: f64 = 0.0412;
+const TV_IN_REWARD_SD: f64 = 0.0060;
+const TV_PATH_SEED0: f64 = 0.0648;
+const TV_PATH_SD: f64 = 0.0095;
+/// "No KL, 20 rounds" mean reward at seed 0 and its sd over seeds 0–4, per estimator of
+/// `every_estimator_raises_the_mean_reward_of_the_pretrained_mlp`.
+const NO_KL_REWARD: [(f64, f64); 4] = [
+    (3.879, 0.040),
+    (2.586, 0.166),
+    (1.571, 0.039),
+    (1.557, 0.031),
+];
+
+const LAW_NODES: usize = 4;
+
+/// The pretrained MLP's own first-hitting law over the 256 sequences (the `p_ref` of fine-tuning),
+/// by quadrature over the event times ([`first_hitting_law`]).
+fn pretrained_law() -> &'static Vec<f64> {
+    static LAW: OnceLock<Vec<f64>> = OnceLock::new();
+    LAW.get_or_init(|| {
+        first_hitting_law::first_hitting_law(
+            pretrained_mlp(),
+            &LogLinear::default(),
+            4,
+            L,
+            LAW_NODES,
+        )
+    })
+}
+
+/// `p*(x) ∝ p_ref(x)·exp(r(x)/β)` for the reward "number of 2s".
+fn tilted_law(p_ref: &[f64], beta: f64) -> Vec<f64> {
+    let w: Vec<f64> = (0..256)
+        .map(|i| p_ref[i] * (twos(&decode(i)) / beta).exp())
+        .collect();
+    let z: f64 = w.iter().sum();
+    w.iter().map(|v| v / z).collect()
+}
+
+fn tv_laws(a: &[f64], b: &[f64]) -> f64 {
+    0.5 * a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f64>()
+}
+
+fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let m = v.iter().sum::<f64>() / n;
+    (
+        m,
+        (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt(),
+    )
+}
+
+/// Fine-tunes the pretrained MLP for `rounds` rounds at fine-tuning seed `seed`; returns 50,000 fresh
+/// samples (sampler seed `21 + seed`).
+fn finetune_run(
+    log_prob: sepo::train::LogProb,
+    kl: f64,
+    kl_mode: sepo::train::KlMode,
+    rounds: u64,
+    seed: u64,
+) -> Result<Vec<usize>, sepo::Error> {
+    use sepo::reward::FnReward;
+    use sepo::train::Finetuner;
+    let config = sepo::train::FinetuneConfig {
+        seed,
+        kl_mode,
+        ..finetune_config(log_prob, kl)
+    };
+    let mut ft = Finetuner::new(
+        pretrained_mlp().clone(),
+        Absorbing::with_tokens(4).unwrap(),
+        LogLinear::default(),
+        FnReward::new("twos", twos),
+        config,
+    )
+    .unwrap();
+    ft.fit(rounds, false, None)?;
+    try_sample_tuned(&ft.model, 21 + seed)
+}
+
+#[test]
+fn gauss_laguerre_integrates_polynomials_exactly() {
+    for q in [1, 4, 6, 10] {
+        let (x, w) = first_hitting_law::gauss_laguerre(q);
+        let mut factorial = 1.0;
+        for k in 0..2 * q {
+            if k > 0 {
+                factorial *= k as f64;
+            }
+            let moment: f64 = x.iter().zip(&w).map(|(x, w)| w * x.powi(k as i32)).sum();
+            assert!(
+                (moment / factorial - 1.0).abs() < 1e-9,
+                "q = {q}, k = {k}: {moment} vs {factorial}"
+            );
+        }
+    }
+}
+
+/// The quadrature law of the pretrained MLP converges in the number of nodes per event and matches a
+/// 10^6-sample Monte Carlo histogram of the sampler itself (Pearson χ² over the 256 cells, 255 degrees
+/// of freedom: mean 255, sd 22.6; asserted below 255 + 5·22.6). Run in release:
+/// `cargo test --release --test small_space -- --ignored --nocapture first_hitting_law_`.
+#[test]
+#[ignore]
+fn first_hitting_law_of_the_pretrained_mlp_is_exact() {
+    let model = pretrained_mlp();
+    let mut laws = Vec::new();
+    for q in [4, 6, 8, 10] {
+        let clock = std::time::Instant::now();
+        let law = first_hitting_law::first_hitting_law(model, &LogLinear::default(), 4, L, q);
+        eprintln!(
+            "Q = {q}: Σ p = {:.12}, {:.1} s",
+            law.iter().sum::<f64>(),
+            clock.elapsed().as_secs_f64()
+        );
+        assert!((law.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        laws.push((q, law));
+    }
+    for pair in laws.windows(2) {
+        let d = tv_laws(&pair[0].1, &pair[1].1);
+        let max = pair[0]
+            .1
+            .iter()
+            .zip(&pair[1].1)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        eprintln!(
+            "TV(Q = {}, Q = {}) = {d:.2e}, max |Δp| = {max:.2e}",
+            pair[0].0, pair[1].0
+        );
+    }
+    let best = &laws.last().unwrap().1;
+    // The default suite's LAW_NODES: its error must stay well under the TVs' sampling sd (≈ 0.002).
+    let used = &laws.iter().find(|(q, _)| *q == LAW_NODES).unwrap().1;
+    eprintln!("TV(Q = {LAW_NODES}, Q = 10) = {:.2e}", tv_laws(used, best));
+    assert!(
+        tv_laws(used, best) < 1e-3,
+        "Q = {LAW_NODES} is off by {}",
+        tv_laws(used, best)
+    );
+    let n = 1_000_000;
+    let cfg = SamplerConfig {
+        max_batch: 20_000,
+        ..SamplerConfig::default()
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(99);
+    let s = first_hitting(
+        model,
+        model.params(),
+        &Absorbing::with_tokens(4).unwrap(),
+        &LogLinear::default(),
+        &cfg,
+        n,
+        L,
+        None,
+        &mut rng,
+    )
+    .unwrap();
+    let mut counts = vec![0.0; 256];
+    for seq in s.tokens.chunks(L) {
+        counts[encode(seq)] += 1.0;
+    }
+    let chi2: f64 = counts
+        .iter()
+        .zip(best)
+        .map(|(c, p)| (c - n as f64 * p).powi(2) / (n as f64 * p))
+        .sum();
+    let emp: Vec<f64> = counts.iter().map(|c| c / n as f64).collect();
+    eprintln!(
+        "Monte Carlo 10^6: χ² = {chi2:.1} (255 dof), TV = {:.4}; TV(law, data law) = {:.4}",
+        tv_laws(&emp, best),
+        tv_laws(best, &data_law())
+    );
+    assert!(chi2 < 255.0 + 5.0 * 22.6, "χ² {chi2}");
+}
+
+/// Issue #14 §5: `KlMode::InReward` against `KlMode::Path`, measured against `p*` built from the
+/// pretrained MLP's own first-hitting law (β = 1, 60 rounds, fine-tuning seeds 0–4), for `Trajectory`
+/// and the concrete score (`Conditional`, masked clean scores). Run in release:
+/// `cargo test --release --test small_space -- --ignored --nocapture kl_modes_`.
+#[test]
+#[ignore]
+fn kl_modes_against_the_pretrained_models_own_tilted_law() {
+    use sepo::policy::ConcreteScore;
+    use sepo::train::{KlMode, LogProb};
+    let beta = 1.0;
+    let p_ref = pretrained_law();
+    let target = tilted_law(p_ref, beta);
+    eprintln!("TV(p_ref, p*) = {:.4}", tv_laws(p_ref, &target));
+    let mut summary = Vec::new();
+    for log_prob in [
+        LogProb::Trajectory,
+        LogProb::ConcreteScore(ConcreteScore::default()),
+    ] {
+        for mode in [KlMode::InReward, KlMode::Path] {
+            let mut tvs = Vec::new();
+            for seed in 0..5 {
+                let clock = std::time::Instant::now();
+                let tokens = match finetune_run(log_prob, beta, mode, 60, seed) {
+                    Ok(tokens) => tokens,
+                    Err(e) => {
+                        eprintln!("{log_prob:?} {mode:?} seed {seed}: failed: {e}");
+                        continue;
+                    }
+                };
+                let t = tv(&tokens, L, &target);
+                let reward = tokens.chunks(L).map(twos).sum::<f64>() / SAMPLES as f64;
+                eprintln!(
+                    "{log_prob:?} {mode:?} seed {seed}: TV(tuned, p*) = {t:.4}, reward {reward:.3} ({:.0} s)",
+                    clock.elapsed().as_secs_f64()
+                );
+                tvs.push(t);
+            }
+            let (m, sd) = mean_sd(&tvs);
+            eprintln!(
+                "{log_prob:?} {mode:?}: TV mean {m:.4}, sd {sd:.4} over {} runs",
+                tvs.len()
+            );
+            summary.push((log_prob, mode, tvs));
+        }
+    }
+    for pair in summary.chunks(2) {
+        let (a, b) = (&pair[0].2, &pair[1].2);
+        if a.len() < 5 || b.len() < 5 {
+            continue;
+        }
+        let (ma, sa) = mean_sd(a);
+        let (mb, sb) = mean_sd(b);
+        let se = ((sa * sa + sb * sb) / 5.0).sqrt();
+        let d: Vec<f64> = a.iter().zip(b).map(|(x, y)| x - y).collect();
+        let (md, sdd) = mean_sd(&d);
+        // t quantile 0.975 at 8 (unpaired) and 4 (paired) degrees of freedom.
+        eprintln!(
+            "{:?}: InReward − Path = {:.4} ± {:.4} (95%, unpaired), paired by seed {md:.4} ± {:.4}",
+            pair[0].0,
+            ma - mb,
+            2.306 * se,
+            2.776 * sdd / 5f64.sqrt()
+        );
+    }
+}
+
+/// Seed spread of the "no KL, 20 rounds" column of docs/sepo.md §6 (fine-tuning seeds 0–4). Run in
+/// release: `cargo test --release --test small_space -- --ignored --nocapture no_kl_`.
+#[test]
+#[ignore]
+fn no_kl_reward_over_seeds() {
+    use sepo::policy::{CleanScores, ConcreteScore, NeighbourWeights};
+    use sepo::train::{KlMode, LogProb};
+    for log_prob in [
+        LogProb::default(),
+        LogProb::ConcreteScore(ConcreteScore::default()),
+        LogProb::ConcreteScore(ConcreteScore {
+            clean: CleanScores::Unmasked,
+            ..ConcreteScore::default()
+        }),
+        LogProb::ConcreteScore(ConcreteScore {
+            clean: CleanScores::Unmasked,
+            weights: NeighbourWeights::Snis { draws: 2 },
+            ..ConcreteScore::default()
+        }),
+    ] {
+        let rewards: Vec<f64> = (0..5)
+            .map(|seed| {
+                let tokens = finetune_run(log_prob, 0.0, KlMode::InReward, 20, seed).unwrap();
+                let r = tokens.chunks(L).map(twos).sum::<f64>() / SAMPLES as f64;
+                eprintln!("{log_prob:?} seed {seed}: reward {r:.3}");
+                r
+            })
+            .collect();
+        let (m, sd) = mean_sd(&rewards);
+        eprintln!("{log_prob:?}: reward mean {m:.3}, sd {sd:.3}");
     }
 }
