@@ -7,10 +7,13 @@
 //! cargo run --release --example bench -- --flow    # gradient flow against plain SEPO only (about 1 h)
 //! cargo run --release --example bench -- --flow --small   # the same at toy sizes (a smoke check)
 //! cargo run --release --example bench -- --events  # Events{m} against MaskedSubset{m}, optimisation only
+//! cargo run --release --example bench -- --config=dna      # side by side with PyTorch: JSON lines
 //! ```
 //!
 //! Each row is the median of `reps` timed runs after one warm-up run. Timings are wall-clock on whatever
 //! else the machine is doing: record the load with the figures.
+
+mod side_by_side;
 
 use std::time::Instant;
 
@@ -509,6 +512,11 @@ fn flow_benches(small: bool) {
 }
 
 fn main() {
+    // `--config=NAME`: the side-by-side workloads as JSON lines (examples/side_by_side/mod.rs).
+    if let Some(config) = flag::<String>("--config=") {
+        side_by_side::main(&config);
+        return;
+    }
     let tiny_only = std::env::args().any(|a| a == "--tiny");
     let sepo_only = std::env::args().any(|a| a == "--sepo");
     println!("| what | config | median | notes |\n|---|---|---|---|");

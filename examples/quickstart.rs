@@ -1,7 +1,15 @@
 //! sepo's main job on CPU in a few minutes, written with the DSL: pretrain a tiny discrete diffusion
 //! transformer on a DNA-like corpus, declare a reward with `#[reward]`, and fine-tune the model with a
 //! `policy!` so that its samples score higher while a KL term keeps it close to the pretrained model.
-//! Watch the reward rise on the progress bar.
+//! Watch the reward rise on the progress bar; the last table says what it cost: the path KL to the
+//! pretrained model and the 3-mer correlation with the corpus (naturalness), on fresh samples.
+//!
+//! Measured on the 2-core dev VM (release, 2026-12-02): GC content 0.476 → 0.517 (± 0.006 each, about
+//! 7 standard errors), path KL 0.29 nats, 3-mer correlation 0.958 → 0.916. At β = 0.1 the reward rose
+//! further (0.579) but the 3-mer correlation fell to 0.770; with the `ConcreteScore` estimator
+//! (Conditional weights, 4 masked positions) and the KL in the reward, β = 0.3 drove the reward *down*
+//! (0.327) and the 3-mer correlation to 0.548: its pseudo-likelihood gradient does not lower the path
+//! log-ratio that the shaped reward penalises (docs/sepo.md §6).
 //!
 //! ```sh
 //! cargo run --release --example quickstart
@@ -19,16 +27,16 @@ fn gc_content(seq: &[usize]) -> f64 {
 }
 
 policy! {
-    /// GC content, SEPO's concrete-score estimator on 4 masked positions per sample, GRPO advantages,
-    /// and a KL pull (β = 0.1, in the reward, over the whole path) towards the pretrained model.
+    /// GC content, the default `Trajectory` log-probability (unbiased for the sampler's law), GRPO
+    /// advantages, and a KL pull (β = 0.3, in the reward, over the whole path) towards the pretrained
+    /// model, whose regularised optimum is p* ∝ p_ref·exp(r/β).
     GcPolicy {
         graph: Absorbing,
         schedule: LogLinear,
         sampler: FirstHitting,
         reward: GcContent,
-        log_prob: ConcreteScore(weights = Conditional, clean = MaskedSubset(positions = 4)),
         estimator: grpo(clip = 0.2),
-        kl: 0.1,
+        kl: 0.3,
         optimizer: Adam(lr = 3e-4),
         batch: 32,
         group_size: 8,
@@ -45,7 +53,7 @@ fn main() -> sepo::Result<()> {
     println!("1/2 pretraining a tiny diffusion transformer (DWDSE) on a synthetic DNA-like corpus");
     let model = common::pretrained(&dir.join("pretrained"), 300, true)?;
 
-    println!("2/2 fine-tuning it with SEPO on GC content (KL β = 0.1 to the pretrained model)");
+    println!("2/2 fine-tuning it with SEPO on GC content (KL β = 0.3 to the pretrained model)");
     let pretrained = model.clone();
     let mut run = GcPolicy::build_with(model)?;
     let history = run.fit()?;
@@ -64,8 +72,10 @@ fn main() -> sepo::Result<()> {
     // pretrained model and the 3-mer correlation with the corpus (naturalness; 1 is perfect).
     let reference = &run.finetuner.reference;
     let gc = GcContent;
-    let before = common::assess::assess("pretrained", &pretrained, reference, &gc, &gc, (0, 0), 0.0)?;
-    let after = common::assess::assess("fine-tuned", run.model(), reference, &gc, &gc, (0, 0), 0.0)?;
+    let before =
+        common::assess::assess("pretrained", &pretrained, reference, &gc, &gc, (0, 0), 0.0)?;
+    let after =
+        common::assess::assess("fine-tuned", run.model(), reference, &gc, &gc, (0, 0), 0.0)?;
     println!("\nmodel        GC content ± se   path KL   3-mer corr.");
     for o in [&before, &after] {
         println!(

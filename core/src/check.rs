@@ -38,15 +38,54 @@ pub fn sigmas(sigma_bar: &[f64], rows: usize) -> Result<()> {
         });
     }
     for (i, &s) in sigma_bar.iter().enumerate() {
-        if !s.is_finite() || s < 0.0 {
+        if !s.is_finite() {
             return Err(Error::NonFinite {
-                what: "total noise σ̄ (must be finite and ≥ 0)",
+                what: "total noise σ̄",
                 index: i,
                 value: s,
             });
         }
+        if s < 0.0 {
+            return Err(Error::invalid(
+                "σ̄",
+                s,
+                format!("total noise must be ≥ 0 (sequence {i}); is the noise schedule negative?"),
+            ));
+        }
     }
     Ok(())
+}
+
+/// Largest number of elements sepo allocates for one buffer whose size is a product of user-given
+/// sizes (parameters of a model, tokens of a batch, entries of a table): `2^31`, i.e. 8 GiB of `f32`
+/// or 16 GiB of `f64`/`usize`. A larger request is refused by [`size`] with a typed error before
+/// anything is allocated, instead of overflowing `usize` or aborting the process in the allocator.
+pub const MAX_ELEMENTS: usize = 1 << 31;
+
+/// The product of `factors` (each `(name, value)`), checked: an overflow of `usize`, or a product
+/// above `cap`, is an [`Error::InvalidParameter`] naming the largest factor and listing them all.
+pub fn size(what: &str, factors: &[(&'static str, usize)], cap: usize) -> Result<usize> {
+    let product = factors
+        .iter()
+        .try_fold(1usize, |acc, &(_, n)| acc.checked_mul(n))
+        .filter(|&p| p <= cap);
+    product.ok_or_else(|| {
+        let (name, value) = factors
+            .iter()
+            .copied()
+            .max_by_key(|&(_, n)| n)
+            .unwrap_or(("size", 0));
+        let listed: Vec<String> = factors.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+        let approx: f64 = factors.iter().map(|&(_, n)| n as f64).product();
+        Error::invalid(
+            name,
+            value,
+            format!(
+                "{what} needs {} ≈ {approx:.3e} elements, above the cap of {cap}",
+                listed.join(" × ")
+            ),
+        )
+    })
 }
 
 /// Checks `0 < x` (and finite), naming the parameter.

@@ -78,10 +78,11 @@ impl DnaLike {
     }
 }
 
-/// Normalised k-mer frequencies (`4^k` entries, lexicographic) over a set of sequences.
+/// Normalised k-mer frequencies (`alphabet^k` entries, lexicographic, at most
+/// [`MAX_KMER_TABLE`](crate::reward::MAX_KMER_TABLE)) over a set of sequences.
 pub fn kmer_frequencies(sequences: &[Vec<usize>], k: usize, alphabet: usize) -> Result<Vec<f64>> {
     crate::check::nonzero("k", k)?;
-    let mut counts = vec![0.0; alphabet.pow(k as u32)];
+    let mut counts = vec![0.0; crate::reward::kmer_table_len(alphabet, k, "k")?];
     for s in sequences {
         if !s.is_empty() {
             crate::check::tokens(s, 1, s.len(), alphabet)?;

@@ -171,7 +171,10 @@ pub fn reward(args: TokenStream, item: TokenStream) -> TokenStream {
 /// Number literals, `t`, the parameters, `PI`, `E`, `+ - * /`, unary `-`, parentheses, and the
 /// functions `exp ln sqrt sin cos tan exp_m1 ln_1p` (one argument), `powi(x, n)` (integer literal `n`)
 /// and `powf(x, y)`, called as `ln(x)` or `x.ln()`. Anything else is a compile error at its span,
-/// listing what is supported. The macro does not check that `σ̄` is non-decreasing.
+/// listing what is supported, and so is a literal beyond f64's range (`1e400`). The macro does not
+/// check that `σ̄` is non-negative and non-decreasing (its parameters are public fields):
+/// `NoiseSchedule::check` does, on a grid of `[0, 1]`, wherever a trainer or sampler takes the
+/// schedule.
 #[proc_macro]
 pub fn noise_schedule(input: TokenStream) -> TokenStream {
     schedule::noise_schedule(input.into()).into()
@@ -344,7 +347,12 @@ pub fn estimator(input: TokenStream) -> TokenStream {
 /// a two-loop key (`epochs`, `estimator`, ..) with `mode: SingleLoop` or `lr_decay` without it (at the
 /// key), a two-loop `sampler`/`log_prob` in a single loop or `Flow(..)`/`Ift(..)` in two (at the
 /// value, naming the mode it needs), unbounded `rates` (`Sqrt`, `Corrector`), `t0` outside [0, 1],
-/// and fewer than 2 particles. "Did you mean"
+/// and fewer than 2 particles. Every number literal gets the range its core type checks at run time,
+/// at the literal: `Adam(lr, weight_decay ≥ 0, beta1/beta2 ∈ [0, 1), eps > 0)`, `LogLinear(eps ∈
+/// (0, 1))`, `Geometric(0 < sigma_min < sigma_max)`, `Tweedie`/`Euler(steps ≥ 1, eps ∈ (0, 1),
+/// max_batch ≥ 1)` (also as `Flow`'s `init`), `ConcreteScore(t0 ∈ [0, 1])`, `Snis(draws ≥ 1)`,
+/// `MaskedSubset(positions ≥ 1)`, a finite `kl`, and leave-one-out in groups of at least 2
+/// (`group_size: 1`). Expressions are checked by the same rules at run time. "Did you mean"
 /// counts a swap of two adjacent letters as one edit (`iteartions` → `iterations`). A
 /// `reward` that is not a `Reward` is underlined by the compiler where it was written. On error the
 /// struct and its constructors are still emitted, with stub bodies.

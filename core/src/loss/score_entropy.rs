@@ -175,7 +175,22 @@ impl Dwdse {
             (0..batch).map(|_| rng.gen_range(self.t_min..1.0)).collect()
         };
         let sigma_bar: Vec<f64> = t.iter().map(|&t| schedule.total(t)).collect();
-        let sigma_rate = t.iter().map(|&t| schedule.rate(t)).collect();
+        let sigma_rate: Vec<f64> = t.iter().map(|&t| schedule.rate(t)).collect();
+        // A negative σ̄ or σ would train on a negative loss without any other sign of trouble.
+        crate::check::sigmas(&sigma_bar, batch)?;
+        for (i, &rate) in sigma_rate.iter().enumerate() {
+            crate::error::ensure_finite("noise rate σ(t)", i, rate)?;
+            if rate < 0.0 {
+                return Err(Error::invalid(
+                    "σ(t)",
+                    rate,
+                    format!(
+                        "the schedule's rate must be ≥ 0 (sequence {i}, t = {})",
+                        t[i]
+                    ),
+                ));
+            }
+        }
         let x_t = graph.sample_transition(x0, &sigma_bar, rng);
         Ok(DwdseBatch {
             x0: x0.to_vec(),
@@ -189,12 +204,22 @@ impl Dwdse {
     }
 }
 
-/// Mean over the batch of `σ(t)·score_entropy`, with gradient through the model's parameters.
+/// Mean over the batch of `σ(t)·score_entropy`, with gradient through the model's parameters. The
+/// batch is checked against the model first ([`ScoreModel::check_input`]: token ids, σ̄, and a
+/// sequence length the model accepts), so a corpus of the wrong length is a typed error.
 pub fn dwdse_loss<E: Dtype, D: Device<E>, M: ScoreModel<E, D>, G: Graph>(
     model: &M,
     graph: &G,
     batch: &DwdseBatch,
 ) -> Result<Tensor<Rank0, E, D, OwnedTape<E, D>>> {
+    model.check_input(&batch.x_t, batch.batch, batch.seq_len, &batch.sigma_bar)?;
+    if batch.sigma_rate.len() != batch.batch || batch.x0.len() != batch.x_t.len() {
+        return Err(Error::ShapeMismatch {
+            op: "dwdse_loss (σ(t) and x0 per sequence)",
+            expected: vec![batch.batch, batch.x_t.len()],
+            got: vec![batch.sigma_rate.len(), batch.x0.len()],
+        });
+    }
     let dev = model.params().device();
     let ids = dev
         .try_tensor_from_vec(batch.x_t.clone(), (batch.batch, batch.seq_len))

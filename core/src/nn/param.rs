@@ -95,20 +95,28 @@ impl<E: Dtype, D: Device<E>> ParamStore<E, D> {
                 "every dimension must be positive",
             ));
         }
-        let n: usize = shape.iter().product();
-        let values: Vec<E> = match init {
-            Init::Zeros => vec![from_f64(0.0); n],
-            Init::Ones => vec![from_f64(1.0); n],
-            Init::Normal { std } => (0..n)
-                .map(|_| {
-                    let z: f64 = StandardNormal.sample(&mut self.rng);
-                    from_f64(std * z)
-                })
-                .collect(),
-            Init::Uniform { bound } => (0..n)
-                .map(|_| from_f64(self.rng.gen_range(-bound..=bound)))
-                .collect(),
-        };
+        let dims: Vec<(&'static str, usize)> = shape.iter().map(|&d| ("dimension", d)).collect();
+        let n = crate::check::size(
+            "a parameter",
+            &dims,
+            crate::check::MAX_ELEMENTS.saturating_sub(self.num_elements()),
+        )?;
+        let mut values: Vec<E> = Vec::new();
+        values.try_reserve_exact(n).map_err(|e| Error::Device {
+            op: "ParamStore::add (host buffer)",
+            message: format!("{n} elements: {e}"),
+        })?;
+        match init {
+            Init::Zeros => values.resize(n, from_f64(0.0)),
+            Init::Ones => values.resize(n, from_f64(1.0)),
+            Init::Normal { std } => values.extend((0..n).map(|_| {
+                let z: f64 = StandardNormal.sample(&mut self.rng);
+                from_f64::<E>(std * z)
+            })),
+            Init::Uniform { bound } => {
+                values.extend((0..n).map(|_| from_f64::<E>(self.rng.gen_range(-bound..=bound))))
+            }
+        }
         let tensor = self
             .dev
             .try_tensor_from_vec(values, (n,))

@@ -66,7 +66,10 @@ impl<E: Dtype, D: Device<E>> EnergyModel<E, D> for Mlp<E, D> {}
 impl<E: Dtype, D: Device<E>> EnergyModel<E, D> for Transformer<E, D> {}
 
 /// The centred weights `w_b = (ρ̂_b − mean ρ̂)/(B − 1)`, so that `ĝ = Σ_b w_b ĥ_b` is the unbiased sample
-/// covariance. Needs `B ≥ 2` finite values.
+/// covariance. Needs `B ≥ 2` finite values. Where `Σ ρ̂` overflows f64 the mean is taken as
+/// `Σ (ρ̂_b/B)`, and where `ρ̂_b − mean` overflows the weight is `ρ̂_b/(B − 1) − mean/(B − 1)`: since
+/// `|w_b| ≤ (max ρ̂ − min ρ̂)/B`, every weight of finite `ρ̂` is then finite (a non-finite one would
+/// still be an [`Error::NonFinite`], never an `Ok`).
 pub fn ift_weights(rho: &[f64]) -> Result<Vec<f64>> {
     if rho.len() < 2 {
         return Err(Error::invalid(
@@ -78,9 +81,33 @@ pub fn ift_weights(rho: &[f64]) -> Result<Vec<f64>> {
     for (i, &r) in rho.iter().enumerate() {
         crate::error::ensure_finite("rho", i, r)?;
     }
-    let mean = rho.iter().sum::<f64>() / rho.len() as f64;
+    let b = rho.len() as f64;
+    let mut mean = rho.iter().sum::<f64>() / b;
+    if !mean.is_finite() {
+        // Σ ρ̂ overflowed: Σ (ρ̂/B) is finite for finite ρ̂.
+        mean = rho.iter().map(|r| r / b).sum::<f64>();
+    }
     let scale = 1.0 / (rho.len() - 1) as f64;
-    Ok(rho.iter().map(|r| (r - mean) * scale).collect())
+    let w: Vec<f64> = rho
+        .iter()
+        .map(|r| {
+            let w = (r - mean) * scale;
+            if w.is_finite() {
+                w
+            } else {
+                // ρ̂ − mean overflowed: scaled first, the weight may still be finite (B > 2).
+                r * scale - mean * scale
+            }
+        })
+        .collect();
+    match w.iter().position(|x| !x.is_finite()) {
+        Some(i) => Err(Error::NonFinite {
+            what: "IFT weight (spread of ρ̂ overflows f64; rescale the reward or β)",
+            index: i,
+            value: w[i],
+        }),
+        None => Ok(w),
+    }
 }
 
 /// Host form of the estimator, `ĝ = Σ_b w_b ĥ_b` with `ĥ` flat `[B, P]`.
@@ -100,7 +127,14 @@ pub fn ift_estimate(rho: &[f64], state_gradients: &[f64]) -> Result<Vec<f64>> {
             *gi += wb * h;
         }
     }
-    Ok(g)
+    match g.iter().position(|x| !x.is_finite()) {
+        Some(i) => Err(Error::NonFinite {
+            what: "IFT estimate (non-finite or overflowing state gradient)",
+            index: i,
+            value: g[i],
+        }),
+        None => Ok(g),
+    }
 }
 
 /// The estimator's configuration: the state gradient, the time `t₀` of the clean-end scores
@@ -293,6 +327,49 @@ mod tests {
         assert_eq!(w, vec![-1.0, -0.5, 1.5]);
         assert!(ift_weights(&[1.0]).is_err());
         assert!(ift_weights(&[1.0, f64::NAN]).is_err());
+    }
+
+    /// Near f64's limits: `Σ ρ̂` overflows but the mean and the weights do not (closed form), and a
+    /// difference that overflows before the division by `B − 1` is recovered.
+    #[test]
+    fn weights_near_f64_limits_are_exact() {
+        let w = ift_weights(&[1e308, 1.5e308, 1.7e308]).unwrap();
+        for (got, want) in w.iter().zip([-0.2e308, 0.05e308, 0.15e308]) {
+            assert!((got - want).abs() <= 1e-12 * want.abs(), "{w:?}");
+        }
+        // mean = 1.7e308/3, ρ̂_0 − mean = −2.27e308 overflows; divided by 2 it is −1.13e308.
+        let w = ift_weights(&[-1.7e308, 1.7e308, 1.7e308]).unwrap();
+        assert!(
+            (w[0] - (-1.7e308 / 2.0 - 1.7e308 / 6.0)).abs() <= 1e-12 * 1.2e308,
+            "{w:?}"
+        );
+        let w = ift_weights(&[-1.7e308, 1.7e308]).unwrap();
+        assert_eq!(w, vec![-1.7e308, 1.7e308]);
+        assert!(matches!(
+            ift_estimate(&[0.0, 2.0], &[1.0, f64::NAN, 0.0, 1.0]),
+            Err(Error::NonFinite { index: 1, .. })
+        ));
+    }
+
+    proptest::proptest! {
+        /// Any finite ρ̂, ordinary or near f64's limits: finite centred weights.
+        #[test]
+        fn weights_of_finite_rho_are_finite_and_centred(
+            rho in proptest::collection::vec(
+                proptest::prop_oneof![-1e3f64..1e3, -f64::MAX..f64::MAX], 2..9)
+        ) {
+            match ift_weights(&rho) {
+                Ok(w) => {
+                    proptest::prop_assert!(w.iter().all(|x| x.is_finite()), "{:?}", w);
+                    // Centred: Σ w = 0 up to the rounding of the mean and the sum, a few ulps of
+                    // max |ρ̂| each (summed in units of max |ρ̂| so that nothing overflows).
+                    let big = rho.iter().fold(0.0f64, |m, x| m.max(x.abs())).max(f64::MIN_POSITIVE);
+                    let sum = w.iter().map(|x| x / big).sum::<f64>();
+                    proptest::prop_assert!(sum.abs() < 1e-12 * w.len() as f64, "{:?}", w);
+                }
+                Err(e) => proptest::prop_assert!(false, "{}", e),
+            }
+        }
     }
 
     #[test]

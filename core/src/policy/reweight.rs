@@ -79,7 +79,9 @@ impl Reweight {
 
 /// `snis` advantages over contiguous groups of `sizes`: `A_j = n·w̄_j − 1` with
 /// `log w_j = r_j/τ − log_ratio_j`, `log_ratio_j = log P_old(path_j) − log P_ref(path_j)`,
-/// normalised in log space within each group.
+/// normalised in log space within each group. Where `r_j/τ − log_ratio_j` overflows f64 (rewards or
+/// ratios near ±1e308, or a tiny `τ`), the group's log-weights are formed rescaled instead (see
+/// `rescaled_log_weights`); every advantage lies in `[−1, n − 1]`.
 pub fn snis_advantages(
     rewards: &[f64],
     log_ratio: &[f64],
@@ -93,15 +95,62 @@ pub fn snis_advantages(
     for &n in sizes {
         let range = start..start + n;
         start += n;
-        let log_w: Vec<f64> = rewards[range.clone()]
-            .iter()
-            .zip(&log_ratio[range])
-            .map(|(r, d)| r / temperature - d)
-            .collect();
+        let (r, d) = (&rewards[range.clone()], &log_ratio[range]);
+        let mut log_w: Vec<f64> = r.iter().zip(d).map(|(r, d)| r / temperature - d).collect();
+        if log_w.iter().any(|lw| !lw.is_finite()) {
+            log_w = rescaled_log_weights(r, d, temperature);
+        }
         let norm = crate::weight::log_sum_exp(&log_w);
         out.extend(log_w.iter().map(|lw| n as f64 * (lw - norm).exp() - 1.0));
     }
-    Ok(out)
+    finite_output("snis advantage", out)
+}
+
+/// The log-weights `r_j/τ − d_j` of one group up to a common shift, for inputs where they overflow.
+///
+/// With `m = max_j max(|r_j|, |d_j|)` and `v_j = r_j/m − τ·(d_j/m)` (each term in `[−1, 1]`, so `v_j`
+/// is finite for any finite `τ`), `r_j/τ − d_j = (m/τ)·v_j`, and the shift by `max_k` of it leaves
+/// `(m/τ)·(v_j − v_max) ≤ 0`: exactly 0 at the maximum (not `0·∞`), `−∞` (weight 0) where the
+/// gap overflows. Self-normalisation ignores the shift.
+fn rescaled_log_weights(r: &[f64], d: &[f64], temperature: f64) -> Vec<f64> {
+    let m = r
+        .iter()
+        .chain(d)
+        .fold(0.0f64, |m, x| m.max(x.abs()))
+        .max(f64::MIN_POSITIVE);
+    let v: Vec<f64> = r
+        .iter()
+        .zip(d)
+        .map(|(r, d)| r / m - temperature * (d / m))
+        .collect();
+    let top = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let scale = m / temperature;
+    v.iter()
+        .map(|&x| {
+            if x == top {
+                0.0
+            } else {
+                let gap = (x - top) * scale;
+                if gap.is_nan() {
+                    f64::NEG_INFINITY
+                } else {
+                    gap
+                }
+            }
+        })
+        .collect()
+}
+
+/// `out`, or [`Error::NonFinite`] naming `what` at the first non-finite entry.
+fn finite_output(what: &'static str, out: Vec<f64>) -> Result<Vec<f64>> {
+    match out.iter().position(|x| !x.is_finite()) {
+        Some(i) => Err(Error::NonFinite {
+            what,
+            index: i,
+            value: out[i],
+        }),
+        None => Ok(out),
+    }
 }
 
 /// `control_variate` advantages over contiguous groups of `sizes`: `A_j − c*` with
@@ -133,18 +182,39 @@ pub fn control_variate_advantages(
         );
         start += n;
         let total: f64 = s.iter().sum();
-        let c = if total > 0.0 {
-            a.iter().zip(s).map(|(a, s)| a * s).sum::<f64>() / total
-        } else {
+        let weighted: f64 = a.iter().zip(s).map(|(a, s)| a * s).sum();
+        let c = if total == 0.0 {
             0.0
+        } else if total.is_finite() && weighted.is_finite() {
+            weighted / total
+        } else {
+            // Σ s or Σ A·s overflowed: c* = M·Σ_j (A_j/M)·q_j, a convex combination with
+            // q_j = (s_j/S)/Σ_k (s_k/S), S = max s > 0, M = max |A| (every product and sum stays
+            // finite; M = 0 means every A_j = 0 and c* = 0).
+            let s_max = s.iter().copied().fold(0.0, f64::max);
+            let a_max = a.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+            let q_total: f64 = s.iter().map(|x| x / s_max).sum();
+            if a_max == 0.0 {
+                0.0
+            } else {
+                a_max
+                    * a.iter()
+                        .zip(s)
+                        .map(|(a, s)| (a / a_max) * ((s / s_max) / q_total))
+                        .sum::<f64>()
+            }
         };
         out.extend(a.iter().map(|a| a - c));
     }
-    Ok(out)
+    finite_output(
+        "control-variate advantage (advantage differences overflow f64; rescale the reward)",
+        out,
+    )
 }
 
 fn check_lengths(op: &'static str, a: &[f64], b: &[f64], sizes: &[usize]) -> Result<()> {
-    let total: usize = sizes.iter().sum();
+    // Saturating: sizes summing past usize::MAX cannot match a slice length anyway.
+    let total = sizes.iter().fold(0usize, |t, &n| t.saturating_add(n));
     if a.len() != total || b.len() != total {
         return Err(Error::ShapeMismatch {
             op,
@@ -198,6 +268,95 @@ mod tests {
         // c* = (3 − 1)/4 = 0.5 in the first group; 0 where every score vanishes.
         assert_eq!(out, vec![0.5, -1.5, 2.0, 0.0]);
         assert!(control_variate_advantages(&a, &[1.0, -1.0, 0.0, 0.0], &[2, 2]).is_err());
+    }
+
+    /// Where `r/τ − log_ratio` overflows, every gap between log-weights overflows too (f64's spacing
+    /// at 1e308 is ~1e292), so the tilt is exactly one-hot on the best draws, ties split evenly:
+    /// `A_j = n/k − 1` on the `k` best, `−1` elsewhere.
+    #[test]
+    fn snis_near_f64_limits_puts_the_weight_on_the_best_draws() {
+        // r/τ overflows (τ = 1e-3): the best draw takes everything.
+        let a = snis_advantages(&[1e300, -1e300, 0.0], &[0.0; 3], &[3], 1e-3).unwrap();
+        assert_eq!(a, vec![2.0, -1.0, -1.0]);
+        // r/τ − d overflows through d, with a tie between draws 0 and 2.
+        let a = snis_advantages(
+            &[1e308, 1e308, 1e308],
+            &[-1.7e308, 1.7e308, -1.7e308],
+            &[3],
+            1.0,
+        )
+        .unwrap();
+        assert_eq!(a, vec![0.5, -1.0, 0.5]);
+        // A group that overflows beside an ordinary one leaves the ordinary one as it was.
+        let ordinary = snis_advantages(&[0.0, 1e-10], &[0.0, 0.0], &[2], 1e-10).unwrap();
+        let both = snis_advantages(&[1e300, 0.0, 0.0, 1e-10], &[0.0; 4], &[2, 2], 1e-10).unwrap();
+        assert_eq!(both[..2], [1.0, -1.0]);
+        assert_eq!(both[2..], ordinary[..]);
+        assert!(ordinary[1] > 0.0 && ordinary[1] < 1.0, "{ordinary:?}");
+    }
+
+    /// `c*` near f64's limits: `Σ s` overflows but `c*` is a convex combination of the advantages
+    /// (closed forms), and an advantage minus `c*` that overflows is a typed error.
+    #[test]
+    fn control_variate_near_f64_limits_is_exact_or_a_typed_error() {
+        // c* = (1e-10 + 3e-10)/2 with equal huge norms; the third draw has norm 0.
+        let out =
+            control_variate_advantages(&[1e-10, 3e-10, 5.0], &[1e308, 1e308, 0.0], &[3]).unwrap();
+        for (got, want) in out.iter().zip([-1e-10, 1e-10, 5.0 - 2e-10]) {
+            assert!((got - want).abs() <= 1e-12 * want.abs(), "{out:?}");
+        }
+        // Σ A·s overflows: c* = 1e308 exactly, so A − c* = 0.
+        let out = control_variate_advantages(&[1e308, 1e308], &[1.0, 3.0], &[2]).unwrap();
+        assert_eq!(out, vec![0.0, 0.0]);
+        // c* = 1.5e308·(1/4 − 3/4) = −0.75e308: A_0 − c* = 2.25e308 overflows.
+        assert!(matches!(
+            control_variate_advantages(&[1.5e308, -1.5e308], &[1.0, 3.0], &[2]),
+            Err(Error::NonFinite { index: 0, .. })
+        ));
+    }
+
+    proptest::proptest! {
+        /// `c*(A, s) = c*(A, k·s)`: with `k = 1e306` the sums overflow and the rescaled path must
+        /// agree with the ordinary one up to rounding.
+        #[test]
+        fn control_variate_is_invariant_to_the_scale_of_the_norms(
+            a in proptest::collection::vec(-1e3f64..1e3, 1..40),
+            s in proptest::collection::vec(0.0f64..10.0, 40),
+        ) {
+            let s = &s[..a.len()];
+            let big: Vec<f64> = s.iter().map(|x| x * 1e306).collect();
+            let plain = control_variate_advantages(&a, s, &[a.len()]).unwrap();
+            let scaled = control_variate_advantages(&a, &big, &[a.len()]).unwrap();
+            for (x, y) in plain.iter().zip(&scaled) {
+                proptest::prop_assert!((x - y).abs() <= 1e-9 * (1.0 + x.abs()), "{} vs {}", x, y);
+            }
+        }
+
+        /// Any finite inputs, ordinary or near f64's limits, at any `τ`: no panic, and either finite
+        /// advantages in `[−1, n − 1]` summing to 0 per group, or a typed error.
+        #[test]
+        fn snis_and_control_variate_never_return_non_finite(
+            r in proptest::collection::vec(
+                proptest::prop_oneof![-10.0f64..10.0, -f64::MAX..f64::MAX], 6),
+            d in proptest::collection::vec(
+                proptest::prop_oneof![-10.0f64..10.0, -f64::MAX..f64::MAX], 6),
+            s in proptest::collection::vec(
+                proptest::prop_oneof![0.0f64..10.0, 0.0..f64::MAX], 6),
+            tau in proptest::prop_oneof![1e-3f64..1e3, f64::MIN_POSITIVE..f64::MAX],
+        ) {
+            let a = snis_advantages(&r, &d, &[2, 4], tau).unwrap();
+            for (group, n) in [(&a[..2], 2.0), (&a[2..], 4.0)] {
+                for x in group {
+                    proptest::prop_assert!(x.is_finite() && *x >= -1.0 && *x <= n - 1.0, "{:?}", a);
+                }
+                proptest::prop_assert!(group.iter().sum::<f64>().abs() < 1e-9, "{:?}", a);
+            }
+            match control_variate_advantages(&r, &s, &[2, 4]) {
+                Ok(out) => proptest::prop_assert!(out.iter().all(|x| x.is_finite()), "{:?}", out),
+                Err(Error::NonFinite { .. }) => {}
+                Err(e) => proptest::prop_assert!(false, "{}", e),
+            }
+        }
     }
 
     /// A softmax over 8 answers, `π = (0.05, 0.9, 0.05/6, ..)`, reward 1 on answer 0: the common

@@ -92,16 +92,42 @@ pub struct KmerLogLikelihood {
     log_prob: Vec<f64>,
 }
 
+/// Largest k-mer table ([`KmerLogLikelihood::fit`]'s `alphabet^(order+1)` probabilities,
+/// [`crate::data::kmer_frequencies`]' `alphabet^k` counts): `2^24` entries, 128 MiB of `f64`. It holds
+/// every order ≤ 8 over DNA's 4 letters and order 2 over 256 symbols; a larger request is a typed error
+/// before anything is allocated.
+pub const MAX_KMER_TABLE: usize = 1 << 24;
+
+/// `alphabet^k`, checked against [`MAX_KMER_TABLE`] (the error names `what`, the exponent's name).
+pub(crate) fn kmer_table_len(alphabet: usize, k: usize, what: &'static str) -> Result<usize> {
+    u32::try_from(k)
+        .ok()
+        .and_then(|k| alphabet.checked_pow(k))
+        .filter(|&n| n <= MAX_KMER_TABLE)
+        .ok_or_else(|| {
+            Error::invalid(
+                what,
+                k,
+                format!(
+                    "a table of alphabet^{what} = {alphabet}^{k} ≈ {:.3e} entries exceeds MAX_KMER_TABLE = {MAX_KMER_TABLE}",
+                    (alphabet as f64).powf(k as f64)
+                ),
+            )
+        })
+}
+
 impl KmerLogLikelihood {
-    /// Fits the Markov model to `corpus` with add-`alpha` smoothing (`alpha > 0`).
+    /// Fits the Markov model to `corpus` with add-`alpha` smoothing (`alpha > 0`). The table has
+    /// `alphabet^(order+1)` entries, at most [`MAX_KMER_TABLE`].
     pub fn fit(corpus: &[Vec<usize>], order: usize, alphabet: usize, alpha: f64) -> Result<Self> {
         crate::check::nonzero("alphabet", alphabet)?;
         crate::check::positive("alpha", alpha)?;
         if order > 8 {
             return Err(Error::invalid("order", order, "must be ≤ 8"));
         }
-        let contexts = alphabet.pow(order as u32);
-        let mut counts = vec![alpha; contexts * alphabet];
+        let entries = kmer_table_len(alphabet, order + 1, "order + 1")?;
+        let contexts = entries / alphabet;
+        let mut counts = vec![alpha; entries];
         for (i, s) in corpus.iter().enumerate() {
             if let Some(p) = s.iter().position(|&t| t >= alphabet) {
                 return Err(Error::TokenOutOfVocab {

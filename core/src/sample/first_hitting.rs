@@ -67,6 +67,7 @@ where
         )
     })?;
     let fixed = check_entry(model, graph, batch, seq_len, condition)?;
+    schedule.check()?;
     let sigma_start = ensure_finite("σ̄(1) of the schedule", 0, schedule.total(1.0))?;
     if sigma_start <= 0.0 {
         return Err(Error::invalid(

@@ -48,6 +48,7 @@ where
 {
     cfg.check()?;
     let fixed = check_entry(model, graph, batch, seq_len, condition)?;
+    schedule.check()?;
     let times = cfg.grid();
     for (k, &t) in times.iter().enumerate() {
         ensure_finite("σ̄(t) on the sampling grid", k, schedule.total(t))?;

@@ -215,6 +215,11 @@ pub(crate) fn check_entry<E: Dtype, D: Device<E>, M: ScoreModel<E, D>, G: Graph>
             what: "batch and seq_len must both be ≥ 1",
         });
     }
+    crate::check::size(
+        "a batch of samples",
+        &[("batch", batch), ("seq_len", seq_len)],
+        crate::check::MAX_ELEMENTS,
+    )?;
     step::check_model(model, graph)?;
     if let Some(max) = model.max_len() {
         if seq_len > max {
@@ -224,6 +229,9 @@ pub(crate) fn check_entry<E: Dtype, D: Device<E>, M: ScoreModel<E, D>, G: Graph>
                 got: vec![seq_len],
             });
         }
+        // The model's own length rule (exactly `L` for `Mlp` and `Tabular`), on one dummy sequence,
+        // so a refused length fails here rather than at the first step.
+        model.check_input(&vec![0; seq_len], 1, seq_len, &[0.0])?;
     }
     match condition {
         Some(c) => c.resolve(graph, batch, seq_len),

@@ -95,6 +95,20 @@ impl MlpConfig {
         crate::check::nonzero("len", self.len)?;
         crate::check::nonzero("hidden", self.hidden)?;
         crate::check::nonzero("depth", self.depth)?;
+        // The count in f64 cannot overflow; below the cap, the usize formulas cannot either.
+        let (n, l, h) = (self.vocab as f64, self.len as f64, self.hidden as f64);
+        let input = l * n + 1.0 + 2.0 * self.sigma_freqs as f64;
+        let count = input * h + h + (self.depth as f64 - 1.0) * (h * h + h) + h * l * n + l * n;
+        if count > crate::check::MAX_ELEMENTS as f64 {
+            return Err(Error::invalid(
+                "MlpConfig",
+                format!("{self:?}"),
+                format!(
+                    "{count:.3e} parameters exceed the cap of {} (check::MAX_ELEMENTS)",
+                    crate::check::MAX_ELEMENTS
+                ),
+            ));
+        }
         Ok(())
     }
 

@@ -47,6 +47,11 @@ pub trait ScoreModel<E: Dtype, D: Device<E>> {
     /// `log s(x, σ̄)_{l,v}` for `tokens [B, L]` and per-sequence total noise `sigma_bar [B]`, evaluated with
     /// the weights in `params` (this model's, a snapshot's or a reference's: same layout), recording on
     /// `tape`. Inputs must already be validated (see [`ScoreModel::check_input`]).
+    ///
+    /// # Panics
+    /// May panic (an index out of bounds, a shape assertion) on input that
+    /// [`ScoreModel::check_input`] refuses: a token `≥ N`, a length the model does not accept, a σ̄
+    /// per sequence missing. [`ScoreModel::try_forward_with`] is the checked form.
     fn forward_with<T: Tape<E, D>>(
         &self,
         params: &ParamStore<E, D>,
@@ -55,7 +60,8 @@ pub trait ScoreModel<E: Dtype, D: Device<E>> {
         tape: T,
     ) -> LogScores<E, D, T>;
 
-    /// [`ScoreModel::forward_with`] on the model's own parameters.
+    /// [`ScoreModel::forward_with`] on the model's own parameters (unchecked: see its panics;
+    /// [`ScoreModel::try_forward`] is the checked form).
     fn forward<T: Tape<E, D>>(
         &self,
         tokens: &Tokens<D>,
@@ -63,6 +69,34 @@ pub trait ScoreModel<E: Dtype, D: Device<E>> {
         tape: T,
     ) -> LogScores<E, D, T> {
         self.forward_with(self.params(), tokens, sigma_bar, tape)
+    }
+
+    /// Checked [`ScoreModel::forward_with`]: reads `tokens` back to the host and validates them and
+    /// `sigma_bar` with [`ScoreModel::check_input`] (ids `< N`, an accepted length, one finite σ̄ ≥ 0
+    /// per sequence) before the forward, so bad input is a typed error rather than a panic. The
+    /// read-back costs one copy of the `B·L` ids; sepo's own loops validate once at their entry and
+    /// call the unchecked form.
+    fn try_forward_with<T: Tape<E, D>>(
+        &self,
+        params: &ParamStore<E, D>,
+        tokens: &Tokens<D>,
+        sigma_bar: &[f64],
+        tape: T,
+    ) -> Result<LogScores<E, D, T>> {
+        let (batch, seq_len) = *tokens.shape();
+        self.check_input(&tokens.as_vec(), batch, seq_len, sigma_bar)?;
+        Ok(self.forward_with(params, tokens, sigma_bar, tape))
+    }
+
+    /// Checked [`ScoreModel::forward`]: [`ScoreModel::try_forward_with`] on the model's own
+    /// parameters.
+    fn try_forward<T: Tape<E, D>>(
+        &self,
+        tokens: &Tokens<D>,
+        sigma_bar: &[f64],
+        tape: T,
+    ) -> Result<LogScores<E, D, T>> {
+        self.try_forward_with(self.params(), tokens, sigma_bar, tape)
     }
 
     /// Exact `log π(x)` of clean sequences (flat `[batch, L]`) under `params`, for models whose

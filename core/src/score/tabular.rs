@@ -261,6 +261,27 @@ impl<E: Dtype, D: Device<E>> ScoreModel<E, D> for Tabular<E, D> {
         &mut self.params
     }
 
+    /// As the trait's, and the length must be exactly the model's `L` (its table enumerates
+    /// sequences of that length only).
+    fn check_input(
+        &self,
+        tokens: &[usize],
+        batch: usize,
+        seq_len: usize,
+        sigma_bar: &[f64],
+    ) -> Result<()> {
+        crate::check::tokens(tokens, batch, seq_len, self.states)?;
+        crate::check::sigmas(sigma_bar, batch)?;
+        if seq_len != self.seq_len {
+            return Err(Error::ShapeMismatch {
+                op: "Tabular::check_input (sequence length)",
+                expected: vec![self.seq_len],
+                got: vec![seq_len],
+            });
+        }
+        Ok(())
+    }
+
     fn exact_log_prob(
         &self,
         params: &ParamStore<E, D>,

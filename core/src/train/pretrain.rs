@@ -253,6 +253,7 @@ impl<E: Dtype, D: Device<E>, M: ScoreModel<E, D>, G: Graph, S: NoiseSchedule>
     /// Checks the configuration and that the model scores the graph's states.
     pub fn new(model: M, graph: G, schedule: S, config: PretrainConfig) -> Result<Self> {
         config.check()?;
+        schedule.check()?;
         if model.num_states() != graph.num_states() {
             return Err(Error::ShapeMismatch {
                 op: "Pretrainer::new (model states vs graph states)",
@@ -286,6 +287,11 @@ impl<E: Dtype, D: Device<E>, M: ScoreModel<E, D>, G: Graph, S: NoiseSchedule>
         let step = self.state.step;
         let mut rng = step_rng(self.config.seed, step);
         let b = self.config.batch_size;
+        crate::check::size(
+            "a pretraining batch",
+            &[("batch_size", b), ("seq_len", corpus.seq_len())],
+            crate::check::MAX_ELEMENTS,
+        )?;
         let x0 = corpus.sample(b, &mut rng);
         let batch = self.config.loss.corrupt(
             &self.graph,

@@ -86,8 +86,9 @@ pub struct SingleLoopConfig {
     /// Rates of the chain (must be uniformisable: `HeatBath`, `Barker` or `Metropolis`).
     pub rates: LocallyBalanced,
     /// Chain steps per update `k`. Each step resamples one position of each particle, so on long
-    /// sequences the particles lag behind the model unless `k` grows with the length (at L = 200, k = 8
-    /// reached a target reward in fewer evaluations than k = 1 and plain SEPO: docs/PERFORMANCE.md).
+    /// sequences the particles lag behind the model unless `k` grows with the length (at L = 200 and
+    /// k = 1 the particles' mean reward drifted down on one of three seeds while the model trained:
+    /// docs/PERFORMANCE.md).
     pub steps_per_update: usize,
     /// The IFT estimator (its `clean` mode also reads the chain's scores).
     pub estimator: Ift,

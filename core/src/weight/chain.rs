@@ -152,6 +152,7 @@ where
             ));
         }
     }
+    schedule.check()?;
     let sigma_start = crate::error::ensure_finite("σ̄(1) of the schedule", 0, schedule.total(1.0))?;
     if sigma_start <= 0.0 {
         return Err(Error::invalid(

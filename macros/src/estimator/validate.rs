@@ -1,7 +1,7 @@
 //! Value rules of an estimator mixture, one small fn per rule, each error at the offending tokens.
 //! They are the rules of `sepo::policy::Mixture::check`, moved to compile time.
 
-use super::parse::Mixture;
+use super::parse::{Baseline, Mixture};
 use crate::ctxt::Ctxt;
 
 /// How far the weights may sum from 1 (`Mixture::check`'s tolerance).
@@ -14,6 +14,7 @@ pub fn check(cx: &Ctxt, mixture: &Mixture) {
     weights_sum_to_one(cx, mixture);
     clip_in_unit_interval(cx, mixture);
     group_positive(cx, mixture);
+    leave_one_out_needs_two(cx, mixture);
     delta_positive(cx, mixture);
     temperature_positive(cx, mixture);
 }
@@ -41,7 +42,13 @@ fn weights_non_negative(cx: &Ctxt, mixture: &Mixture) {
         if !(*value >= 0.0 && value.is_finite()) {
             cx.error_spanned_by(
                 original,
-                format!("mixture weights must be ≥ 0, found {value}"),
+                if value.is_infinite() {
+                    format!(
+                        "mixture weights must be finite, found {value}: the literal overflows f64"
+                    )
+                } else {
+                    format!("mixture weights must be ≥ 0, found {value}")
+                },
             );
         }
     }
@@ -81,6 +88,20 @@ fn group_positive(cx: &Ctxt, mixture: &Mixture) {
     for (value, original) in mixture.terms.iter().filter_map(|t| t.group.as_ref()) {
         if *value == 0 {
             cx.error_spanned_by(original, "`group` must be ≥ 1");
+        }
+    }
+}
+
+/// Leave-one-out subtracts the mean of the *other* draws of a group: a group of one has none.
+fn leave_one_out_needs_two(cx: &Ctxt, mixture: &Mixture) {
+    for term in &mixture.terms {
+        if let (Some((1, original)), Some((Baseline::LeaveOneOut, _))) =
+            (&term.group, &term.baseline)
+        {
+            cx.error_spanned_by(
+                original,
+                "leave-one-out needs groups of at least 2: `group = 1` leaves no other draw to average",
+            );
         }
     }
 }

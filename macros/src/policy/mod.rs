@@ -12,6 +12,7 @@
 mod expand;
 mod flow;
 mod flow_expand;
+mod literals;
 mod parse;
 mod training;
 mod validate;

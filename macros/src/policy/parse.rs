@@ -561,7 +561,7 @@ pub(super) fn float_tokens(cx: &Ctxt, value: &Expr, key: &str) -> Option<TokenSt
         return None;
     }
     Some(match call::number(value) {
-        Some((v, true)) => {
+        Some((v, true)) if v.is_finite() => {
             let literal = proc_macro2::Literal::f64_suffixed(v);
             quote_spanned!(value.span()=> #literal)
         }

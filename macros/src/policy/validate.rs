@@ -25,6 +25,7 @@ pub fn check(cx: &Ctxt, item: &Item, policy: &Policy) {
     if let Some(EstimatorValue::Inline(mixture)) = &policy.estimator {
         crate::estimator::validate::check(cx, mixture);
     }
+    super::literals::check(cx, item, policy);
 }
 
 /// Without a reward there is nothing to fine-tune on; every other key has a default.

@@ -234,11 +234,17 @@ fn number(cx: &Ctxt, expr: &Expr) -> Option<f64> {
         Expr::Paren(paren) => return number(cx, &paren.expr),
         _ => None,
     };
-    if value.is_none() {
-        cx.error_spanned_by(
+    match value {
+        None => cx.error_spanned_by(
             expr,
             "a range bound must be a number literal, such as `0.0` or `-1`",
-        );
+        ),
+        // `1e400` would silently be no bound (or, as a lower bound, refuse every value).
+        Some(v) if v.is_infinite() => cx.error_spanned_by(
+            expr,
+            "this literal is beyond f64's range: leave the side out for no bound (`min..`, `..=max`)",
+        ),
+        Some(_) => {}
     }
     value
 }

@@ -134,6 +134,21 @@ fn errors_are_all_reported_beside_the_fn_and_a_stub() {
     assert_eq!(got.matches("compile_error").count(), 5, "{got}");
 }
 
+/// A bound beyond f64 (`1e400`) is an error at the literal: it would silently be no bound.
+#[test]
+fn a_bound_beyond_f64_is_an_error() {
+    let got = expand(
+        quote!(range = 0.0..=1e400),
+        quote!(
+            fn score(seq: &[usize]) -> f64 {
+                0.0
+            }
+        ),
+    );
+    assert!(got.contains("this literal is beyond f64's range"), "{got}");
+    assert_eq!(got.matches("compile_error").count(), 1, "{got}");
+}
+
 #[test]
 fn a_method_is_re_emitted_alone() {
     let got = expand(

@@ -126,9 +126,9 @@ fn as_float(default: &syn::Expr) -> TokenStream {
         syn::Expr::Lit(syn::ExprLit {
             lit: syn::Lit::Int(int),
             ..
-        }) if int.suffix().is_empty() => {
-            let mut literal =
-                Literal::f64_unsuffixed(int.base10_parse::<f64>().unwrap_or(f64::NAN));
+        }) if int.suffix().is_empty() && int.base10_parse::<f64>().is_ok_and(f64::is_finite) => {
+            let value = int.base10_parse::<f64>().unwrap_or_default();
+            let mut literal = Literal::f64_unsuffixed(value);
             literal.set_span(int.span());
             quote!(#literal)
         }

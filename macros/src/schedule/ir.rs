@@ -136,7 +136,8 @@ pub fn add(a: Expr, b: Expr) -> Expr {
     match (a, b) {
         (a, b) if is_zero(&b) => a,
         (a, b) if is_zero(&a) => b,
-        (Expr::Num(x), Expr::Num(y)) => Expr::Num(x + y),
+        // Literals fold only to a finite literal: otherwise the sum is left to run time.
+        (Expr::Num(x), Expr::Num(y)) if (x + y).is_finite() => Expr::Num(x + y),
         (a, Expr::Neg(x)) => sub(a, *x),
         (Expr::Neg(x), b) => sub(b, *x),
         (a, b) => Expr::Add(Box::new(a), Box::new(b)),
@@ -148,7 +149,7 @@ pub fn sub(a: Expr, b: Expr) -> Expr {
     match (a, b) {
         (a, b) if is_zero(&b) => a,
         (a, b) if is_zero(&a) => neg(b),
-        (Expr::Num(x), Expr::Num(y)) => Expr::Num(x - y),
+        (Expr::Num(x), Expr::Num(y)) if (x - y).is_finite() => Expr::Num(x - y),
         (a, Expr::Neg(x)) => add(a, *x),
         (a, b) => Expr::Sub(Box::new(a), Box::new(b)),
     }
@@ -163,7 +164,7 @@ pub fn mul(a: Expr, b: Expr) -> Expr {
         (a, b) if is(&b, 1.0) => a,
         (a, b) if is(&a, -1.0) => neg(b),
         (a, b) if is(&b, -1.0) => neg(a),
-        (Expr::Num(x), Expr::Num(y)) => Expr::Num(x * y),
+        (Expr::Num(x), Expr::Num(y)) if (x * y).is_finite() => Expr::Num(x * y),
         (Expr::Neg(x), b) => neg(mul(*x, b)),
         (a, Expr::Neg(y)) => neg(mul(a, *y)),
         (a, b) => Expr::Mul(Box::new(a), Box::new(b)),

@@ -119,4 +119,17 @@ mod tests {
         assert!(got.contains("pub struct Bad"), "{got}");
         assert!(got.contains("unreachable"), "{got}");
     }
+
+    /// A literal beyond f64's range is an error at the literal (it panicked in `f64_unsuffixed`);
+    /// literals whose product or sum overflows are left to run time unfolded, where
+    /// `NoiseSchedule::check` refuses a non-finite σ̄.
+    #[test]
+    fn literals_beyond_f64_are_errors_and_overflowing_folds_are_kept() {
+        let got = noise_schedule(quote!(Huge = 1e400 * t;)).to_string();
+        assert!(got.contains("this literal is inf in f64"), "{got}");
+        assert!(got.contains("unreachable"), "{got}");
+        let got = noise_schedule(quote!(Big(k: f64 = 1000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000) = 1e300 * 1e300 * t + k;)).to_string();
+        assert!(squash(&got).contains(&squash("1e300 * 1e300 * t")), "{got}");
+        assert!(!got.contains("compile_error"), "{got}");
+    }
 }

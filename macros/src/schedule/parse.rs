@@ -254,7 +254,20 @@ impl Lower<'_> {
                 format!("schedules compute in `f64`; drop the `{suffix}` suffix"),
             );
         }
-        value.map_or_else(|| self.unsupported(lit, "this literal"), num)
+        match value {
+            Some(v) if v.is_finite() => num(v),
+            Some(v) => {
+                self.cx.error_spanned_by(
+                    lit,
+                    format!(
+                        "this literal is {v} in f64 (beyond ±{:e}): write a finite number",
+                        f64::MAX
+                    ),
+                );
+                num(0.0)
+            }
+            None => self.unsupported(lit, "this literal"),
+        }
     }
 
     fn ident(&self, ident: &Ident) -> Expr {

@@ -146,6 +146,34 @@ impl TransformerConfig {
                 "must be even (cos and sin halves)",
             ));
         }
+        // `num_params` in f64 cannot overflow; below the cap, its usize formulas cannot either.
+        let [n, l, d, c, f, layers] = [
+            self.vocab,
+            self.max_len,
+            self.dim,
+            self.cond_dim,
+            self.freq_dim,
+            self.layers,
+        ]
+        .map(|x| x as f64);
+        let hidden = self.mlp_ratio as f64 * d;
+        let positions = if self.learned_positions { l * d } else { 0.0 };
+        let block = 2.0 * d + 4.0 * d * d + 2.0 * d * hidden + hidden + d + 6.0 * c * d + 6.0 * d;
+        let count = n * d
+            + positions
+            + (f * c + 2.0 * c + c * c)
+            + layers * block
+            + (d + 2.0 * c * d + 2.0 * d + d * n + n);
+        if count > crate::check::MAX_ELEMENTS as f64 {
+            return Err(Error::invalid(
+                "TransformerConfig",
+                format!("{self:?}"),
+                format!(
+                    "{count:.3e} parameters exceed the cap of {} (check::MAX_ELEMENTS)",
+                    crate::check::MAX_ELEMENTS
+                ),
+            ));
+        }
         Ok(())
     }
 

@@ -83,6 +83,7 @@ where
     /// Starts from `model` (also the reference).
     pub fn new(model: M, graph: G, schedule: S, reward: R, config: FinetuneConfig) -> Result<Self> {
         config.check()?;
+        schedule.check()?;
         if model.num_states() != graph.num_states() {
             return Err(Error::ShapeMismatch {
                 op: "Finetuner::new (model states vs graph states)",
