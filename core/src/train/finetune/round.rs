@@ -133,6 +133,20 @@ where
             }
         }
         let time_backward = clock.elapsed().as_secs_f64();
+        // A finite gradient can still give non-finite parameters (an update that overflows the
+        // parameters' dtype); `round` then restores the state from before the round.
+        if self
+            .model
+            .params()
+            .flat_f64()
+            .iter()
+            .any(|v| !v.is_finite())
+        {
+            return Err(Error::Diverged {
+                what: "parameters",
+                step: self.state.step,
+            });
+        }
 
         let entropy = self.entropy(&samples)?;
         self.round += 1;
@@ -469,4 +483,52 @@ fn zero_std_groups(groups: &[std::ops::Range<usize>], rewards: &[f64]) -> usize 
         .iter()
         .filter(|g| rewards[(*g).clone()].iter().all(|&r| r == rewards[g.start]))
         .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use dfdx::prelude::*;
+
+    use crate::graph::Absorbing;
+    use crate::nn::AdamW;
+    use crate::reward::FnReward;
+    use crate::schedule::LogLinear;
+    use crate::score::{Mlp, MlpConfig, ScoreHead, ScoreModel};
+    use crate::train::finetune::{FinetuneConfig, Finetuner};
+    use crate::Error;
+
+    /// A learning rate that is finite in f64 but overflows f32 (`1e39 > 3.4e38`) makes the update
+    /// non-finite with a finite gradient: the round is a typed error and the parameters are those from
+    /// before it, never NaN.
+    #[test]
+    fn non_finite_parameters_after_a_step_are_an_error_and_are_not_kept() {
+        let model = Mlp::<f32, Cpu>::new(
+            MlpConfig::tiny(3, 2, ScoreHead::Absorbing),
+            &Cpu::default(),
+            1,
+        )
+        .unwrap();
+        let before = model.params().flat_f64();
+        let count: fn(&[usize]) -> f64 = |x| x.iter().filter(|&&t| t == 0).count() as f64;
+        let mut ft = Finetuner::new(
+            model,
+            Absorbing::with_tokens(2).unwrap(),
+            LogLinear::default(),
+            FnReward::new("zeros", count),
+            FinetuneConfig {
+                groups: 1,
+                group_size: 4,
+                minibatch: 4,
+                epochs: 1,
+                optimizer: AdamW::with_lr(1e39),
+                ..FinetuneConfig::new(2)
+            },
+        )
+        .unwrap();
+        match ft.round() {
+            Err(Error::Diverged { what, .. }) => assert_eq!(what, "parameters"),
+            other => panic!("expected Diverged {{ parameters }}, got {other:?}"),
+        }
+        assert_eq!(ft.model.params().flat_f64(), before);
+    }
 }
