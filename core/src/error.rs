@@ -105,7 +105,7 @@ pub enum Error {
     /// A loss or gradient became NaN or infinite; the update was not applied.
     #[error("non-finite {what} at step {step}; parameters were left unchanged")]
     Diverged {
-        /// What went non-finite (`loss`, `gradient norm`).
+        /// What went non-finite (`loss`, `gradient norm`, `parameters`, ...).
         what: &'static str,
         /// Optimiser step at which it happened.
         step: u64,
