@@ -4,8 +4,9 @@
 //! Watch the reward rise on the progress bar; the last table says what it cost: the path KL to the
 //! pretrained model and the 3-mer correlation with the corpus (naturalness), on fresh samples.
 //!
-//! Measured on the 2-core dev VM (release, 2026-12-02): GC content 0.476 → 0.517 (± 0.006 each, about
-//! 7 standard errors), path KL 0.29 nats, 3-mer correlation 0.958 → 0.916. At β = 0.1 the reward rose
+//! Measured on the 2-core dev VM (release, 2026-12-02): GC content 0.476 → 0.508 (± 0.006 each, about
+//! 5 standard errors), path KL 0.27 nats, 3-mer correlation 0.958 → 0.902 (before a rounding change in
+//! the first-hitting step the same run gave 0.517, 0.29 and 0.916). At β = 0.1 the reward rose
 //! further (0.579) but the 3-mer correlation fell to 0.770; with the `ConcreteScore` estimator
 //! (Conditional weights, 4 masked positions) and the KL in the reward, β = 0.3 drove the reward *down*
 //! (0.327) and the 3-mer correlation to 0.548: its pseudo-likelihood gradient does not lower the path
