@@ -22,6 +22,7 @@
 
 pub mod check;
 pub mod data;
+pub mod diffusion;
 pub mod error;
 pub mod flow;
 pub mod graph;
@@ -35,7 +36,9 @@ pub mod score;
 pub mod train;
 pub mod weight;
 
+pub use diffusion::Diffusion;
 pub use error::{Error, Result};
+pub use score::Policy;
 
 /// Re-export of the tensor library, for users who implement their own [`score::ScoreModel`].
 pub use dfdx;

@@ -47,7 +47,7 @@ fn mean_se(v: &[f64]) -> (f64, f64) {
 /// Assesses `model` against the pretrained weights `reference` on [`SAMPLES`] fresh first-hitting
 /// samples (seed 123, the same for every method).
 #[allow(clippy::too_many_arguments)]
-pub fn assess<M: ScoreModel<f32, Cpu>>(
+pub fn assess<M: ScoreModel<Elem = f32, Device = Cpu>>(
     label: &str,
     model: &M,
     reference: &ParamStore<f32, Cpu>,

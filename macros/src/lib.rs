@@ -286,7 +286,7 @@ pub fn estimator(input: TokenStream) -> TokenStream {
 ///
 /// - `Name::build(&dev)` (only with `model:`): loads the checkpoint onto `dev: D`, `D: Device<f32>`;
 /// - `Name::build_with(model)`: for a model built in code (e.g. pretrained in the same program), on
-///   the model's device; `model: impl ScoreModel<f32, D>`;
+///   the model's device; `model: impl ScoreModel<Elem = f32, Device = D>`;
 /// - `Name::config(seq_len)`: the `FinetuneConfig`.
 ///
 /// `run.fit()` runs the rounds left up to `iterations` and returns their `RoundMetrics`;
@@ -375,8 +375,8 @@ pub fn estimator(input: TokenStream) -> TokenStream {
 ///     }
 ///     /// Builds the run from a model built in code (on the model's device).
 ///     pub fn build_with<D, M>(model: M) -> Result<Run<f32, D, M, Absorbing, LogLinear>>
-///     where D: Device<f32>, M: ScoreModel<f32, D> {
-///         let states = <M as ScoreModel<f32, D>>::num_states(&model);
+///     where D: Device<f32>, M: ScoreModel<Elem = f32, Device = D> {
+///         let states = <M as ScoreModel>::num_states(&model);
 ///         let graph = <Absorbing as FromStates>::from_states(states)?;
 ///         let schedule: LogLinear = <LogLinear as Default>::default();
 ///         let seq_len = seq_len_of(&model, None)?;

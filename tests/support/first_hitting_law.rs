@@ -72,7 +72,7 @@ pub fn first_hitting_law<M, S>(
     q: usize,
 ) -> Vec<f64>
 where
-    M: ScoreModel<f32, Cpu>,
+    M: ScoreModel<Elem = f32, Device = Cpu>,
     S: NoiseSchedule,
 {
     const CHUNK: usize = 16_384;

@@ -62,7 +62,7 @@ impl<'a, M, G, E, D> PositionScores for ModelScores<'a, M, G, E, D>
 where
     E: Dtype,
     D: Device<E>,
-    M: ScoreModel<E, D>,
+    M: ScoreModel<Elem = E, Device = D>,
     G: Graph,
 {
     fn num_states(&self) -> usize {

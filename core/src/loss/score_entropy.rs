@@ -207,7 +207,7 @@ impl Dwdse {
 /// Mean over the batch of `σ(t)·score_entropy`, with gradient through the model's parameters. The
 /// batch is checked against the model first ([`ScoreModel::check_input`]: token ids, σ̄, and a
 /// sequence length the model accepts), so a corpus of the wrong length is a typed error.
-pub fn dwdse_loss<E: Dtype, D: Device<E>, M: ScoreModel<E, D>, G: Graph>(
+pub fn dwdse_loss<E: Dtype, D: Device<E>, M: ScoreModel<Elem = E, Device = D>, G: Graph>(
     model: &M,
     graph: &G,
     batch: &DwdseBatch,

@@ -59,7 +59,7 @@ pub fn clean_log_scores<E, D, M, G, T, R>(
 where
     E: Dtype,
     D: Device<E>,
-    M: ScoreModel<E, D>,
+    M: ScoreModel<Elem = E, Device = D>,
     G: Graph,
     T: Tape<E, D>,
     R: Rng,
@@ -166,7 +166,7 @@ pub fn log_conditionals<E, D, M, G>(
 where
     E: Dtype,
     D: Device<E>,
-    M: ScoreModel<E, D>,
+    M: ScoreModel<Elem = E, Device = D>,
     G: Graph,
 {
     crate::check::nonzero("batch", batch)?;
@@ -256,7 +256,7 @@ pub fn clean_entropy<E, D, M, G>(
 where
     E: Dtype,
     D: Device<E>,
-    M: ScoreModel<E, D>,
+    M: ScoreModel<Elem = E, Device = D>,
     G: Graph,
 {
     crate::check::nonzero("batch", batch)?;

@@ -65,7 +65,7 @@ impl ConcreteScore {
     where
         E: Dtype,
         D: Device<E>,
-        M: ScoreModel<E, D>,
+        M: ScoreModel<Elem = E, Device = D>,
         G: Graph,
         S: NoiseSchedule,
         R: Rng,
@@ -162,7 +162,7 @@ impl ConcreteScore {
     where
         E: Dtype,
         D: Device<E>,
-        M: ScoreModel<E, D>,
+        M: ScoreModel<Elem = E, Device = D>,
         G: Graph,
         S: NoiseSchedule,
         R: Rng,

@@ -144,7 +144,7 @@ pub fn event_log_conditionals<E, D, M, G, T>(
 where
     E: Dtype,
     D: Device<E>,
-    M: ScoreModel<E, D>,
+    M: ScoreModel<Elem = E, Device = D>,
     G: Graph,
     T: Tape<E, D>,
 {
@@ -275,7 +275,7 @@ pub fn events_log_prob<E, D, M, G>(
 where
     E: Dtype,
     D: Device<E>,
-    M: ScoreModel<E, D>,
+    M: ScoreModel<Elem = E, Device = D>,
     G: Graph,
 {
     let events = unmasking_events(graph, trajectory)?;
@@ -314,7 +314,7 @@ pub fn events_ppo_grads<E, D, M, G, R>(
 where
     E: Dtype,
     D: Device<E>,
-    M: ScoreModel<E, D>,
+    M: ScoreModel<Elem = E, Device = D>,
     G: Graph,
     R: Rng,
 {

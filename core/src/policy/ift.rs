@@ -30,7 +30,7 @@ pub enum StateGradient {
 
 /// A score model that may also expose a differentiable log-potential `φ_θ(x)` with `π_θ ∝ exp φ_θ`.
 /// The default has none; [`Tabular`] returns its logit `θ_x`.
-pub trait EnergyModel<E: Dtype, D: Device<E>>: ScoreModel<E, D> {
+pub trait EnergyModel<E: Dtype, D: Device<E>>: ScoreModel<Elem = E, Device = D> {
     /// `φ_θ(x_b)` for `tokens [B, L]` (clean) under `params`, recorded on `tape`; `None` without an
     /// energy head.
     fn log_potential_with<T: Tape<E, D>>(

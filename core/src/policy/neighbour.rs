@@ -68,7 +68,7 @@ pub fn neighbour_log_weights<E, D, M, G, R>(
 where
     E: Dtype,
     D: Device<E>,
-    M: ScoreModel<E, D>,
+    M: ScoreModel<Elem = E, Device = D>,
     G: Graph,
     R: Rng,
 {
@@ -148,7 +148,7 @@ fn snis<E, D, M, G, R>(
 where
     E: Dtype,
     D: Device<E>,
-    M: ScoreModel<E, D>,
+    M: ScoreModel<Elem = E, Device = D>,
     G: Graph,
     R: Rng,
 {

@@ -25,7 +25,7 @@ pub fn path_log_prob<E, D, M, G>(
 where
     E: Dtype,
     D: Device<E>,
-    M: ScoreModel<E, D>,
+    M: ScoreModel<Elem = E, Device = D>,
     G: Graph,
 {
     let batch = trajectory.steps.first().map_or(0, |s| s.batch);
@@ -51,7 +51,7 @@ pub fn trajectory_ppo_grads<E, D, M, G>(
 where
     E: Dtype,
     D: Device<E>,
-    M: ScoreModel<E, D>,
+    M: ScoreModel<Elem = E, Device = D>,
     G: Graph,
 {
     let batch = trajectory.steps.first().map_or(0, |s| s.batch);

@@ -53,7 +53,7 @@ pub fn first_hitting<E, D, M, G, S, R>(
 where
     E: Dtype,
     D: Device<E>,
-    M: ScoreModel<E, D>,
+    M: ScoreModel<Elem = E, Device = D>,
     G: Graph,
     S: NoiseSchedule,
     R: Rng,
@@ -136,7 +136,7 @@ impl<S: NoiseSchedule> Chunk<'_, S> {
     where
         E: Dtype,
         D: Device<E>,
-        M: ScoreModel<E, D>,
+        M: ScoreModel<Elem = E, Device = D>,
         G: Graph,
         R: Rng,
     {

@@ -41,7 +41,7 @@ pub fn sample<E, D, M, G, S, R>(
 where
     E: Dtype,
     D: Device<E>,
-    M: ScoreModel<E, D>,
+    M: ScoreModel<Elem = E, Device = D>,
     G: Graph,
     S: NoiseSchedule,
     R: Rng,

@@ -21,7 +21,7 @@
 //!
 //! ```no_run
 //! # use sepo_core::{graph::Absorbing, schedule::LogLinear, sample::*, score::ScoreModel};
-//! # fn demo<M: ScoreModel<f32, dfdx::prelude::Cpu>>(model: &M) -> sepo_core::Result<()> {
+//! # fn demo<M: ScoreModel<Elem = f32, Device = dfdx::prelude::Cpu>>(model: &M) -> sepo_core::Result<()> {
 //! use rand::SeedableRng;
 //! let graph = Absorbing::with_tokens(4)?;
 //! let cfg = SamplerConfig { steps: 64, ..SamplerConfig::default() };
@@ -202,7 +202,7 @@ impl Samples {
 }
 
 /// Entry checks shared by the samplers; returns the condition expanded to `[batch · seq_len]`.
-pub(crate) fn check_entry<E: Dtype, D: Device<E>, M: ScoreModel<E, D>, G: Graph>(
+pub(crate) fn check_entry<E: Dtype, D: Device<E>, M: ScoreModel<Elem = E, Device = D>, G: Graph>(
     model: &M,
     graph: &G,
     batch: usize,

@@ -34,7 +34,7 @@ pub fn step_probs<E, D, M, G, T>(
 where
     E: Dtype,
     D: Device<E>,
-    M: ScoreModel<E, D>,
+    M: ScoreModel<Elem = E, Device = D>,
     G: Graph,
     T: Tape<E, D>,
 {
@@ -103,7 +103,7 @@ pub fn step_log_prob<E, D, M, G, T>(
 where
     E: Dtype,
     D: Device<E>,
-    M: ScoreModel<E, D>,
+    M: ScoreModel<Elem = E, Device = D>,
     G: Graph,
     T: Tape<E, D>,
 {
@@ -125,7 +125,7 @@ pub(crate) fn take<E, D, M, G, R>(
 where
     E: Dtype,
     D: Device<E>,
-    M: ScoreModel<E, D>,
+    M: ScoreModel<Elem = E, Device = D>,
     G: Graph,
     R: Rng,
 {
@@ -160,7 +160,7 @@ where
 }
 
 /// Errors unless the model scores the graph's states.
-pub(crate) fn check_model<E: Dtype, D: Device<E>, M: ScoreModel<E, D>, G: Graph>(
+pub(crate) fn check_model<E: Dtype, D: Device<E>, M: ScoreModel<Elem = E, Device = D>, G: Graph>(
     model: &M,
     graph: &G,
 ) -> Result<()> {

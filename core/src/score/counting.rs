@@ -76,7 +76,10 @@ impl<M> Counting<M> {
     }
 }
 
-impl<E: Dtype, D: Device<E>, M: ScoreModel<E, D>> ScoreModel<E, D> for Counting<M> {
+impl<E: Dtype, D: Device<E>, M: ScoreModel<Elem = E, Device = D>> ScoreModel for Counting<M> {
+    type Elem = E;
+    type Device = D;
+
     fn num_states(&self) -> usize {
         self.inner.num_states()
     }

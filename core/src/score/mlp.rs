@@ -196,7 +196,10 @@ impl<E: Dtype, D: Device<E>> Mlp<E, D> {
     }
 }
 
-impl<E: Dtype, D: Device<E>> ScoreModel<E, D> for Mlp<E, D> {
+impl<E: Dtype, D: Device<E>> ScoreModel for Mlp<E, D> {
+    type Elem = E;
+    type Device = D;
+
     fn num_states(&self) -> usize {
         self.config.vocab
     }

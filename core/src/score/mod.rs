@@ -12,12 +12,14 @@ pub mod tabular;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod transformer;
+pub mod view;
 
 pub use counting::Counting;
 pub use head::ScoreHead;
 pub use mlp::{Mlp, MlpConfig};
 pub use tabular::Tabular;
 pub use transformer::{Transformer, TransformerConfig};
+pub use view::Policy;
 
 use dfdx::prelude::*;
 
@@ -30,8 +32,17 @@ pub type Tokens<D> = Tensor<(usize, usize), usize, D>;
 /// Log concrete scores `[B, L, N]`.
 pub type LogScores<E, D, T> = Tensor<(usize, usize, usize), E, D, T>;
 
-/// A network predicting log concrete scores, generic over the device, the dtype and the tape.
-pub trait ScoreModel<E: Dtype, D: Device<E>> {
+/// The parameter store of a [`ScoreModel`] `M`: its own weights, a snapshot or a reference (same layout).
+pub type Params<M> = ParamStore<<M as ScoreModel>::Elem, <M as ScoreModel>::Device>;
+
+/// A network predicting log concrete scores, generic over the tape; its element type and device are
+/// associated types (burn's `Backend` idea), so code generic over a model names one parameter, `M`.
+pub trait ScoreModel {
+    /// The element type of its parameters and activations (`f32`, `f64`).
+    type Elem: Dtype;
+    /// The device its tensors live on (`Cpu`, `Cuda`).
+    type Device: Device<Self::Elem>;
+
     /// Number of states `N` it scores (the graph's `num_states`).
     fn num_states(&self) -> usize;
 
@@ -39,10 +50,10 @@ pub trait ScoreModel<E: Dtype, D: Device<E>> {
     fn max_len(&self) -> Option<usize>;
 
     /// The model's own (trainable) parameters.
-    fn params(&self) -> &ParamStore<E, D>;
+    fn params(&self) -> &ParamStore<Self::Elem, Self::Device>;
 
     /// Mutable access for optimisers and checkpoint loading.
-    fn params_mut(&mut self) -> &mut ParamStore<E, D>;
+    fn params_mut(&mut self) -> &mut ParamStore<Self::Elem, Self::Device>;
 
     /// `log s(x, σ̄)_{l,v}` for `tokens [B, L]` and per-sequence total noise `sigma_bar [B]`, evaluated with
     /// the weights in `params` (this model's, a snapshot's or a reference's: same layout), recording on
@@ -52,22 +63,22 @@ pub trait ScoreModel<E: Dtype, D: Device<E>> {
     /// May panic (an index out of bounds, a shape assertion) on input that
     /// [`ScoreModel::check_input`] refuses: a token `≥ N`, a length the model does not accept, a σ̄
     /// per sequence missing. [`ScoreModel::try_forward_with`] is the checked form.
-    fn forward_with<T: Tape<E, D>>(
+    fn forward_with<T: Tape<Self::Elem, Self::Device>>(
         &self,
-        params: &ParamStore<E, D>,
-        tokens: &Tokens<D>,
+        params: &ParamStore<Self::Elem, Self::Device>,
+        tokens: &Tokens<Self::Device>,
         sigma_bar: &[f64],
         tape: T,
-    ) -> LogScores<E, D, T>;
+    ) -> LogScores<Self::Elem, Self::Device, T>;
 
     /// [`ScoreModel::forward_with`] on the model's own parameters (unchecked: see its panics;
     /// [`ScoreModel::try_forward`] is the checked form).
-    fn forward<T: Tape<E, D>>(
+    fn forward<T: Tape<Self::Elem, Self::Device>>(
         &self,
-        tokens: &Tokens<D>,
+        tokens: &Tokens<Self::Device>,
         sigma_bar: &[f64],
         tape: T,
-    ) -> LogScores<E, D, T> {
+    ) -> LogScores<Self::Elem, Self::Device, T> {
         self.forward_with(self.params(), tokens, sigma_bar, tape)
     }
 
@@ -76,13 +87,13 @@ pub trait ScoreModel<E: Dtype, D: Device<E>> {
     /// per sequence) before the forward, so bad input is a typed error rather than a panic. The
     /// read-back costs one copy of the `B·L` ids; sepo's own loops validate once at their entry and
     /// call the unchecked form.
-    fn try_forward_with<T: Tape<E, D>>(
+    fn try_forward_with<T: Tape<Self::Elem, Self::Device>>(
         &self,
-        params: &ParamStore<E, D>,
-        tokens: &Tokens<D>,
+        params: &ParamStore<Self::Elem, Self::Device>,
+        tokens: &Tokens<Self::Device>,
         sigma_bar: &[f64],
         tape: T,
-    ) -> Result<LogScores<E, D, T>> {
+    ) -> Result<LogScores<Self::Elem, Self::Device, T>> {
         let (batch, seq_len) = *tokens.shape();
         self.check_input(&tokens.as_vec(), batch, seq_len, sigma_bar)?;
         Ok(self.forward_with(params, tokens, sigma_bar, tape))
@@ -90,12 +101,12 @@ pub trait ScoreModel<E: Dtype, D: Device<E>> {
 
     /// Checked [`ScoreModel::forward`]: [`ScoreModel::try_forward_with`] on the model's own
     /// parameters.
-    fn try_forward<T: Tape<E, D>>(
+    fn try_forward<T: Tape<Self::Elem, Self::Device>>(
         &self,
-        tokens: &Tokens<D>,
+        tokens: &Tokens<Self::Device>,
         sigma_bar: &[f64],
         tape: T,
-    ) -> Result<LogScores<E, D, T>> {
+    ) -> Result<LogScores<Self::Elem, Self::Device, T>> {
         self.try_forward_with(self.params(), tokens, sigma_bar, tape)
     }
 
@@ -104,7 +115,7 @@ pub trait ScoreModel<E: Dtype, D: Device<E>> {
     /// neighbour weights and the exactness tests.
     fn exact_log_prob(
         &self,
-        params: &ParamStore<E, D>,
+        params: &ParamStore<Self::Elem, Self::Device>,
         sequences: &[usize],
         batch: usize,
     ) -> Option<Vec<f64>> {
@@ -161,17 +172,15 @@ pub const FORWARD_TOKENS: usize = 1 << 16;
 /// Tape-free log-scores `[rows·L·N]` on the host (`f64`) of `tokens [rows, L]` under `params`, with
 /// `σ̄` per row, in chunks of at most `max(1, FORWARD_TOKENS / L)` rows. Inputs are the caller's own
 /// derived sequences (already checked), so shapes are asserted, not returned as errors.
-pub fn log_scores_chunked<E, D, M>(
+pub fn log_scores_chunked<M>(
     model: &M,
-    params: &ParamStore<E, D>,
+    params: &Params<M>,
     tokens: &[usize],
     seq_len: usize,
     sigma_bar: &[f64],
 ) -> Vec<f64>
 where
-    E: Dtype,
-    D: Device<E>,
-    M: ScoreModel<E, D> + ?Sized,
+    M: ScoreModel + ?Sized,
 {
     let rows = sigma_bar.len();
     assert_eq!(tokens.len(), rows * seq_len, "log_scores_chunked: shape");

@@ -244,7 +244,10 @@ fn code_on(seq: &[usize], subset: usize, tokens: usize) -> usize {
         .fold(0, |acc, (_, &t)| acc * tokens + t)
 }
 
-impl<E: Dtype, D: Device<E>> ScoreModel<E, D> for Tabular<E, D> {
+impl<E: Dtype, D: Device<E>> ScoreModel for Tabular<E, D> {
+    type Elem = E;
+    type Device = D;
+
     fn num_states(&self) -> usize {
         self.states
     }

@@ -30,7 +30,7 @@ pub(crate) struct WeightedScores<M> {
     pub sigma: Vec<f64>,
 }
 
-impl<M: ScoreModel<f64, Cpu>> Objective for WeightedScores<M> {
+impl<M: ScoreModel<Elem = f64, Device = Cpu>> Objective for WeightedScores<M> {
     fn eval<T: Tape<f64, Cpu>>(
         &self,
         store: &ParamStore<f64, Cpu>,

@@ -48,7 +48,7 @@ impl FromStates for Uniform {
 }
 
 /// The sequence length of a run: `given`, else the model's fixed or maximal length.
-pub fn seq_len_of<E: Dtype, D: Device<E>, M: ScoreModel<E, D>>(
+pub fn seq_len_of<E: Dtype, D: Device<E>, M: ScoreModel<Elem = E, Device = D>>(
     model: &M,
     given: Option<usize>,
 ) -> Result<usize> {
@@ -99,7 +99,7 @@ pub struct Run<E, D, M, G, S, R = BoxedReward>
 where
     E: Dtype,
     D: Device<E>,
-    M: ScoreModel<E, D>,
+    M: ScoreModel<Elem = E, Device = D>,
     G: Graph,
     S: NoiseSchedule,
     R: Reward,
@@ -114,7 +114,7 @@ impl<E, D, M, G, S, R> Run<E, D, M, G, S, R>
 where
     E: Dtype,
     D: Device<E>,
-    M: ScoreModel<E, D>,
+    M: ScoreModel<Elem = E, Device = D>,
     G: Graph,
     S: NoiseSchedule,
     R: Reward,

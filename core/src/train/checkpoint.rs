@@ -14,7 +14,7 @@ use crate::nn::{AdamWState, ParamStore};
 use crate::score::ScoreModel;
 
 /// A score model that can be rebuilt from a serialisable configuration.
-pub trait ModelKind<E: Dtype, D: Device<E>>: ScoreModel<E, D> + Sized {
+pub trait ModelKind<E: Dtype, D: Device<E>>: ScoreModel<Elem = E, Device = D> + Sized {
     /// The architecture's configuration.
     type Config: Serialize + DeserializeOwned + Clone + std::fmt::Debug;
     /// Name written in `config.json` (`"transformer"`, `"mlp"`).

@@ -232,7 +232,7 @@ pub struct StepStats {
 
 /// A model, its forward process and its optimiser state.
 #[derive(Debug)]
-pub struct Pretrainer<E: Dtype, D: Device<E>, M: ScoreModel<E, D>, G: Graph, S: NoiseSchedule> {
+pub struct Pretrainer<E: Dtype, D: Device<E>, M: ScoreModel<Elem = E, Device = D>, G: Graph, S: NoiseSchedule> {
     /// The model being trained.
     pub model: M,
     /// Forward graph.
@@ -247,7 +247,7 @@ pub struct Pretrainer<E: Dtype, D: Device<E>, M: ScoreModel<E, D>, G: Graph, S: 
     pub ema: Option<Ema<E, D>>,
 }
 
-impl<E: Dtype, D: Device<E>, M: ScoreModel<E, D>, G: Graph, S: NoiseSchedule>
+impl<E: Dtype, D: Device<E>, M: ScoreModel<Elem = E, Device = D>, G: Graph, S: NoiseSchedule>
     Pretrainer<E, D, M, G, S>
 {
     /// Checks the configuration and that the model scores the graph's states.

@@ -125,7 +125,7 @@ pub(crate) fn check_entry<E, D, M, G, S>(
 where
     E: Dtype,
     D: Device<E>,
-    M: ScoreModel<E, D>,
+    M: ScoreModel<Elem = E, Device = D>,
     G: Graph,
     S: NoiseSchedule,
 {
@@ -285,7 +285,7 @@ pub(crate) fn host_probs<E, D, M, G>(
 where
     E: Dtype,
     D: Device<E>,
-    M: ScoreModel<E, D>,
+    M: ScoreModel<Elem = E, Device = D>,
     G: Graph,
 {
     let mut out = Vec::with_capacity(step.before.len() * graph.num_states());
@@ -327,7 +327,7 @@ pub(crate) fn next_states<E, D, M, G, R>(
 where
     E: Dtype,
     D: Device<E>,
-    M: ScoreModel<E, D>,
+    M: ScoreModel<Elem = E, Device = D>,
     G: Graph,
     R: Rng,
 {
@@ -382,7 +382,7 @@ pub(crate) fn denoise<E, D, M, G, R>(
 where
     E: Dtype,
     D: Device<E>,
-    M: ScoreModel<E, D>,
+    M: ScoreModel<Elem = E, Device = D>,
     G: Graph,
     R: Rng,
 {

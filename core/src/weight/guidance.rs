@@ -101,7 +101,7 @@ pub fn value_guided<E, D, M, G, S, W, R>(
 where
     E: dfdx::prelude::Dtype,
     D: dfdx::prelude::Device<E>,
-    M: ScoreModel<E, D>,
+    M: ScoreModel<Elem = E, Device = D>,
     G: Graph,
     S: NoiseSchedule,
     W: Reward + ?Sized,

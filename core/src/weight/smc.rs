@@ -289,7 +289,7 @@ pub fn smc<E, D, M, G, S, P, R>(
 where
     E: dfdx::prelude::Dtype,
     D: dfdx::prelude::Device<E>,
-    M: ScoreModel<E, D>,
+    M: ScoreModel<Elem = E, Device = D>,
     G: Graph,
     S: NoiseSchedule,
     P: Potential + ?Sized,

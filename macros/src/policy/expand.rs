@@ -49,7 +49,7 @@ pub fn item(item: &Item, policy: &Policy, bodies: Bodies) -> TokenStream {
             #vis fn build_with<D, M>(model: M) -> ::sepo::Result<#build_with_ty>
             where
                 D: ::sepo::__private::Device<f32>,
-                M: ::sepo::__private::ScoreModel<f32, D>,
+                M: ::sepo::__private::ScoreModel<Elem = f32, Device = D>,
             {
                 #build_with_body
             }
@@ -178,7 +178,7 @@ fn build_with(policy: &Policy, graph: &TokenStream, schedule: &TokenStream) -> T
     let (rounds, progress) = rounds_and_progress(policy);
     let (metrics, checkpoint) = (path(policy, "metrics"), path(policy, "checkpoint_dir"));
     quote! {
-        let states = <M as ::sepo::__private::ScoreModel<f32, D>>::num_states(&model);
+        let states = <M as ::sepo::__private::ScoreModel>::num_states(&model);
         let graph = <#graph as ::sepo::__private::FromStates>::from_states(states)?;
         let schedule: #schedule = #schedule_value;
         let seq_len = ::sepo::__private::seq_len_of(&model, #seq_len)?;

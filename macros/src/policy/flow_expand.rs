@@ -86,7 +86,7 @@ fn build_with(policy: &Policy, graph: &TokenStream) -> TokenStream {
     let (rounds, progress) = rounds_and_progress(policy);
     let metrics = path(policy, "metrics");
     quote! {
-        let states = <M as ::sepo::__private::ScoreModel<f32, D>>::num_states(&model);
+        let states = <M as ::sepo::__private::ScoreModel>::num_states(&model);
         let graph = <#graph as ::sepo::__private::FromStates>::from_states(states)?;
         let seq_len = ::sepo::__private::seq_len_of(&model, #seq_len)?;
         let config = Self::config()?;

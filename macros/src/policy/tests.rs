@@ -40,9 +40,9 @@ fn expansion_of_a_small_policy() {
             >
             where
                 D: ::sepo::__private::Device<f32>,
-                M: ::sepo::__private::ScoreModel<f32, D>,
+                M: ::sepo::__private::ScoreModel<Elem = f32, Device = D>,
             {
-                let states = <M as ::sepo::__private::ScoreModel<f32, D> >::num_states(&model);
+                let states = <M as ::sepo::__private::ScoreModel>::num_states(&model);
                 let graph = <::sepo::__private::Absorbing as ::sepo::__private::FromStates>::from_states(states)?;
                 let schedule: ::sepo::__private::LogLinear =
                     <::sepo::__private::LogLinear as ::std::default::Default>::default();
@@ -112,7 +112,7 @@ fn expansion_of_a_small_single_loop_policy() {
                 D: ::sepo::__private::Device<f32>,
                 M: ::sepo::__private::EnergyModel<f32, D>,
             {
-                let states = <M as ::sepo::__private::ScoreModel<f32, D> >::num_states(&model);
+                let states = <M as ::sepo::__private::ScoreModel>::num_states(&model);
                 let graph = <::sepo::__private::Absorbing as ::sepo::__private::FromStates>::from_states(states)?;
                 let seq_len = ::sepo::__private::seq_len_of(&model, ::std::option::Option::None)?;
                 let config = Self::config()?;

@@ -65,7 +65,7 @@ pub fn path_kl<E, D, M, G>(
 where
     E: Dtype,
     D: Device<E>,
-    M: ScoreModel<E, D>,
+    M: ScoreModel<Elem = E, Device = D>,
     G: Graph,
 {
     let steps = &trajectory.steps;
@@ -133,7 +133,7 @@ fn reference_log_probs<E, D, M, G>(
 where
     E: Dtype,
     D: Device<E>,
-    M: ScoreModel<E, D>,
+    M: ScoreModel<Elem = E, Device = D>,
     G: Graph,
 {
     Ok(step_probs(model, reference, graph, step, NoneTape)?

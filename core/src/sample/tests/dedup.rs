@@ -13,7 +13,10 @@ use crate::score::{LogScores, ScoreModel, Tokens};
 
 pub(crate) struct Dedup<M>(pub(crate) M);
 
-impl<E: Dtype, D: Device<E>, M: ScoreModel<E, D>> ScoreModel<E, D> for Dedup<M> {
+impl<E: Dtype, D: Device<E>, M: ScoreModel<Elem = E, Device = D>> ScoreModel for Dedup<M> {
+    type Elem = E;
+    type Device = D;
+
     fn num_states(&self) -> usize {
         self.0.num_states()
     }

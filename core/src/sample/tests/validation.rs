@@ -178,7 +178,10 @@ struct NanBelow {
     threshold: f64,
 }
 
-impl ScoreModel<f64, Cpu> for NanBelow {
+impl ScoreModel for NanBelow {
+    type Elem = f64;
+    type Device = Cpu;
+
     fn num_states(&self) -> usize {
         self.inner.num_states()
     }

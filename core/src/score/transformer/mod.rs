@@ -271,7 +271,10 @@ impl<E: Dtype, D: Device<E>> Transformer<E, D> {
     }
 }
 
-impl<E: Dtype, D: Device<E>> ScoreModel<E, D> for Transformer<E, D> {
+impl<E: Dtype, D: Device<E>> ScoreModel for Transformer<E, D> {
+    type Elem = E;
+    type Device = D;
+
     fn num_states(&self) -> usize {
         self.config.vocab
     }

@@ -77,7 +77,7 @@ impl SamplerKind {
     where
         E: Dtype,
         D: Device<E>,
-        M: ScoreModel<E, D>,
+        M: ScoreModel<Elem = E, Device = D>,
         G: Graph,
         S: NoiseSchedule,
         R: Rng,

@@ -38,7 +38,7 @@ use crate::weight::Planner;
 pub struct Finetuner<
     E: Dtype,
     D: Device<E>,
-    M: ScoreModel<E, D>,
+    M: ScoreModel<Elem = E, Device = D>,
     G: Graph,
     S: NoiseSchedule,
     R: Reward,
@@ -75,7 +75,7 @@ impl<E, D, M, G, S, R> Finetuner<E, D, M, G, S, R>
 where
     E: Dtype,
     D: Device<E>,
-    M: ScoreModel<E, D>,
+    M: ScoreModel<Elem = E, Device = D>,
     G: Graph,
     S: NoiseSchedule,
     R: Reward,

@@ -59,7 +59,7 @@ impl<E, D, M, G, S, R> Finetuner<E, D, M, G, S, R>
 where
     E: Dtype,
     D: Device<E>,
-    M: ScoreModel<E, D>,
+    M: ScoreModel<Elem = E, Device = D>,
     G: Graph,
     S: NoiseSchedule,
     R: Reward,
