@@ -28,8 +28,8 @@ fn main() -> sepo::Result<()> {
     let model = common::pretrained(&dir, steps, true)?;
 
     // Reload from disk, to show the checkpoint round-trips, then sample with the first-hitting sampler.
-    let (model_back, _) = Checkpoint::new(&dir)
-        .load_model::<f32, Cpu, sepo::score::Transformer<f32, Cpu>>(&Cpu::default())?;
+    let (model_back, _) =
+        Checkpoint::new(&dir).load_model::<sepo::score::Transformer<f32, Cpu>>(&Cpu::default())?;
     assert_eq!(model.params().flat_f64(), model_back.params().flat_f64());
     let (graph, schedule) = common::process();
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);

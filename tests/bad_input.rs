@@ -203,13 +203,13 @@ fn oversized_model_configs_are_refused_before_allocating() {
         let mut edited = json.clone();
         edited["model"][key] = value.into();
         std::fs::write(&config_path, serde_json::to_string(&edited).unwrap()).unwrap();
-        let loaded = checkpoint.load_model::<f32, Cpu, Mlp<f32, Cpu>>(&Cpu::default());
+        let loaded = checkpoint.load_model::<Mlp<f32, Cpu>>(&Cpu::default());
         assert_eq!(invalid_name(loaded.map(|_| ())), "MlpConfig", "{key}");
     }
     json["model"]["hidden"] = 128.into();
     std::fs::write(&config_path, serde_json::to_string(&json).unwrap()).unwrap();
     assert!(checkpoint
-        .load_model::<f32, Cpu, Mlp<f32, Cpu>>(&Cpu::default())
+        .load_model::<Mlp<f32, Cpu>>(&Cpu::default())
         .is_ok());
     std::fs::remove_dir_all(&dir).ok();
 

@@ -11,7 +11,7 @@ fn corpus() -> Corpus {
     Corpus::new(&seqs, 4).unwrap()
 }
 
-fn trainer(seed: u64) -> Pretrainer<f32, Cpu, Mlp<f32, Cpu>, Absorbing, LogLinear> {
+fn trainer(seed: u64) -> Pretrainer<Mlp<f32, Cpu>, Absorbing, LogLinear> {
     let model = Mlp::new(
         MlpConfig::tiny(5, 3, ScoreHead::Absorbing),
         &Cpu::default(),
@@ -52,9 +52,7 @@ fn round_trip_is_bit_identical_and_resume_continues_exactly() {
     a.fit(&data, 5, false, None).unwrap();
     let ckpt = Checkpoint::new(tmp("resume"));
     a.save(&ckpt).unwrap();
-    let (loaded, extra) = ckpt
-        .load_model::<f32, Cpu, Mlp<f32, Cpu>>(&Cpu::default())
-        .unwrap();
+    let (loaded, extra) = ckpt.load_model::<Mlp<f32, Cpu>>(&Cpu::default()).unwrap();
     assert_eq!(bits(loaded.params()), bits(a.model.params()));
     assert_eq!(extra["step"], 5);
     // Continue the original and a resumed copy (built from another seed: everything must come from disk).
@@ -86,7 +84,7 @@ fn damaged_or_mismatched_checkpoints_are_typed_errors_and_change_nothing() {
         Err(sepo::Error::CorruptCheckpoint { .. })
     ));
     assert!(matches!(
-        ckpt.load_model::<f32, Cpu, Mlp<f32, Cpu>>(&Cpu::default()),
+        ckpt.load_model::<Mlp<f32, Cpu>>(&Cpu::default()),
         Err(sepo::Error::CorruptCheckpoint { .. })
     ));
     assert_eq!(
@@ -98,13 +96,13 @@ fn damaged_or_mismatched_checkpoints_are_typed_errors_and_change_nothing() {
     std::fs::write(ckpt.model_path(), &model_bytes).unwrap();
     std::fs::write(ckpt.config_path(), b"{ not json").unwrap();
     assert!(matches!(
-        ckpt.load_model::<f32, Cpu, Mlp<f32, Cpu>>(&Cpu::default()),
+        ckpt.load_model::<Mlp<f32, Cpu>>(&Cpu::default()),
         Err(sepo::Error::CorruptCheckpoint { .. })
     ));
 
     a.save(&ckpt).unwrap();
     assert!(matches!(
-        ckpt.load_model::<f32, Cpu, Transformer<f32, Cpu>>(&Cpu::default()),
+        ckpt.load_model::<Transformer<f32, Cpu>>(&Cpu::default()),
         Err(sepo::Error::CheckpointMismatch { .. })
     ));
     // A wider model cannot take these weights.

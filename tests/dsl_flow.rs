@@ -102,7 +102,7 @@ fn pretrained() -> Mlp<f32, Cpu> {
 }
 
 /// The rewards of the run's particles, and their mean and variance.
-fn rewards(run: &FlowRun<f32, Cpu, Mlp<f32, Cpu>, Absorbing>) -> (f64, f64) {
+fn rewards(run: &FlowRun<Mlp<f32, Cpu>, Absorbing>) -> (f64, f64) {
     let r: Vec<f64> = run.single_loop.particles().chunks(L).map(twos).collect();
     let mean = r.iter().sum::<f64>() / r.len() as f64;
     let var = r.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (r.len() - 1) as f64;

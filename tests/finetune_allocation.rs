@@ -47,8 +47,7 @@ fn success(m: &Tabular<f64, Cpu>) -> Vec<f64> {
 }
 
 /// The trainer of these tests: an exact tabular policy and a plain function reward.
-type Tuner =
-    Finetuner<f64, Cpu, Tabular<f64, Cpu>, Absorbing, LogLinear, FnReward<fn(&[usize]) -> f64>>;
+type Tuner = Finetuner<Tabular<f64, Cpu>, Absorbing, LogLinear, FnReward<fn(&[usize]) -> f64>>;
 
 fn finetuner(
     rates: &[f64],

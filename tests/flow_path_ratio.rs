@@ -16,7 +16,7 @@ use sepo::reward::FnReward;
 use sepo::sample::categorical;
 use sepo::train::{FlowLr, RatioMode, SingleLoop, SingleLoopConfig};
 
-type Loop = SingleLoop<f64, Cpu, Tabular<f64, Cpu>, Absorbing>;
+type Loop = SingleLoop<Tabular<f64, Cpu>, Absorbing>;
 
 fn twos(seq: &[usize]) -> f64 {
     seq.iter().filter(|&&t| t == 2).count() as f64

@@ -51,7 +51,7 @@ fn trainer(
     lr: f64,
     decay: FlowLr,
     seed: u64,
-) -> SingleLoop<f64, Cpu, Tabular<f64, Cpu>, Absorbing> {
+) -> SingleLoop<Tabular<f64, Cpu>, Absorbing> {
     let graph = Absorbing::with_tokens(4).unwrap();
     let model = Tabular::<f64, Cpu>::new(&graph, L, reference_logits(), &Cpu::default()).unwrap();
     let p_ref = model.probabilities();

@@ -99,7 +99,10 @@ fn tata_box_scorer() -> CnnClassifier {
 }
 
 /// (training reward, eval reward) means and standard errors over `FRESH` first-hitting samples.
-fn assess<M: ScoreModel<Elem = f32, Device = Cpu>>(model: &M, seed: u64) -> ((f64, f64), (f64, f64)) {
+fn assess<M: ScoreModel<Elem = f32, Device = Cpu>>(
+    model: &M,
+    seed: u64,
+) -> ((f64, f64), (f64, f64)) {
     let graph = Absorbing::with_tokens(4).unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let s = first_hitting(

@@ -42,7 +42,7 @@ pub fn tiny_transformer(seed: u64) -> sepo::Result<Transformer<f32, Cpu>> {
 pub fn pretrained(dir: &Path, steps: u64, progress: bool) -> sepo::Result<Transformer<f32, Cpu>> {
     let ckpt = Checkpoint::new(dir);
     if ckpt.exists() {
-        let (model, _) = ckpt.load_model::<f32, Cpu, Transformer<f32, Cpu>>(&Cpu::default())?;
+        let (model, _) = ckpt.load_model::<Transformer<f32, Cpu>>(&Cpu::default())?;
         return Ok(model);
     }
     let (graph, schedule) = process();

@@ -295,7 +295,7 @@ pub fn estimator(input: TokenStream) -> TokenStream {
 /// With `mode: SingleLoop` the same constructors build a `sepo::train::FlowRun`, the gradient-flow
 /// single loop (docs/gradient_flow.md): `build_with(model)` (`model: impl EnergyModel<f32, D>`, which
 /// `Mlp`, `Transformer` and `Tabular` are) and `build(&dev)` draw `batch` initial particles with
-/// the `init` sampler of `sampler: Flow(..)` and return `sepo::Result<FlowRun<f32, D, M, G>>`;
+/// the `init` sampler of `sampler: Flow(..)` and return `sepo::Result<FlowRun<M, G>>`;
 /// `Name::config()` is the `SingleLoopConfig` and `Name::schedule()` the noise schedule. Then
 /// `run.fit()` runs the updates left up to `iterations` and returns their `UpdateMetrics`;
 /// `run.single_loop` holds the model, the reference and the particles.
@@ -368,14 +368,14 @@ pub fn estimator(input: TokenStream) -> TokenStream {
 /// pub struct Tiny;   // #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 /// impl Tiny {
 ///     /// Loads the `Mlp` checkpoint from `runs/mlp` onto `dev` and builds the run.
-///     pub fn build<D: Device<f32>>(dev: &D) -> Result<Run<f32, D, Mlp<f32, D>, Absorbing, LogLinear>> {
+///     pub fn build<D: Device<f32>>(dev: &D) -> Result<Run<Mlp<f32, D>, Absorbing, LogLinear>> {
 ///         let checkpoint = Checkpoint::new("runs/mlp");
-///         let (model, _) = checkpoint.load_model::<f32, D, Mlp<f32, D>>(dev)?;
+///         let (model, _) = checkpoint.load_model::<Mlp<f32, D>>(dev)?;
 ///         Self::build_with(model)
 ///     }
 ///     /// Builds the run from a model built in code (on the model's device).
-///     pub fn build_with<D, M>(model: M) -> Result<Run<f32, D, M, Absorbing, LogLinear>>
-///     where D: Device<f32>, M: ScoreModel<Elem = f32, Device = D> {
+///     pub fn build_with<M>(model: M) -> Result<Run<M, Absorbing, LogLinear>>
+///     where M: ScoreModel<Elem = f32> {
 ///         let states = <M as ScoreModel>::num_states(&model);
 ///         let graph = <Absorbing as FromStates>::from_states(states)?;
 ///         let schedule: LogLinear = <LogLinear as Default>::default();

@@ -60,7 +60,11 @@ pub fn tv(samples: &[usize], seq_len: usize, p: &[f64]) -> f64 {
         .sum::<f64>()
 }
 
-pub fn pretrain<M: sepo::score::ScoreModel<Elem = f32, Device = Cpu>>(model: M, steps: u64, lr: f64) -> M {
+pub fn pretrain<M: sepo::score::ScoreModel<Elem = f32, Device = Cpu>>(
+    model: M,
+    steps: u64,
+    lr: f64,
+) -> M {
     let p = data_law();
     let corpus = Corpus::new(&corpus(&p, 100_000, 1), 4).unwrap();
     let config = PretrainConfig {
@@ -84,7 +88,10 @@ pub fn pretrain<M: sepo::score::ScoreModel<Elem = f32, Device = Cpu>>(model: M, 
     trainer.model
 }
 
-pub fn sample_tv<M: sepo::score::ScoreModel<Elem = f32, Device = Cpu>>(model: &M, seed: u64) -> f64 {
+pub fn sample_tv<M: sepo::score::ScoreModel<Elem = f32, Device = Cpu>>(
+    model: &M,
+    seed: u64,
+) -> f64 {
     let cfg = SamplerConfig {
         max_batch: 10_000,
         ..SamplerConfig::default()

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::nn::{from_f64s, to_f64s, ParamStore};
 use crate::policy::{clean_log_scores, neighbour_log_weights, CleanScores, NeighbourWeights};
+use crate::score::Params;
 use crate::score::{Mlp, ScoreModel, Tabular, Tokens, Transformer};
 
 /// What stands for `∇ log π_θ(x_b)` in the estimator.
@@ -30,21 +31,21 @@ pub enum StateGradient {
 
 /// A score model that may also expose a differentiable log-potential `φ_θ(x)` with `π_θ ∝ exp φ_θ`.
 /// The default has none; [`Tabular`] returns its logit `θ_x`.
-pub trait EnergyModel<E: Dtype, D: Device<E>>: ScoreModel<Elem = E, Device = D> {
+pub trait EnergyModel: ScoreModel {
     /// `φ_θ(x_b)` for `tokens [B, L]` (clean) under `params`, recorded on `tape`; `None` without an
     /// energy head.
-    fn log_potential_with<T: Tape<E, D>>(
+    fn log_potential_with<T: Tape<Self::Elem, Self::Device>>(
         &self,
-        params: &ParamStore<E, D>,
-        tokens: &Tokens<D>,
+        params: &Params<Self>,
+        tokens: &Tokens<Self::Device>,
         tape: T,
-    ) -> Option<Tensor<(usize,), E, D, T>> {
+    ) -> Option<Tensor<(usize,), Self::Elem, Self::Device, T>> {
         let _ = (params, tokens, tape);
         None
     }
 }
 
-impl<E: Dtype, D: Device<E>> EnergyModel<E, D> for Tabular<E, D> {
+impl<E: Dtype, D: Device<E>> EnergyModel for Tabular<E, D> {
     /// `φ_θ(x) = θ_x`, the logit of the sequence.
     fn log_potential_with<T: Tape<E, D>>(
         &self,
@@ -62,8 +63,8 @@ impl<E: Dtype, D: Device<E>> EnergyModel<E, D> for Tabular<E, D> {
     }
 }
 
-impl<E: Dtype, D: Device<E>> EnergyModel<E, D> for Mlp<E, D> {}
-impl<E: Dtype, D: Device<E>> EnergyModel<E, D> for Transformer<E, D> {}
+impl<E: Dtype, D: Device<E>> EnergyModel for Mlp<E, D> {}
+impl<E: Dtype, D: Device<E>> EnergyModel for Transformer<E, D> {}
 
 /// The centred weights `w_b = (ρ̂_b − mean ρ̂)/(B − 1)`, so that `ĝ = Σ_b w_b ĥ_b` is the unbiased sample
 /// covariance. Needs `B ≥ 2` finite values. Where `Σ ρ̂` overflows f64 the mean is taken as
@@ -194,7 +195,7 @@ impl Ift {
     where
         E: Dtype,
         D: Device<E>,
-        M: EnergyModel<E, D>,
+        M: EnergyModel<Elem = E, Device = D>,
         G: Graph,
         T: Tape<E, D>,
         R: Rng,

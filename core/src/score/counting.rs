@@ -129,14 +129,14 @@ impl<E: Dtype, D: Device<E>, M: ScoreModel<Elem = E, Device = D>> ScoreModel for
     }
 }
 
-impl<E: Dtype, D: Device<E>, M: EnergyModel<E, D>> EnergyModel<E, D> for Counting<M> {
+impl<M: EnergyModel> EnergyModel for Counting<M> {
     /// The inner energy head; adds `B` to the evaluations when it exists.
-    fn log_potential_with<T: Tape<E, D>>(
+    fn log_potential_with<T: Tape<M::Elem, M::Device>>(
         &self,
-        params: &ParamStore<E, D>,
-        tokens: &Tokens<D>,
+        params: &super::Params<M>,
+        tokens: &Tokens<M::Device>,
         tape: T,
-    ) -> Option<Tensor<(usize,), E, D, T>> {
+    ) -> Option<Tensor<(usize,), M::Elem, M::Device, T>> {
         let out = self.inner.log_potential_with(params, tokens, tape)?;
         self.count(tokens.shape().0, T::OWNS_TAPE);
         Some(out)

@@ -19,8 +19,6 @@
 
 use std::path::PathBuf;
 
-use dfdx::prelude::*;
-
 use crate::error::{Error, Result};
 use crate::graph::{Absorbing, Graph, Uniform};
 use crate::reward::{BoxedReward, Reward};
@@ -48,10 +46,7 @@ impl FromStates for Uniform {
 }
 
 /// The sequence length of a run: `given`, else the model's fixed or maximal length.
-pub fn seq_len_of<E: Dtype, D: Device<E>, M: ScoreModel<Elem = E, Device = D>>(
-    model: &M,
-    given: Option<usize>,
-) -> Result<usize> {
+pub fn seq_len_of<M: ScoreModel>(model: &M, given: Option<usize>) -> Result<usize> {
     match (given, model.max_len()) {
         (Some(len), Some(max)) if len > max => Err(Error::invalid(
             "seq_len",
@@ -95,32 +90,28 @@ impl Default for RunOptions {
 
 /// A fine-tuning run ready to [`fit`](Run::fit). The reward is type-erased by default, so the type of a
 /// run names only the device, the model, the graph and the schedule.
-pub struct Run<E, D, M, G, S, R = BoxedReward>
+pub struct Run<M, G, S, R = BoxedReward>
 where
-    E: Dtype,
-    D: Device<E>,
-    M: ScoreModel<Elem = E, Device = D>,
+    M: ScoreModel,
     G: Graph,
     S: NoiseSchedule,
     R: Reward,
 {
     /// The trainer: policy, reference, rewards, configuration, optimiser state.
-    pub finetuner: Finetuner<E, D, M, G, S, R>,
+    pub finetuner: Finetuner<M, G, S, R>,
     /// Rounds, progress, metrics and checkpoint.
     pub options: RunOptions,
 }
 
-impl<E, D, M, G, S, R> Run<E, D, M, G, S, R>
+impl<M, G, S, R> Run<M, G, S, R>
 where
-    E: Dtype,
-    D: Device<E>,
-    M: ScoreModel<Elem = E, Device = D>,
+    M: ScoreModel,
     G: Graph,
     S: NoiseSchedule,
     R: Reward,
 {
     /// A run of `finetuner` with `options`.
-    pub fn new(finetuner: Finetuner<E, D, M, G, S, R>, options: RunOptions) -> Self {
+    pub fn new(finetuner: Finetuner<M, G, S, R>, options: RunOptions) -> Self {
         Self { finetuner, options }
     }
 

@@ -14,7 +14,7 @@ use crate::nn::{AdamWState, ParamStore};
 use crate::score::ScoreModel;
 
 /// A score model that can be rebuilt from a serialisable configuration.
-pub trait ModelKind<E: Dtype, D: Device<E>>: ScoreModel<Elem = E, Device = D> + Sized {
+pub trait ModelKind: ScoreModel + Sized {
     /// The architecture's configuration.
     type Config: Serialize + DeserializeOwned + Clone + std::fmt::Debug;
     /// Name written in `config.json` (`"transformer"`, `"mlp"`).
@@ -22,7 +22,7 @@ pub trait ModelKind<E: Dtype, D: Device<E>>: ScoreModel<Elem = E, Device = D> + 
     /// This model's configuration.
     fn config(&self) -> &Self::Config;
     /// Builds a freshly initialised model.
-    fn build(config: &Self::Config, dev: &D, seed: u64) -> Result<Self>;
+    fn build(config: &Self::Config, dev: &Self::Device, seed: u64) -> Result<Self>;
 }
 
 /// A checkpoint directory.
@@ -73,18 +73,14 @@ impl Checkpoint {
 
     /// Saves the model's weights and configuration; `extra` (graph, schedule, step, …) goes into
     /// `config.json` beside the model configuration.
-    pub fn save_model<E: Dtype, D: Device<E>, M: ModelKind<E, D>>(
-        &self,
-        model: &M,
-        extra: serde_json::Value,
-    ) -> Result<()> {
+    pub fn save_model<M: ModelKind>(&self, model: &M, extra: serde_json::Value) -> Result<()> {
         let mut meta = BTreeMap::new();
         meta.insert("sepo.kind".to_string(), M::NAME.to_string());
         model.params().save(&self.model_path(), &meta)?;
         let file = ConfigFile {
             sepo_version: env!("CARGO_PKG_VERSION").to_string(),
             kind: M::NAME.to_string(),
-            dtype: dtype_name::<E>().to_string(),
+            dtype: dtype_name::<M::Elem>().to_string(),
             model: model.config().clone(),
             extra,
         };
@@ -125,10 +121,7 @@ impl Checkpoint {
     }
 
     /// Rebuilds the model from `config.json` and loads its weights.
-    pub fn load_model<E: Dtype, D: Device<E>, M: ModelKind<E, D>>(
-        &self,
-        dev: &D,
-    ) -> Result<(M, serde_json::Value)> {
+    pub fn load_model<M: ModelKind>(&self, dev: &M::Device) -> Result<(M, serde_json::Value)> {
         let (config, extra) = self.read_config::<M::Config>(M::NAME)?;
         let mut model = M::build(&config, dev, 0)?;
         model.params_mut().load(&self.model_path())?;
@@ -158,7 +151,7 @@ impl Checkpoint {
     }
 }
 
-impl<E: Dtype, D: Device<E>> ModelKind<E, D> for crate::score::Mlp<E, D> {
+impl<E: Dtype, D: Device<E>> ModelKind for crate::score::Mlp<E, D> {
     type Config = crate::score::MlpConfig;
     const NAME: &'static str = "mlp";
     fn config(&self) -> &Self::Config {
@@ -169,7 +162,7 @@ impl<E: Dtype, D: Device<E>> ModelKind<E, D> for crate::score::Mlp<E, D> {
     }
 }
 
-impl<E: Dtype, D: Device<E>> ModelKind<E, D> for crate::score::Transformer<E, D> {
+impl<E: Dtype, D: Device<E>> ModelKind for crate::score::Transformer<E, D> {
     type Config = crate::score::TransformerConfig;
     const NAME: &'static str = "transformer";
     fn config(&self) -> &Self::Config {

@@ -7,8 +7,6 @@
 //! forward and backward on `B` particles, against a fresh sampling of every sample per round for the
 //! two-loop trainer (docs/gradient_flow.md §4).
 
-use dfdx::prelude::*;
-
 use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::policy::EnergyModel;
@@ -20,25 +18,21 @@ use crate::train::{
 
 /// A single-loop run ready to [`fit`](FlowRun::fit): `options.rounds` counts *updates* (one chain
 /// advance of `k` steps and one gradient step each).
-pub struct FlowRun<E, D, M, G>
+pub struct FlowRun<M, G>
 where
-    E: Dtype,
-    D: Device<E>,
-    M: EnergyModel<E, D>,
+    M: EnergyModel,
     G: Graph,
 {
     /// The trainer: model, reference, particles, optimiser state.
-    pub single_loop: SingleLoop<E, D, M, G>,
+    pub single_loop: SingleLoop<M, G>,
     /// Updates in total, progress and metrics (`checkpoint` must be `None`: single-loop runs keep
     /// their particles in memory only).
     pub options: RunOptions,
 }
 
-impl<E, D, M, G> FlowRun<E, D, M, G>
+impl<M, G> FlowRun<M, G>
 where
-    E: Dtype,
-    D: Device<E>,
-    M: EnergyModel<E, D>,
+    M: EnergyModel,
     G: Graph,
 {
     /// Draws `particles` initial particles of length `seq_len` from `model` (the pretrained reference)
@@ -132,8 +126,9 @@ mod tests {
     use crate::sample::SamplerConfig;
     use crate::schedule::LogLinear;
     use crate::score::Tabular;
+    use dfdx::prelude::Cpu;
 
-    fn start(options: RunOptions) -> Result<FlowRun<f64, Cpu, Tabular<f64, Cpu>, Absorbing>> {
+    fn start(options: RunOptions) -> Result<FlowRun<Tabular<f64, Cpu>, Absorbing>> {
         let graph = Absorbing::with_tokens(3)?;
         let logits: Vec<f64> = (0..9).map(|i| (i as f64 * 0.37).sin()).collect();
         let model = Tabular::<f64, Cpu>::new(&graph, 2, logits, &Cpu::default())?;

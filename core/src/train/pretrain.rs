@@ -232,7 +232,7 @@ pub struct StepStats {
 
 /// A model, its forward process and its optimiser state.
 #[derive(Debug)]
-pub struct Pretrainer<E: Dtype, D: Device<E>, M: ScoreModel<Elem = E, Device = D>, G: Graph, S: NoiseSchedule> {
+pub struct Pretrainer<M: ScoreModel, G: Graph, S: NoiseSchedule> {
     /// The model being trained.
     pub model: M,
     /// Forward graph.
@@ -242,14 +242,12 @@ pub struct Pretrainer<E: Dtype, D: Device<E>, M: ScoreModel<Elem = E, Device = D
     /// Hyper-parameters.
     pub config: PretrainConfig,
     /// AdamW moments and step counter.
-    pub state: AdamWState<E, D>,
+    pub state: AdamWState<M::Elem, M::Device>,
     /// Exponential moving average of the weights.
-    pub ema: Option<Ema<E, D>>,
+    pub ema: Option<Ema<M::Elem, M::Device>>,
 }
 
-impl<E: Dtype, D: Device<E>, M: ScoreModel<Elem = E, Device = D>, G: Graph, S: NoiseSchedule>
-    Pretrainer<E, D, M, G, S>
-{
+impl<M: ScoreModel, G: Graph, S: NoiseSchedule> Pretrainer<M, G, S> {
     /// Checks the configuration and that the model scores the graph's states.
     pub fn new(model: M, graph: G, schedule: S, config: PretrainConfig) -> Result<Self> {
         config.check()?;
@@ -302,7 +300,7 @@ impl<E: Dtype, D: Device<E>, M: ScoreModel<Elem = E, Device = D>, G: Graph, S: N
             &mut rng,
         )?;
         let loss = dwdse_loss(&self.model, &self.graph, &batch)?;
-        let loss_value = loss.as_vec()[0].to_f64().unwrap_or(f64::NAN);
+        let loss_value = crate::nn::to_f64s(&loss.as_vec())[0];
         if !loss_value.is_finite() {
             return Err(Error::Diverged { what: "loss", step });
         }
@@ -369,13 +367,8 @@ impl<E: Dtype, D: Device<E>, M: ScoreModel<Elem = E, Device = D>, G: Graph, S: N
     }
 }
 
-impl<
-        E: Dtype,
-        D: Device<E>,
-        M: ModelKind<E, D>,
-        G: Graph + serde::Serialize,
-        S: NoiseSchedule + serde::Serialize,
-    > Pretrainer<E, D, M, G, S>
+impl<M: ModelKind, G: Graph + serde::Serialize, S: NoiseSchedule + serde::Serialize>
+    Pretrainer<M, G, S>
 {
     /// Writes model, configuration (with graph, schedule and training config) and optimiser state.
     pub fn save(&self, checkpoint: &Checkpoint) -> Result<()> {

@@ -23,9 +23,10 @@ use crate::flow::{
     consensus, path_log_potential, step as chain_step, LocallyBalanced, ModelScores, PositionScores,
 };
 use crate::graph::Graph;
-use crate::nn::{AdamW, AdamWState, Grads, ParamStore};
+use crate::nn::{AdamW, AdamWState, Grads};
 use crate::policy::{ift_weights, EnergyModel, Ift};
 use crate::reward::{evaluate_flat, Reward};
+use crate::score::Params;
 use crate::train::step_rng;
 
 /// How `log(π_θ/p_ref)(x_b)` is obtained.
@@ -170,11 +171,11 @@ pub struct UpdateMetrics {
 }
 
 /// The single-loop trainer.
-pub struct SingleLoop<E: Dtype, D: Device<E>, M: EnergyModel<E, D>, G: Graph> {
+pub struct SingleLoop<M: EnergyModel, G: Graph> {
     /// The model being fine-tuned.
     pub model: M,
     /// The reference weights `p_ref` (the pretrained model).
-    pub reference: ParamStore<E, D>,
+    pub reference: Params<M>,
     graph: G,
     reward: Box<dyn Reward>,
     config: SingleLoopConfig,
@@ -184,12 +185,12 @@ pub struct SingleLoop<E: Dtype, D: Device<E>, M: EnergyModel<E, D>, G: Graph> {
     log_ratio: Vec<f64>,
     anchor: Vec<usize>,
     reference_path: Vec<Option<f64>>,
-    state: AdamWState<E, D>,
+    state: AdamWState<M::Elem, M::Device>,
     update: u64,
     evaluations: u64,
 }
 
-impl<E: Dtype, D: Device<E>, M: EnergyModel<E, D>, G: Graph> SingleLoop<E, D, M, G> {
+impl<M: EnergyModel, G: Graph> SingleLoop<M, G> {
     /// Starts from `model` (also the reference) and `batch` particles (flat `[batch, L]`, drawn from the
     /// pretrained sampler by the caller).
     pub fn new(

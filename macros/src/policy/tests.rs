@@ -27,20 +27,19 @@ fn expansion_of_a_small_policy() {
         impl Tiny {
             #[doc = " Loads the `Mlp` checkpoint from `runs/mlp` onto `dev` and builds the run."]
             pub fn build<D: ::sepo::__private::Device<f32>>(dev: &D) -> ::sepo::Result<
-                ::sepo::__private::Run<f32, D, ::sepo::__private::Mlp<f32, D>,
+                ::sepo::__private::Run<::sepo::__private::Mlp<f32, D>,
                     ::sepo::__private::Absorbing, ::sepo::__private::LogLinear>
             > {
                 let checkpoint = ::sepo::__private::Checkpoint::new("runs/mlp");
-                let (model, _) = checkpoint.load_model::<f32, D, ::sepo::__private::Mlp<f32, D> >(dev)?;
+                let (model, _) = checkpoint.load_model::< ::sepo::__private::Mlp<f32, D> >(dev)?;
                 Self::build_with(model)
             }
             /// Builds the run from a model built in code (on the model's device).
-            pub fn build_with<D, M>(model: M) -> ::sepo::Result<
-                ::sepo::__private::Run<f32, D, M, ::sepo::__private::Absorbing, ::sepo::__private::LogLinear>
+            pub fn build_with<M>(model: M) -> ::sepo::Result<
+                ::sepo::__private::Run<M, ::sepo::__private::Absorbing, ::sepo::__private::LogLinear>
             >
             where
-                D: ::sepo::__private::Device<f32>,
-                M: ::sepo::__private::ScoreModel<Elem = f32, Device = D>,
+                M: ::sepo::__private::ScoreModel<Elem = f32>,
             {
                 let states = <M as ::sepo::__private::ScoreModel>::num_states(&model);
                 let graph = <::sepo::__private::Absorbing as ::sepo::__private::FromStates>::from_states(states)?;
@@ -105,12 +104,11 @@ fn expansion_of_a_small_single_loop_policy() {
         impl Flowing {
             /// Draws the initial particles from a model built in code (on the model's device) with the
             /// `init` sampler and starts the single loop.
-            pub fn build_with<D, M>(model: M) -> ::sepo::Result<
-                ::sepo::__private::FlowRun<f32, D, M, ::sepo::__private::Absorbing>
+            pub fn build_with<M>(model: M) -> ::sepo::Result<
+                ::sepo::__private::FlowRun<M, ::sepo::__private::Absorbing>
             >
             where
-                D: ::sepo::__private::Device<f32>,
-                M: ::sepo::__private::EnergyModel<f32, D>,
+                M: ::sepo::__private::EnergyModel<Elem = f32>,
             {
                 let states = <M as ::sepo::__private::ScoreModel>::num_states(&model);
                 let graph = <::sepo::__private::Absorbing as ::sepo::__private::FromStates>::from_states(states)?;

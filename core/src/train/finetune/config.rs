@@ -4,13 +4,12 @@
 use crate::error::{Error, Result};
 use crate::nn::AdamW;
 use crate::policy::{ConcreteScore, Mixture};
-use dfdx::prelude::*;
 use rand::Rng;
 
 use crate::graph::Graph;
-use crate::nn::ParamStore;
 use crate::sample::{first_hitting, sample, Condition, SamplerConfig, Samples};
 use crate::schedule::NoiseSchedule;
+use crate::score::Params;
 use crate::score::ScoreModel;
 use crate::train::LrSchedule;
 use crate::weight::{Allocation, Baseline};
@@ -62,10 +61,10 @@ impl SamplerKind {
     /// Draws `batch` sequences of length `seq_len` under `params` with this sampler, keeping the
     /// positions `cond` fixes, recording trajectories when `record` is set.
     #[allow(clippy::too_many_arguments)]
-    pub fn draw<E, D, M, G, S, R>(
+    pub fn draw<M, G, S, R>(
         &self,
         model: &M,
-        params: &ParamStore<E, D>,
+        params: &Params<M>,
         graph: &G,
         schedule: &S,
         batch: usize,
@@ -75,9 +74,7 @@ impl SamplerKind {
         rng: &mut R,
     ) -> Result<Samples>
     where
-        E: Dtype,
-        D: Device<E>,
-        M: ScoreModel<Elem = E, Device = D>,
+        M: ScoreModel,
         G: Graph,
         S: NoiseSchedule,
         R: Rng,

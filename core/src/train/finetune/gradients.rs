@@ -8,18 +8,17 @@ use super::{Finetuner, KlMode, LogProb};
 use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::loss::{path_kl, KlBaseline, KlGradient, PpoObjective};
-use crate::nn::{Grads, ParamStore};
+use crate::nn::Grads;
 use crate::policy::{clean_entropy, clean_log_scores, CleanScores, GRAD_TOKENS};
 use crate::reward::Reward;
 use crate::sample::{Samples, Trajectory};
 use crate::schedule::NoiseSchedule;
+use crate::score::Params;
 use crate::score::ScoreModel;
 
-impl<E, D, M, G, S, R> Finetuner<E, D, M, G, S, R>
+impl<M, G, S, R> Finetuner<M, G, S, R>
 where
-    E: Dtype,
-    D: Device<E>,
-    M: ScoreModel<Elem = E, Device = D>,
+    M: ScoreModel,
     G: Graph,
     S: NoiseSchedule,
     R: Reward,
@@ -27,12 +26,16 @@ where
     /// Gradient of the minibatch's loss: PPO surrogate + β·KL − entropy bonus.
     pub(super) fn minibatch_grads<Rn: Rng>(
         &self,
-        old: &ParamStore<E, D>,
+        old: &Params<M>,
         samples: &Samples,
         rows: std::ops::Range<usize>,
         adv: &[Vec<f64>],
         rng: &mut Rn,
-    ) -> Result<(Grads<E, D>, crate::loss::PpoStats, Option<f64>)> {
+    ) -> Result<(
+        Grads<M::Elem, M::Device>,
+        crate::loss::PpoStats,
+        Option<f64>,
+    )> {
         let c = &self.config;
         let l = c.seq_len;
         let x = &samples.tokens[rows.start * l..rows.end * l];
@@ -133,7 +136,7 @@ where
         x: &[usize],
         batch: usize,
         rng: &mut Rn,
-    ) -> Result<Grads<E, D>> {
+    ) -> Result<Grads<M::Elem, M::Device>> {
         let (mode, sigma0) = self.clean_mode();
         let l = x.len() / batch.max(1);
         let reads = match mode {
@@ -160,7 +163,7 @@ where
             let n = shape.2;
             let dev = self.model.params().device().clone();
             // Exclude the mask column from the conditional with a large finite negative logit.
-            let bias: Vec<E> = (0..shape.0 * shape.1 * n)
+            let bias: Vec<M::Elem> = (0..shape.0 * shape.1 * n)
                 .map(|i| {
                     crate::nn::from_f64(if Some(i % n) == self.graph.mask() {
                         -1e9
@@ -173,7 +176,7 @@ where
             let c = log_c.with_empty_tape().exp();
             // −bonus·H = bonus·Σ w c log c / (B·L), this chunk's share of the batch.
             let scale = self.config.entropy_bonus / (batch * l) as f64;
-            let w: Vec<E> = weight
+            let w: Vec<M::Elem> = weight
                 .iter()
                 .flat_map(|&w| std::iter::repeat_n(crate::nn::from_f64(w * scale), n))
                 .collect();
@@ -187,13 +190,13 @@ where
     /// Gradient of the PPO surrogate alone over the sequences `x` (`batch` of them) and their paths.
     pub(super) fn surrogate_grads<Rn: Rng>(
         &self,
-        old: &ParamStore<E, D>,
+        old: &Params<M>,
         x: &[usize],
         batch: usize,
         trajectory: Option<&Trajectory>,
         objectives: &[PpoObjective<'_>],
         rng: &mut Rn,
-    ) -> Result<(Grads<E, D>, crate::loss::PpoStats)> {
+    ) -> Result<(Grads<M::Elem, M::Device>, crate::loss::PpoStats)> {
         match self.config.log_prob {
             // Chunked over samples so that taped forwards stay bounded (Masked reads B·L sequences).
             LogProb::ConcreteScore(est) => est.grads(
@@ -238,7 +241,7 @@ where
     /// `−∇log π(x_b)`).
     pub(super) fn score_norms<Rn: Rng>(
         &self,
-        old: &ParamStore<E, D>,
+        old: &Params<M>,
         samples: &Samples,
         rng: &mut Rn,
     ) -> Result<Vec<f64>> {
@@ -272,7 +275,7 @@ where
     /// [`Allocator::observe`](crate::weight::Allocator::observe).
     pub(super) fn spread_norms<Rn: Rng>(
         &self,
-        old: &ParamStore<E, D>,
+        old: &Params<M>,
         samples: &Samples,
         groups: &[std::ops::Range<usize>],
         rewards: &[f64],
@@ -351,8 +354,7 @@ mod tests {
     const L: usize = 3;
     const N: usize = 5;
 
-    type Tuner =
-        Finetuner<f64, Cpu, Mlp<f64, Cpu>, Absorbing, LogLinear, FnReward<fn(&[usize]) -> f64>>;
+    type Tuner = Finetuner<Mlp<f64, Cpu>, Absorbing, LogLinear, FnReward<fn(&[usize]) -> f64>>;
 
     fn tuner(log_prob: LogProb) -> Tuner {
         let config = MlpConfig {

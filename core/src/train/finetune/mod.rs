@@ -20,33 +20,26 @@ mod round;
 pub use config::{FinetuneConfig, KlMode, LogProb, RoundMetrics, SamplerKind};
 pub use round::GradientEstimate;
 
-use dfdx::prelude::*;
 use rand::Rng;
 
 use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::nn::io::write_atomic;
-use crate::nn::{AdamWState, ParamStore};
+use crate::nn::AdamWState;
 use crate::reward::Reward;
 use crate::sample::{Condition, Samples};
 use crate::schedule::NoiseSchedule;
+use crate::score::Params;
 use crate::score::ScoreModel;
 use crate::train::{Checkpoint, MetricsWriter};
 use crate::weight::Planner;
 
 /// A fine-tuning run: the policy, its reference, the forward process, the rewards and the optimiser.
-pub struct Finetuner<
-    E: Dtype,
-    D: Device<E>,
-    M: ScoreModel<Elem = E, Device = D>,
-    G: Graph,
-    S: NoiseSchedule,
-    R: Reward,
-> {
+pub struct Finetuner<M: ScoreModel, G: Graph, S: NoiseSchedule, R: Reward> {
     /// The policy (trainable score model).
     pub model: M,
     /// Reference weights for the KL.
-    pub reference: ParamStore<E, D>,
+    pub reference: Params<M>,
     /// Forward graph.
     pub graph: G,
     /// Noise schedule.
@@ -61,7 +54,7 @@ pub struct Finetuner<
     /// Hyper-parameters.
     pub config: FinetuneConfig,
     /// AdamW state.
-    pub state: AdamWState<E, D>,
+    pub state: AdamWState<M::Elem, M::Device>,
     /// Rounds completed.
     pub round: u64,
     /// The prompts of [`Finetuner::with_prompts`] (empty: none).
@@ -71,11 +64,9 @@ pub struct Finetuner<
     pub planner: Option<Planner>,
 }
 
-impl<E, D, M, G, S, R> Finetuner<E, D, M, G, S, R>
+impl<M, G, S, R> Finetuner<M, G, S, R>
 where
-    E: Dtype,
-    D: Device<E>,
-    M: ScoreModel<Elem = E, Device = D>,
+    M: ScoreModel,
     G: Graph,
     S: NoiseSchedule,
     R: Reward,
@@ -178,7 +169,7 @@ where
     /// Draws `batch` samples from `params` with the configured sampler (and condition, if any).
     pub fn sample_with<Rn: Rng>(
         &self,
-        params: &ParamStore<E, D>,
+        params: &Params<M>,
         batch: usize,
         record: bool,
         rng: &mut Rn,
@@ -188,7 +179,7 @@ where
 
     fn sample_conditioned<Rn: Rng>(
         &self,
-        params: &ParamStore<E, D>,
+        params: &Params<M>,
         batch: usize,
         record: bool,
         cond: Option<&Condition>,

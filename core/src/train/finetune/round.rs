@@ -3,7 +3,6 @@
 
 use std::time::Instant;
 
-use dfdx::prelude::*;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
@@ -12,11 +11,11 @@ use super::{Finetuner, KlMode, LogProb, RoundMetrics};
 use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::loss::PpoObjective;
-use crate::nn::ParamStore;
 use crate::policy::{control_variate_advantages, path_log_prob, snis_advantages, Reweight};
 use crate::reward::{evaluate_flat, Reward};
 use crate::sample::{Condition, Samples, Trajectory};
 use crate::schedule::NoiseSchedule;
+use crate::score::Params;
 use crate::score::ScoreModel;
 use crate::train::step_rng;
 use crate::weight::Planner;
@@ -55,11 +54,9 @@ fn ranges(sizes: &[usize]) -> Vec<std::ops::Range<usize>> {
         .collect()
 }
 
-impl<E, D, M, G, S, R> Finetuner<E, D, M, G, S, R>
+impl<M, G, S, R> Finetuner<M, G, S, R>
 where
-    E: Dtype,
-    D: Device<E>,
-    M: ScoreModel<Elem = E, Device = D>,
+    M: ScoreModel,
     G: Graph,
     S: NoiseSchedule,
     R: Reward,
@@ -203,7 +200,7 @@ where
         &mut self,
         planner: Option<Planner>,
         sizes: &Option<Vec<usize>>,
-        old: &ParamStore<E, D>,
+        old: &Params<M>,
         samples: &Samples,
         shaped: &[f64],
         rng: &mut Rn,
@@ -253,7 +250,7 @@ where
 
     fn estimate_after_draw<Rn: Rng>(
         &mut self,
-        old: &ParamStore<E, D>,
+        old: &Params<M>,
         drawn: Drawn,
         shaped: &[f64],
         adv: &[Vec<f64>],
@@ -298,7 +295,7 @@ where
 
     /// Draws and scores a round: `groups × group_size` samples at once without prompts; with prompts,
     /// the passes of the configured allocation, stacked and regrouped by prompt.
-    fn draw<Rn: Rng>(&self, old: &ParamStore<E, D>, record: bool, rng: &mut Rn) -> Result<Drawn> {
+    fn draw<Rn: Rng>(&self, old: &Params<M>, record: bool, rng: &mut Rn) -> Result<Drawn> {
         let c = &self.config;
         if self.prompts.is_empty() && c.allocation != crate::weight::Allocation::Uniform {
             return Err(Error::invalid(
@@ -398,7 +395,7 @@ where
     /// needs them.
     fn advantages<Rn: Rng>(
         &self,
-        old: &ParamStore<E, D>,
+        old: &Params<M>,
         samples: &Samples,
         (raw, shaped): (&[f64], &[f64]),
         sizes: Option<&[usize]>,

@@ -123,12 +123,12 @@ fn main() {
 
     // `build_with` draws `batch` particles (default 32) with the `init` sampler; `fit` runs the updates.
     let model = Mlp::<f32, Cpu>::new(MlpConfig::tiny(5, 4, ScoreHead::Absorbing), &Cpu::default(), 0).unwrap();
-    let mut run: FlowRun<f32, Cpu, Mlp<f32, Cpu>, Absorbing> = Others::build_with(model).unwrap();
+    let mut run: FlowRun<Mlp<f32, Cpu>, Absorbing> = Others::build_with(model).unwrap();
     assert_eq!(run.single_loop.particles().len(), 32 * 4);
     run.options.rounds = 2;
     let history = run.fit().unwrap();
     assert_eq!(history.len(), 2);
     // Generic over the device: the constructors name `D`.
-    let _build: fn(&Cpu) -> sepo::Result<FlowRun<f32, Cpu, Transformer<f32, Cpu>, Absorbing>> =
+    let _build: fn(&Cpu) -> sepo::Result<FlowRun<Transformer<f32, Cpu>, Absorbing>> =
         Full::build::<Cpu>;
 }
