@@ -77,7 +77,8 @@ pub mod __private {
         seq_len_of, Checkpoint, FinetuneConfig, Finetuner, FromStates, KlMode, LogProb, Run,
         RunOptions, SamplerKind,
     };
-    pub use sepo_core::train::{FlowLr, FlowRun, RatioMode, SingleLoopConfig};
+    pub use sepo_core::train::{FlowLr, FlowRun, InitialParticles, RatioMode, SingleLoopConfig};
+    pub use sepo_core::Diffusion;
     pub use sepo_core::weight::{Adaptive, Allocation, Baseline, Neyman, Sequential};
     pub use serde;
 

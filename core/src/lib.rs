@@ -33,12 +33,14 @@ pub mod reward;
 pub mod sample;
 pub mod schedule;
 pub mod score;
+pub mod sequences;
 pub mod train;
 pub mod weight;
 
 pub use diffusion::Diffusion;
 pub use error::{Error, Result};
 pub use score::Policy;
+pub use sequences::Sequences;
 
 /// Re-export of the tensor library, for users who implement their own [`score::ScoreModel`].
 pub use dfdx;

@@ -19,7 +19,8 @@ use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::nn::{from_f64, ParamStore};
 use crate::policy::conditional_log_weights;
-use crate::score::{log_scores_chunked, LogScores, ScoreModel, FORWARD_TOKENS};
+use crate::score::{log_scores_chunked, LogScores, Policy, ScoreModel, FORWARD_TOKENS};
+use crate::sequences::Sequences;
 
 /// How clean-end scores are read from a score network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -44,28 +45,24 @@ pub enum CleanScores {
 
 /// Clean-end log-scores `[B, L, N]` (0 at `v = x_l` and on the mask column) and a per-position weight
 /// `[B·L]` (1, or `L/m` on the positions a subset read and 0 elsewhere).
-#[allow(clippy::too_many_arguments)]
-pub fn clean_log_scores<E, D, M, G, T, R>(
-    model: &M,
-    params: &ParamStore<E, D>,
+pub fn clean_log_scores<M, G, T, R>(
+    policy: &Policy<'_, M>,
     graph: &G,
-    x: &[usize],
-    batch: usize,
+    x: Sequences<'_>,
     sigma0: f64,
     mode: CleanScores,
     tape: T,
     rng: &mut R,
-) -> Result<(LogScores<E, D, T>, Vec<f64>)>
+) -> Result<(LogScores<M::Elem, M::Device, T>, Vec<f64>)>
 where
-    E: Dtype,
-    D: Device<E>,
-    M: ScoreModel<Elem = E, Device = D>,
+    M: ScoreModel,
     G: Graph,
-    T: Tape<E, D>,
+    T: Tape<M::Elem, M::Device>,
     R: Rng,
 {
-    crate::check::nonzero("batch", batch)?;
-    let l = x.len() / batch;
+    let (model, params) = (policy.model, policy.params);
+    let (batch, l) = (x.batch(), x.seq_len());
+    let x = x.tokens();
     crate::check::tokens(x, batch, l, graph.num_tokens())?;
     let dev = params.device().clone();
     let n = graph.num_states();
@@ -132,13 +129,13 @@ where
     let own = flat.gather(self_index);
     let log_s = (picked - own).reshape_like(&(batch, l, n));
     // Pin the mask column (not a clean neighbour) to 0.
-    let mut keep = vec![from_f64::<E>(1.0); batch * l * n];
+    let mut keep = vec![from_f64::<M::Elem>(1.0); batch * l * n];
     for i in 0..batch * l {
         keep[i * n + mask] = from_f64(0.0);
     }
     let keep = dev
         .tensor_from_vec(keep, (batch, l, n))
-        .gt(from_f64::<E>(0.5));
+        .gt(from_f64::<M::Elem>(0.5));
     Ok((keep.choose(log_s, dev.zeros_like(&(batch, l, n))), weight))
 }
 

@@ -6,10 +6,12 @@ use rand::{Rng, SeedableRng};
 use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::loss::{ppo_clip, PpoObjective, PpoStats, PpoTerms};
-use crate::nn::{from_f64, from_f64s, to_f64s, Grads, ParamStore};
+use crate::nn::{from_f64, from_f64s, to_f64s, Grads};
 use crate::policy::{clean_log_scores, neighbour_log_weights, CleanScores, NeighbourWeights};
 use crate::schedule::NoiseSchedule;
-use crate::score::ScoreModel;
+use crate::diffusion::Diffusion;
+use crate::score::{Policy, ScoreModel};
+use crate::sequences::Sequences;
 
 /// A scalar loss carrying the tape of its forward pass.
 pub type TapedLoss<E, D> = Tensor<Rank0, E, D, OwnedTape<E, D>>;
@@ -48,49 +50,45 @@ impl ConcreteScore {
         Ok(())
     }
 
-    /// The PPO-clip loss `−J` of docs/sepo.md (4) for clean samples `x` (flat `[batch, L]`) with
-    /// objectives (advantages `[batch]`, clip), differentiable in `model`'s parameters; `old` holds `θ_old`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn loss<E, D, M, G, S, R>(
+    /// The PPO-clip loss `−J` of docs/sepo.md (4) for clean samples `x` with objectives (advantages
+    /// `[batch]`, clip), differentiable in the model's own parameters θ; `old` is the model under
+    /// `θ_old`.
+    pub fn loss<M, G, S, R>(
         &self,
-        model: &M,
-        old: &ParamStore<E, D>,
-        graph: &G,
-        schedule: &S,
-        x: &[usize],
-        batch: usize,
+        old: &Policy<'_, M>,
+        diffusion: &Diffusion<G, S>,
+        x: Sequences<'_>,
         objectives: &[PpoObjective<'_>],
         rng: &mut R,
-    ) -> Result<(TapedLoss<E, D>, PpoStats)>
+    ) -> Result<(TapedLoss<M::Elem, M::Device>, PpoStats)>
     where
-        E: Dtype,
-        D: Device<E>,
-        M: ScoreModel<Elem = E, Device = D>,
+        M: ScoreModel,
         G: Graph,
         S: NoiseSchedule,
         R: Rng,
     {
         self.check()?;
-        let sigma0 = schedule.total(self.t0);
+        let (graph, model) = (&diffusion.graph, old.model);
+        let current = Policy::current(model);
+        let seqs = x;
+        let (x, batch) = (x.tokens(), x.batch());
+        let sigma0 = diffusion.total(self.t0);
         let n = graph.num_states();
         // θ and θ_old must read the same masked positions: share the subset's randomness.
         let subset_seed: u64 = rng.gen();
         let mut sub = rand::rngs::StdRng::seed_from_u64(subset_seed);
         let (ls_theta, position_weight) = clean_log_scores(
-            model,
-            model.params(),
+            &current,
             graph,
-            x,
-            batch,
+            seqs,
             sigma0,
             self.clean,
             OwnedTape::default(),
             &mut sub,
         )?;
         let mut sub = rand::rngs::StdRng::seed_from_u64(subset_seed);
-        let (ls_old, _) = clean_log_scores(
-            model, old, graph, x, batch, sigma0, self.clean, NoneTape, &mut sub,
-        )?;
+        let (ls_old, _) =
+            clean_log_scores(old, graph, seqs, sigma0, self.clean, NoneTape, &mut sub)?;
         let ls_theta_host = to_f64s(&ls_theta.retaped::<NoneTape>().as_vec());
         let ls_old_host = to_f64s(&ls_old.as_vec());
         // Common random numbers: SNIS draws the same z for θ and θ_old, so their ratio is 1 at θ = θ_old.
@@ -98,27 +96,16 @@ impl ConcreteScore {
         let mut sub = rand::rngs::StdRng::seed_from_u64(weight_seed);
         let log_w_theta = neighbour_log_weights(
             self.weights,
-            model,
-            model.params(),
+            &current,
             graph,
-            x,
-            batch,
+            seqs,
             sigma0,
             &ls_theta_host,
             &mut sub,
         )?;
         let mut sub = rand::rngs::StdRng::seed_from_u64(weight_seed);
-        let log_w_old = neighbour_log_weights(
-            self.weights,
-            model,
-            old,
-            graph,
-            x,
-            batch,
-            sigma0,
-            &ls_old_host,
-            &mut sub,
-        )?;
+        let log_w_old =
+            neighbour_log_weights(self.weights, old, graph, seqs, sigma0, &ls_old_host, &mut sub)?;
         let l = x.len() / batch;
         let mut weight = vec![0.0; batch * l * n];
         let mut log_offset = vec![0.0; batch * l * n];
@@ -129,7 +116,7 @@ impl ConcreteScore {
             }
         }
         let dev = model.params().device();
-        let ls_old = dev.tensor_from_vec(from_f64s::<E>(&ls_old_host), (batch, l, n));
+        let ls_old = dev.tensor_from_vec(from_f64s::<M::Elem>(&ls_old_host), (batch, l, n));
         // Δ = log s_old − log s_θ, so ρ = c·e^Δ and ∇ρ = −ρ ∇ log s_θ.
         let delta = (ls_theta.negate() + ls_old).reshape_like(&(batch, l * n));
         ppo_clip(
@@ -147,35 +134,22 @@ impl ConcreteScore {
     /// alone exceed that): the loss is a mean over samples, `−J = Σ_c (|c|/B)·(−J_c)`, so each chunk's
     /// loss is scaled by `|c|/B` before its backward pass. Memory stays bounded whatever `B` and `L`
     /// (`Masked` clean scores forward `B·L` sequences).
-    #[allow(clippy::too_many_arguments)]
-    pub fn grads<E, D, M, G, S, R>(
+    pub fn grads<M, G, S, R>(
         &self,
-        model: &M,
-        old: &ParamStore<E, D>,
-        graph: &G,
-        schedule: &S,
-        x: &[usize],
-        batch: usize,
+        old: &Policy<'_, M>,
+        diffusion: &Diffusion<G, S>,
+        x: Sequences<'_>,
         objectives: &[PpoObjective<'_>],
         rng: &mut R,
-    ) -> Result<(Grads<E, D>, PpoStats)>
+    ) -> Result<(Grads<M::Elem, M::Device>, PpoStats)>
     where
-        E: Dtype,
-        D: Device<E>,
-        M: ScoreModel<Elem = E, Device = D>,
+        M: ScoreModel,
         G: Graph,
         S: NoiseSchedule,
         R: Rng,
     {
-        crate::check::nonzero("batch", batch)?;
-        let l = x.len() / batch;
-        if l == 0 || x.len() != batch * l {
-            return Err(Error::ShapeMismatch {
-                op: "ConcreteScore::grads tokens",
-                expected: vec![batch, l.max(1)],
-                got: vec![x.len()],
-            });
-        }
+        let (model, graph) = (old.model, &diffusion.graph);
+        let (batch, l) = (x.batch(), x.seq_len());
         let reads = match (graph.mask(), self.clean) {
             (Some(_), CleanScores::Masked) => l,
             (Some(_), CleanScores::MaskedSubset { positions }) => positions.max(1),
@@ -206,17 +180,8 @@ impl ConcreteScore {
                     ..*o
                 })
                 .collect();
-            let (loss, s) = self.loss(
-                model,
-                old,
-                graph,
-                schedule,
-                &x[start * l..end * l],
-                end - start,
-                &sub,
-                rng,
-            )?;
-            let loss = loss * from_f64::<E>(share);
+            let (loss, s) = self.loss(old, diffusion, x.rows(start, end), &sub, rng)?;
+            let loss = loss * from_f64::<M::Elem>(share);
             grads.add_assign(&Grads::collect(model.params(), &mut loss.backward())?);
             // The loss is a mean over samples; the ratio statistics are term-weighted means.
             stats.loss += share * s.loss;

@@ -48,7 +48,7 @@ use crate::nn::{from_f64s, to_f64s, Grads, ParamStore};
 use crate::policy::GRAD_TOKENS;
 use crate::sample::{StepKind, Trajectory};
 use crate::score::head::log_expm1;
-use crate::score::ScoreModel;
+use crate::score::{Policy, ScoreModel};
 
 /// Largest `|log((e^{σ̄} − 1)·Σ_{v real} s_v)|` accepted at a masked position under a grid step (f32
 /// rounding of a softmax head is about 1e-6; an unnormalised head is typically off by far more).
@@ -301,23 +301,20 @@ where
 /// at most [`GRAD_TOKENS`] tokens (one sequence's events per chunk at least).
 ///
 /// Errors: `positions = 0`, and those of [`unmasking_events`] and [`event_log_conditionals`].
-#[allow(clippy::too_many_arguments)]
-pub fn events_ppo_grads<E, D, M, G, R>(
-    model: &M,
-    old: &ParamStore<E, D>,
+pub fn events_ppo_grads<M, G, R>(
+    old: &Policy<'_, M>,
     graph: &G,
     trajectory: &Trajectory,
     positions: usize,
     objectives: &[PpoObjective<'_>],
     rng: &mut R,
-) -> Result<(Grads<E, D>, PpoStats)>
+) -> Result<(Grads<M::Elem, M::Device>, PpoStats)>
 where
-    E: Dtype,
-    D: Device<E>,
-    M: ScoreModel<Elem = E, Device = D>,
+    M: ScoreModel,
     G: Graph,
     R: Rng,
 {
+    let (model, old) = (old.model, old.params);
     if positions == 0 {
         return Err(Error::invalid("positions", 0, "Events needs at least 1"));
     }
@@ -405,7 +402,7 @@ where
             .collect();
         if multiplier.iter().any(|&m| m != 0.0) {
             let dev = model.params().device().clone();
-            let m = dev.tensor_from_vec(from_f64s::<E>(&multiplier), (rows.len(),));
+            let m = dev.tensor_from_vec(from_f64s::<M::Elem>(&multiplier), (rows.len(),));
             let loss = (theta * m).sum::<Rank0, _>();
             grads.add_assign(&Grads::collect(model.params(), &mut loss.backward())?);
         }

@@ -16,7 +16,8 @@ use crate::graph::Graph;
 use crate::nn::{from_f64s, to_f64s, ParamStore};
 use crate::policy::{clean_log_scores, neighbour_log_weights, CleanScores, NeighbourWeights};
 use crate::score::Params;
-use crate::score::{Mlp, ScoreModel, Tabular, Tokens, Transformer};
+use crate::score::{Mlp, Policy, ScoreModel, Tabular, Tokens, Transformer};
+use crate::sequences::Sequences;
 
 /// What stands for `∇ log π_θ(x_b)` in the estimator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -161,6 +162,16 @@ impl Default for Ift {
     }
 }
 
+/// The weights [`Ift::surrogate`] combines `h_b` with: `w_b` per particle and, to re-evaluate the same
+/// `h_b` at new parameters, the neighbour weights `ω` a previous call returned.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SurrogateWeights<'a> {
+    /// `w_b`, one per particle ([`ift_weights`]).
+    pub particle: &'a [f64],
+    /// Frozen `ω [B·L·N]` (`None`: computed from the policy).
+    pub frozen: Option<&'a [f64]>,
+}
+
 /// The surrogate built by [`Ift::surrogate`].
 #[derive(Debug)]
 pub struct Surrogate<E: Dtype, D: Device<E>, T> {
@@ -175,33 +186,33 @@ pub struct Surrogate<E: Dtype, D: Device<E>, T> {
 }
 
 impl Ift {
-    /// The surrogate `h_b(θ)` with `∇h_b = ĥ_b`, weighted by `weights` (from [`ift_weights`]) into a
-    /// loss, under `params` and on `tape`. `coefficients` freezes the neighbour weights `ω` (pass the
-    /// ones a previous call returned to evaluate the same `h_b` at new parameters; `None` computes them
-    /// from `params`). `rng` draws the `MaskedSubset` positions and SNIS samples.
-    #[allow(clippy::too_many_arguments)]
-    pub fn surrogate<E, D, M, G, T, R>(
+    /// The surrogate `h_b(θ)` with `∇h_b = ĥ_b` of the particles `x`, weighted by `weights.particle`
+    /// (from [`ift_weights`]) into a loss, under `policy` and on `tape`. `weights.frozen` freezes the
+    /// neighbour weights `ω` (pass the ones a previous call returned to evaluate the same `h_b` at new
+    /// parameters; `None` computes them from the policy). `rng` draws the `MaskedSubset` positions and
+    /// SNIS samples.
+    pub fn surrogate<M, G, T, R>(
         &self,
-        model: &M,
-        params: &ParamStore<E, D>,
+        policy: &Policy<'_, M>,
         graph: &G,
-        x: &[usize],
-        batch: usize,
-        weights: &[f64],
-        coefficients: Option<&[f64]>,
+        x: Sequences<'_>,
+        weights: SurrogateWeights<'_>,
         tape: T,
         rng: &mut R,
-    ) -> Result<Surrogate<E, D, T>>
+    ) -> Result<Surrogate<M::Elem, M::Device, T>>
     where
-        E: Dtype,
-        D: Device<E>,
-        M: EnergyModel<Elem = E, Device = D>,
+        M: EnergyModel,
         G: Graph,
-        T: Tape<E, D>,
+        T: Tape<M::Elem, M::Device>,
         R: Rng,
     {
-        crate::check::nonzero("batch", batch)?;
-        let l = x.len() / batch;
+        let (model, params) = (policy.model, policy.params);
+        let SurrogateWeights {
+            particle: weights,
+            frozen: coefficients,
+        } = weights;
+        let seqs = x;
+        let (x, batch, l) = (x.tokens(), x.batch(), x.seq_len());
         crate::check::tokens(x, batch, l, graph.num_tokens())?;
         if weights.len() != batch {
             return Err(Error::ShapeMismatch {
@@ -225,7 +236,7 @@ impl Ift {
                         )
                     })?;
                 let values = to_f64s(&phi.retaped::<NoneTape>().as_vec());
-                let w = dev.tensor_from_vec(from_f64s::<E>(weights), (batch,));
+                let w = dev.tensor_from_vec(from_f64s::<M::Elem>(weights), (batch,));
                 return Ok(Surrogate {
                     loss: (phi * w).sum::<Rank0, _>().negate(),
                     values,
@@ -236,17 +247,8 @@ impl Ift {
             StateGradient::Conditional => NeighbourWeights::Conditional,
             StateGradient::Neighbour(k) => k,
         };
-        let (ls, position_weight) = clean_log_scores(
-            model,
-            params,
-            graph,
-            x,
-            batch,
-            self.sigma0,
-            self.clean,
-            tape,
-            rng,
-        )?;
+        let (ls, position_weight) =
+            clean_log_scores(policy, graph, seqs, self.sigma0, self.clean, tape, rng)?;
         let ls_host = to_f64s(&ls.retaped::<NoneTape>().as_vec());
         let mut evaluations = match (graph.mask(), self.clean) {
             (None, _) | (_, CleanScores::Unmasked) => batch,
@@ -263,17 +265,8 @@ impl Ift {
                 })
             }
             None => {
-                let lw = neighbour_log_weights(
-                    kind,
-                    model,
-                    params,
-                    graph,
-                    x,
-                    batch,
-                    self.sigma0,
-                    &ls_host,
-                    rng,
-                )?;
+                let lw =
+                    neighbour_log_weights(kind, policy, graph, seqs, self.sigma0, &ls_host, rng)?;
                 if let NeighbourWeights::Snis { draws } = kind {
                     evaluations += crate::policy::neighbour::snis_forwards(graph, batch, l, draws);
                 }
@@ -308,7 +301,7 @@ impl Ift {
             .enumerate()
             .map(|(i, o)| weights[i / (l * n)] * o)
             .collect();
-        let coef = dev.tensor_from_vec(from_f64s::<E>(&coef), (batch, l, n));
+        let coef = dev.tensor_from_vec(from_f64s::<M::Elem>(&coef), (batch, l, n));
         Ok(Surrogate {
             loss: (ls * coef).sum::<Rank0, _>(),
             values,

@@ -19,7 +19,7 @@ pub use estimator::{Component, Estimator, Mixture};
 pub use events::{
     event_log_conditionals, events_log_prob, events_ppo_grads, unmasking_events, Event,
 };
-pub use ift::{ift_estimate, ift_weights, EnergyModel, Ift, StateGradient};
+pub use ift::{ift_estimate, ift_weights, EnergyModel, Ift, StateGradient, SurrogateWeights};
 pub use neighbour::{
     conditional_log_weights, neighbour_log_weights, snis_forwards, NeighbourWeights,
 };

@@ -1,14 +1,13 @@
 //! Neighbour weights `π_θ(y)` for the Hamming-1 neighbours `y = x^{l←v}` of a clean sample
 //! (docs/sepo.md §3).
 
-use dfdx::prelude::*;
 use rand::Rng;
 
 use crate::error::{Error, Result};
 use crate::graph::Graph;
-use crate::nn::ParamStore;
 use crate::policy::{all_positions, log_conditionals};
-use crate::score::ScoreModel;
+use crate::score::{Policy, ScoreModel};
+use crate::sequences::Sequences;
 
 /// How the weights `π_θ(y)` of the neighbours are obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
@@ -53,27 +52,23 @@ pub fn conditional_log_weights(log_scores: &[f64], n: usize, mask: Option<usize>
 }
 
 /// `log π̂(y)` for every neighbour slot `[B·L·N]` under `params` (−∞ at `v = x_l` and the mask column).
-#[allow(clippy::too_many_arguments)]
-pub fn neighbour_log_weights<E, D, M, G, R>(
+pub fn neighbour_log_weights<M, G, R>(
     kind: NeighbourWeights,
-    model: &M,
-    params: &ParamStore<E, D>,
+    policy: &Policy<'_, M>,
     graph: &G,
-    x: &[usize],
-    batch: usize,
+    x: Sequences<'_>,
     sigma0: f64,
     clean_log_scores: &[f64],
     rng: &mut R,
 ) -> Result<Vec<f64>>
 where
-    E: Dtype,
-    D: Device<E>,
-    M: ScoreModel<Elem = E, Device = D>,
+    M: ScoreModel,
     G: Graph,
     R: Rng,
 {
-    let n = graph.num_states();
-    let l = x.len() / batch;
+    let (model, params) = (policy.model, policy.params);
+    let seqs = x;
+    let (x, batch, l, n) = (x.tokens(), x.batch(), x.seq_len(), graph.num_states());
     let mut out = match kind {
         NeighbourWeights::Conditional => conditional_log_weights(clean_log_scores, n, graph.mask()),
         NeighbourWeights::Enumerate => {
@@ -92,7 +87,7 @@ where
             out
         }
         NeighbourWeights::Snis { draws } => {
-            snis(model, params, graph, x, batch, sigma0, draws, rng)?
+            snis(policy, graph, seqs, sigma0, draws, rng)?
         }
     };
     for i in 0..batch * l {
@@ -134,26 +129,22 @@ fn neighbours<G: Graph>(x: &[usize], batch: usize, graph: &G) -> (Vec<usize>, Ve
 /// per neighbour; one forward on `y` under the uniform graph); `M` sequences `z ∼ q(·|y)` are drawn, and
 /// `π̂(y) = Σ_m q_l(z_{m,l}) ω_m / Σ_m ω_m` with `ω_m = (1/p_θ(z_{m,l} | z_{m,−l})) / q_l(z_{m,l})`
 /// (one read of position `l` per draw, masked under the absorbing graph).
-#[allow(clippy::too_many_arguments)]
-fn snis<E, D, M, G, R>(
-    model: &M,
-    params: &ParamStore<E, D>,
+fn snis<M, G, R>(
+    policy: &Policy<'_, M>,
     graph: &G,
-    x: &[usize],
-    batch: usize,
+    x: Sequences<'_>,
     sigma0: f64,
     draws: usize,
     rng: &mut R,
 ) -> Result<Vec<f64>>
 where
-    E: Dtype,
-    D: Device<E>,
-    M: ScoreModel<Elem = E, Device = D>,
+    M: ScoreModel,
     G: Graph,
     R: Rng,
 {
     crate::check::nonzero("draws", draws)?;
-    let (l, n) = (x.len() / batch, graph.num_states());
+    let (model, params) = (policy.model, policy.params);
+    let (x, batch, l, n) = (x.tokens(), x.batch(), x.seq_len(), graph.num_states());
     let (seqs, slots) = neighbours(x, batch, graph);
     let k = slots.len();
     // The proposal: every position of every neighbour, [k·L·N] (chunked reads, bounded memory).

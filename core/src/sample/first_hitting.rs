@@ -22,11 +22,12 @@ use super::condition::{self, Condition};
 use super::step::{self, constant, one_hot_where, StepProbs};
 use super::trajectory::{Step, StepKind, Trajectory};
 use super::{check_entry, SamplerConfig, Samples};
+use crate::diffusion::Diffusion;
 use crate::error::{ensure_finite, Error, Result};
 use crate::graph::Graph;
 use crate::nn::ParamStore;
 use crate::schedule::NoiseSchedule;
-use crate::score::{LogScores, ScoreModel};
+use crate::score::{LogScores, Policy, ScoreModel};
 
 /// Draws `batch` sequences of length `seq_len` with the first-hitting sampler (see the module docs).
 ///
@@ -38,26 +39,22 @@ use crate::score::{LogScores, ScoreModel};
 ///
 /// Errors: [`Error::InvalidParameter`] on a graph without a mask state, and the checks of
 /// [`sample`](super::sample).
-#[allow(clippy::too_many_arguments)]
-pub fn first_hitting<E, D, M, G, S, R>(
-    model: &M,
-    params: &ParamStore<E, D>,
-    graph: &G,
-    schedule: &S,
+pub fn first_hitting<M, G, S, R>(
+    policy: &Policy<'_, M>,
+    diffusion: &Diffusion<G, S>,
     cfg: &SamplerConfig,
-    batch: usize,
-    seq_len: usize,
+    (batch, seq_len): (usize, usize),
     condition: Option<&Condition>,
     rng: &mut R,
 ) -> Result<Samples>
 where
-    E: Dtype,
-    D: Device<E>,
-    M: ScoreModel<Elem = E, Device = D>,
+    M: ScoreModel,
     G: Graph,
     S: NoiseSchedule,
     R: Rng,
 {
+    let (model, params) = (policy.model, policy.params);
+    let (graph, schedule) = (&diffusion.graph, &diffusion.schedule);
     cfg.check()?;
     let mask = graph.mask().ok_or_else(|| {
         Error::invalid(

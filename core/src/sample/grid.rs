@@ -1,18 +1,17 @@
 //! The predictor loop on SEDD's uniform time grid: `steps` Euler or Tweedie steps from `t = 1` to
 //! `t_min = eps`, then one denoising step.
 
-use dfdx::prelude::*;
 use rand::Rng;
 
 use super::condition::{self, Condition};
 use super::step;
 use super::trajectory::{Step, StepKind, Trajectory};
 use super::{check_entry, Predictor, SamplerConfig, Samples};
+use crate::diffusion::Diffusion;
 use crate::error::{ensure_finite, Result};
 use crate::graph::Graph;
-use crate::nn::ParamStore;
 use crate::schedule::NoiseSchedule;
-use crate::score::ScoreModel;
+use crate::score::{Policy, ScoreModel};
 
 /// Draws `batch` sequences of length `seq_len` by simulating the reverse process.
 ///
@@ -26,26 +25,22 @@ use crate::score::ScoreModel;
 /// [`crate::Error::InvalidParameter`] for a bad config, [`crate::Error::ShapeMismatch`] /
 /// [`crate::Error::TokenOutOfVocab`] for a condition that does not fit, or a model over another number
 /// of states; during sampling, [`crate::Error::NonFinite`] with `index` = the step whose scores were NaN.
-#[allow(clippy::too_many_arguments)]
-pub fn sample<E, D, M, G, S, R>(
-    model: &M,
-    params: &ParamStore<E, D>,
-    graph: &G,
-    schedule: &S,
+pub fn sample<M, G, S, R>(
+    policy: &Policy<'_, M>,
+    diffusion: &Diffusion<G, S>,
     cfg: &SamplerConfig,
-    batch: usize,
-    seq_len: usize,
+    (batch, seq_len): (usize, usize),
     condition: Option<&Condition>,
     rng: &mut R,
 ) -> Result<Samples>
 where
-    E: Dtype,
-    D: Device<E>,
-    M: ScoreModel<Elem = E, Device = D>,
+    M: ScoreModel,
     G: Graph,
     S: NoiseSchedule,
     R: Rng,
 {
+    let (model, params) = (policy.model, policy.params);
+    let (graph, schedule) = (&diffusion.graph, &diffusion.schedule);
     cfg.check()?;
     let fixed = check_entry(model, graph, batch, seq_len, condition)?;
     schedule.check()?;

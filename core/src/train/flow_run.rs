@@ -7,7 +7,9 @@
 //! forward and backward on `B` particles, against a fresh sampling of every sample per round for the
 //! two-loop trainer (docs/gradient_flow.md §4).
 
+use crate::diffusion::Diffusion;
 use crate::error::{Error, Result};
+use crate::score::Policy;
 use crate::graph::Graph;
 use crate::policy::EnergyModel;
 use crate::reward::Reward;
@@ -15,6 +17,18 @@ use crate::schedule::NoiseSchedule;
 use crate::train::{
     step_rng, MetricsWriter, RunOptions, SamplerKind, SingleLoop, SingleLoopConfig, UpdateMetrics,
 };
+
+/// The single loop's starting population: `count` particles of length `seq_len` drawn from the
+/// pretrained model with `sampler` (the law `p_ref` the chain starts from).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct InitialParticles {
+    /// The sampler that draws them.
+    pub sampler: SamplerKind,
+    /// Number of particles `B`.
+    pub count: usize,
+    /// Sequence length `L`.
+    pub seq_len: usize,
+}
 
 /// A single-loop run ready to [`fit`](FlowRun::fit): `options.rounds` counts *updates* (one chain
 /// advance of `k` steps and one gradient step each).
@@ -35,23 +49,19 @@ where
     M: EnergyModel,
     G: Graph,
 {
-    /// Draws `particles` initial particles of length `seq_len` from `model` (the pretrained reference)
-    /// with `sampler`, seeded by `step_rng(config.seed, u64::MAX)` so that the chain's own steps
+    /// Draws the `init.count` initial particles of length `init.seq_len` from `model` (the pretrained
+    /// reference) under `diffusion` with `init.sampler`, seeded by `step_rng(config.seed, u64::MAX)` so that the chain's own steps
     /// (`step_rng(config.seed, i)`) never reuse its stream, and starts the single loop on them.
     ///
     /// # Errors
     /// Invalid configuration or sizes, a checkpoint directory in `options`, a failing reward on the
     /// initial particles.
-    #[allow(clippy::too_many_arguments)]
     pub fn start<S: NoiseSchedule>(
         model: M,
-        graph: G,
-        schedule: &S,
+        diffusion: Diffusion<G, S>,
         reward: Box<dyn Reward>,
         config: SingleLoopConfig,
-        sampler: SamplerKind,
-        particles: usize,
-        seq_len: usize,
+        init: InitialParticles,
         options: RunOptions,
     ) -> Result<Self> {
         if let Some(dir) = &options.checkpoint {
@@ -61,21 +71,18 @@ where
                 "single-loop runs are not checkpointed: their particles live in memory",
             ));
         }
-        crate::check::nonzero("particles", particles)?;
+        let InitialParticles {
+            sampler,
+            count,
+            seq_len,
+        } = init;
+        crate::check::nonzero("particles", count)?;
         crate::check::nonzero("seq_len", seq_len)?;
         let mut rng = step_rng(config.seed, u64::MAX);
-        let drawn = sampler.draw(
-            &model,
-            model.params(),
-            &graph,
-            schedule,
-            particles,
-            seq_len,
-            None,
-            false,
-            &mut rng,
-        )?;
-        let single_loop = SingleLoop::new(model, graph, reward, config, drawn.tokens, particles)?;
+        let policy = Policy::current(&model);
+        let drawn = sampler.draw(&policy, &diffusion, (count, seq_len), None, false, &mut rng)?;
+        let graph = diffusion.graph;
+        let single_loop = SingleLoop::new(model, graph, reward, config, drawn.tokens, count)?;
         Ok(Self {
             single_loop,
             options,
@@ -135,17 +142,14 @@ mod tests {
         let reward = FnReward::new("zeros", |s: &[usize]| {
             s.iter().filter(|&&t| t == 0).count() as f64
         });
-        FlowRun::start(
-            model,
-            graph,
-            &LogLinear::default(),
-            Box::new(reward),
-            SingleLoopConfig::default(),
-            SamplerKind::FirstHitting(SamplerConfig::default()),
-            16,
-            2,
-            options,
-        )
+        let init = InitialParticles {
+            sampler: SamplerKind::FirstHitting(SamplerConfig::default()),
+            count: 16,
+            seq_len: 2,
+        };
+        let diffusion = Diffusion::new(graph, LogLinear::default());
+        let config = SingleLoopConfig::default();
+        FlowRun::start(model, diffusion, Box::new(reward), config, init, options)
     }
 
     /// `fit` runs exactly the remaining updates, writes one metrics line each, and spends `B·k` chain

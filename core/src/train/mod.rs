@@ -16,7 +16,7 @@ pub use checkpoint::{Checkpoint, ModelKind};
 pub use finetune::{
     FinetuneConfig, Finetuner, GradientEstimate, KlMode, LogProb, RoundMetrics, SamplerKind,
 };
-pub use flow_run::FlowRun;
+pub use flow_run::{FlowRun, InitialParticles};
 pub use metrics::{progress_bar, MetricsWriter};
 pub use pretrain::{Corpus, LrSchedule, PretrainConfig, Pretrainer, StepStats};
 pub use single_loop::{FlowLr, RatioMode, SingleLoop, SingleLoopConfig, UpdateMetrics};

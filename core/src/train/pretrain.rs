@@ -6,6 +6,7 @@
 use dfdx::prelude::*;
 use rand::Rng;
 
+use crate::diffusion::Diffusion;
 use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::loss::{dwdse_loss, Dwdse};
@@ -235,10 +236,8 @@ pub struct StepStats {
 pub struct Pretrainer<M: ScoreModel, G: Graph, S: NoiseSchedule> {
     /// The model being trained.
     pub model: M,
-    /// Forward graph.
-    pub graph: G,
-    /// Noise schedule.
-    pub schedule: S,
+    /// The forward process: graph and noise schedule.
+    pub diffusion: Diffusion<G, S>,
     /// Hyper-parameters.
     pub config: PretrainConfig,
     /// AdamW moments and step counter.
@@ -266,8 +265,7 @@ impl<M: ScoreModel, G: Graph, S: NoiseSchedule> Pretrainer<M, G, S> {
         };
         Ok(Self {
             model,
-            graph,
-            schedule,
+            diffusion: Diffusion::new(graph, schedule),
             config,
             state,
             ema,
@@ -292,14 +290,14 @@ impl<M: ScoreModel, G: Graph, S: NoiseSchedule> Pretrainer<M, G, S> {
         )?;
         let x0 = corpus.sample(b, &mut rng);
         let batch = self.config.loss.corrupt(
-            &self.graph,
-            &self.schedule,
+            &self.diffusion.graph,
+            &self.diffusion.schedule,
             &x0,
             b,
             corpus.seq_len(),
             &mut rng,
         )?;
-        let loss = dwdse_loss(&self.model, &self.graph, &batch)?;
+        let loss = dwdse_loss(&self.model, &self.diffusion.graph, &batch)?;
         let loss_value = crate::nn::to_f64s(&loss.as_vec())[0];
         if !loss_value.is_finite() {
             return Err(Error::Diverged { what: "loss", step });
@@ -373,8 +371,8 @@ impl<M: ModelKind, G: Graph + serde::Serialize, S: NoiseSchedule + serde::Serial
     /// Writes model, configuration (with graph, schedule and training config) and optimiser state.
     pub fn save(&self, checkpoint: &Checkpoint) -> Result<()> {
         let extra = serde_json::json!({
-            "graph": self.graph,
-            "schedule": self.schedule,
+            "graph": self.diffusion.graph,
+            "schedule": self.diffusion.schedule,
             "pretrain": self.config,
             "step": self.state.step,
         });

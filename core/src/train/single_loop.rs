@@ -24,9 +24,10 @@ use crate::flow::{
 };
 use crate::graph::Graph;
 use crate::nn::{AdamW, AdamWState, Grads};
-use crate::policy::{ift_weights, EnergyModel, Ift};
+use crate::policy::{ift_weights, EnergyModel, Ift, SurrogateWeights};
 use crate::reward::{evaluate_flat, Reward};
-use crate::score::Params;
+use crate::score::{Params, Policy};
+use crate::sequences::Sequences;
 use crate::train::step_rng;
 
 /// How `log(π_θ/p_ref)(x_b)` is obtained.
@@ -403,14 +404,15 @@ impl<M: EnergyModel, G: Graph> SingleLoop<M, G> {
         let weights = ift_weights(&rho)?;
         let seed: u64 = rng.gen();
         let mut sub = step_rng(seed, 0);
+        let particles = Sequences::new(&self.particles, self.batch)?;
         let surrogate = self.config.estimator.surrogate(
-            &self.model,
-            self.model.params(),
+            &Policy::current(&self.model),
             &self.graph,
-            &self.particles,
-            self.batch,
-            &weights,
-            None,
+            particles,
+            SurrogateWeights {
+                particle: &weights,
+                frozen: None,
+            },
             OwnedTape::default(),
             &mut sub,
         )?;
@@ -431,13 +433,13 @@ impl<M: EnergyModel, G: Graph> SingleLoop<M, G> {
             // + Δθ·ĥ_b ≈ h_b(θ_new) − h_b(θ), same frozen weights and positions.
             let mut sub = step_rng(seed, 0);
             let after = self.config.estimator.surrogate(
-                &self.model,
-                self.model.params(),
+                &Policy::current(&self.model),
                 &self.graph,
-                &self.particles,
-                self.batch,
-                &weights,
-                Some(surrogate.coefficients.as_slice()).filter(|c| !c.is_empty()),
+                particles,
+                SurrogateWeights {
+                    particle: &weights,
+                    frozen: Some(surrogate.coefficients.as_slice()).filter(|c| !c.is_empty()),
+                },
                 NoneTape,
                 &mut sub,
             )?;

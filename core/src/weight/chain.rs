@@ -19,7 +19,7 @@ use crate::graph::Graph;
 use crate::nn::{to_f64s, ParamStore};
 use crate::sample::{categorical, step_probs, SamplerConfig, Step, StepKind};
 use crate::schedule::NoiseSchedule;
-use crate::score::ScoreModel;
+use crate::score::{Policy, ScoreModel};
 
 /// The reverse chain the particles move along.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -363,29 +363,25 @@ pub(crate) fn advance(p: &mut Particles, step: &Step, after: Vec<usize>) {
     p.sigma_bar.clone_from(&step.sigma_bar_next);
 }
 
-/// Denoised estimates `x̂_0` of `states` (`[n · L]`, at per-sequence `t`, `σ̄`): `[n · m · L]`, the `m`
-/// estimates of sequence `b` at rows `b·m .. (b+1)·m`. States with `σ̄ = 0` are clean and returned as
-/// they are.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn denoise<E, D, M, G, R>(
-    model: &M,
-    params: &ParamStore<E, D>,
+/// Denoised estimates `x̂_0` of the particles' states (`[n · L]`, at per-particle `t`, `σ̄`):
+/// `[n · m · L]`, the `m` estimates of particle `b` at rows `b·m .. (b+1)·m`. States with `σ̄ = 0` are
+/// clean and returned as they are.
+pub(crate) fn denoise<M, G, R>(
+    policy: &Policy<'_, M>,
     graph: &G,
-    states: &[usize],
-    t: &[f64],
-    sigma_bar: &[f64],
-    fixed: &[Option<usize>],
+    particles: &Particles,
     how: Denoised,
     max_batch: usize,
     rng: &mut R,
 ) -> Result<Vec<usize>>
 where
-    E: Dtype,
-    D: Device<E>,
-    M: ScoreModel<Elem = E, Device = D>,
+    M: ScoreModel,
     G: Graph,
     R: Rng,
 {
+    let (model, params) = (policy.model, policy.params);
+    let (states, t, sigma_bar) = (&particles.tokens, &particles.t, &particles.sigma_bar);
+    let fixed = &particles.fixed;
     let (n, l, m) = (t.len(), fixed.len(), how.count());
     let noisy: Vec<usize> = (0..n).filter(|&b| sigma_bar[b] > 0.0).collect();
     let mut out: Vec<usize> = (0..n)

@@ -21,13 +21,13 @@ use rand::Rng;
 
 use super::chain::{self, Chain, Denoised};
 use super::importance::log_sum_exp;
+use crate::diffusion::Diffusion;
 use crate::error::{Error, Result};
 use crate::graph::Graph;
-use crate::nn::ParamStore;
 use crate::reward::{evaluate, Reward};
 use crate::sample::{categorical, Condition, Samples};
 use crate::schedule::NoiseSchedule;
-use crate::score::ScoreModel;
+use crate::score::{Policy, ScoreModel};
 
 /// Settings of [`value_guided`].
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -85,28 +85,24 @@ pub struct Guided {
 /// Cost per step: one model call on the `batch` states (the candidates share their transition
 /// probabilities), one on the `batch·K` candidates for their denoised estimates (not at the clean end),
 /// `batch·K·m` reward calls (none for `α = ∞`).
-#[allow(clippy::too_many_arguments)]
-pub fn value_guided<E, D, M, G, S, W, R>(
-    model: &M,
-    params: &ParamStore<E, D>,
-    graph: &G,
-    schedule: &S,
+pub fn value_guided<M, G, S, W, R>(
+    policy: &Policy<'_, M>,
+    diffusion: &Diffusion<G, S>,
     reward: &W,
     cfg: &GuidanceConfig,
-    batch: usize,
-    seq_len: usize,
+    (batch, seq_len): (usize, usize),
     condition: Option<&Condition>,
     rng: &mut R,
 ) -> Result<Guided>
 where
-    E: dfdx::prelude::Dtype,
-    D: dfdx::prelude::Device<E>,
-    M: ScoreModel<Elem = E, Device = D>,
+    M: ScoreModel,
     G: Graph,
     S: NoiseSchedule,
     W: Reward + ?Sized,
     R: Rng,
 {
+    let (model, params) = (policy.model, policy.params);
+    let (graph, schedule) = (&diffusion.graph, &diffusion.schedule);
     cfg.check()?;
     let fixed = chain::check_entry(
         model, graph, schedule, &cfg.chain, batch, seq_len, condition,
@@ -140,18 +136,14 @@ where
                         .flat_map(|&x| std::iter::repeat_n(x, k_cands))
                         .collect()
                 };
-                let estimates = chain::denoise(
-                    model,
-                    params,
-                    graph,
-                    &flat,
-                    &repeat(&step.t_next),
-                    &repeat(&step.sigma_bar_next),
-                    &fixed,
-                    cfg.denoised,
-                    max_batch,
-                    rng,
-                )?;
+                let states = chain::Particles {
+                    tokens: flat,
+                    t: repeat(&step.t_next),
+                    sigma_bar: repeat(&step.sigma_bar_next),
+                    fixed: fixed.clone(),
+                    seq_len: l,
+                };
+                let estimates = chain::denoise(policy, graph, &states, cfg.denoised, max_batch, rng)?;
                 (estimates, m)
             };
             let rows: Vec<&[usize]> = to_score.chunks(l).collect();

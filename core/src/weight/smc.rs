@@ -27,13 +27,13 @@ use rand::Rng;
 use super::chain::{self, Chain, Denoised};
 use super::importance::LogWeights;
 use super::resample::Resampling;
+use crate::diffusion::Diffusion;
 use crate::error::{Error, Result};
 use crate::graph::Graph;
-use crate::nn::ParamStore;
 use crate::reward::{evaluate, Reward};
 use crate::sample::{Condition, Samples};
 use crate::schedule::NoiseSchedule;
-use crate::score::ScoreModel;
+use crate::score::{Policy, ScoreModel};
 
 /// What a [`Potential`] sees after step `k` of `K`.
 #[derive(Debug, Clone, Copy)]
@@ -274,12 +274,9 @@ impl SmcOutput {
 ///
 /// Errors: a bad config or input (typed, at entry); a NaN / `+∞` potential
 /// ([`Error::NonFinite`], index = particle); every particle at zero weight ([`Error::InvalidParameter`]).
-#[allow(clippy::too_many_arguments)]
-pub fn smc<E, D, M, G, S, P, R>(
-    model: &M,
-    params: &ParamStore<E, D>,
-    graph: &G,
-    schedule: &S,
+pub fn smc<M, G, S, P, R>(
+    policy: &Policy<'_, M>,
+    diffusion: &Diffusion<G, S>,
     potential: &P,
     cfg: &SmcConfig,
     seq_len: usize,
@@ -287,14 +284,14 @@ pub fn smc<E, D, M, G, S, P, R>(
     rng: &mut R,
 ) -> Result<SmcOutput>
 where
-    E: dfdx::prelude::Dtype,
-    D: dfdx::prelude::Device<E>,
-    M: ScoreModel<Elem = E, Device = D>,
+    M: ScoreModel,
     G: Graph,
     S: NoiseSchedule,
     P: Potential + ?Sized,
     R: Rng,
 {
+    let (model, params) = (policy.model, policy.params);
+    let (graph, schedule) = (&diffusion.graph, &diffusion.schedule);
     cfg.check()?;
     let n = cfg.particles;
     let fixed = chain::check_entry(model, graph, schedule, &cfg.chain, n, seq_len, condition)?;
@@ -314,18 +311,7 @@ where
         let denoised = if clean || lambda == 0.0 {
             Vec::new()
         } else {
-            chain::denoise(
-                model,
-                params,
-                graph,
-                &particles.tokens,
-                &particles.t,
-                &particles.sigma_bar,
-                &fixed,
-                cfg.denoised,
-                max_batch,
-                rng,
-            )?
+            chain::denoise(policy, graph, &particles, cfg.denoised, max_batch, rng)?
         };
         let phi = potential.log_potential(&PotentialInput {
             step: k,

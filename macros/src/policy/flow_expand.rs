@@ -96,9 +96,13 @@ fn build_with(policy: &Policy, graph: &TokenStream) -> TokenStream {
             metrics: #metrics,
             checkpoint: ::std::option::Option::None,
         };
-        ::sepo::__private::FlowRun::start(
-            model, graph, &Self::schedule(), reward.0, config, #init, #particles, seq_len, options,
-        )
+        let init = ::sepo::__private::InitialParticles {
+            sampler: #init,
+            count: #particles,
+            seq_len,
+        };
+        let diffusion = ::sepo::__private::Diffusion::new(graph, Self::schedule());
+        ::sepo::__private::FlowRun::start(model, diffusion, reward.0, config, init, options)
     }
 }
 

@@ -121,13 +121,15 @@ fn expansion_of_a_small_single_loop_policy() {
                     metrics: ::std::option::Option::None,
                     checkpoint: ::std::option::Option::None,
                 };
-                ::sepo::__private::FlowRun::start(
-                    model, graph, &Self::schedule(), reward.0, config,
-                    ::sepo::__private::SamplerKind::FirstHitting(::sepo::__private::SamplerConfig {
+                let init = ::sepo::__private::InitialParticles {
+                    sampler: ::sepo::__private::SamplerKind::FirstHitting(::sepo::__private::SamplerConfig {
                         ..::sepo::__private::SamplerConfig::default()
                     }),
-                    16, seq_len, options,
-                )
+                    count: 16,
+                    seq_len,
+                };
+                let diffusion = ::sepo::__private::Diffusion::new(graph, Self::schedule());
+                ::sepo::__private::FlowRun::start(model, diffusion, reward.0, config, init, options)
             }
             /// The single-loop configuration (`t0` read as `σ̄(t0)` under [`Self::schedule`]).
             pub fn config() -> ::sepo::Result<::sepo::__private::SingleLoopConfig> {

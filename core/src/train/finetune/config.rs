@@ -9,8 +9,8 @@ use rand::Rng;
 use crate::graph::Graph;
 use crate::sample::{first_hitting, sample, Condition, SamplerConfig, Samples};
 use crate::schedule::NoiseSchedule;
-use crate::score::Params;
-use crate::score::ScoreModel;
+use crate::diffusion::Diffusion;
+use crate::score::{Policy, ScoreModel};
 use crate::train::LrSchedule;
 use crate::weight::{Allocation, Baseline};
 
@@ -58,17 +58,13 @@ impl SamplerKind {
         }
     }
 
-    /// Draws `batch` sequences of length `seq_len` under `params` with this sampler, keeping the
+    /// Draws `shape = (batch, seq_len)` sequences from `policy` with this sampler, keeping the
     /// positions `cond` fixes, recording trajectories when `record` is set.
-    #[allow(clippy::too_many_arguments)]
     pub fn draw<M, G, S, R>(
         &self,
-        model: &M,
-        params: &Params<M>,
-        graph: &G,
-        schedule: &S,
-        batch: usize,
-        seq_len: usize,
+        policy: &Policy<'_, M>,
+        diffusion: &Diffusion<G, S>,
+        shape: (usize, usize),
         cond: Option<&Condition>,
         record: bool,
         rng: &mut R,
@@ -83,12 +79,9 @@ impl SamplerKind {
             record_trajectory: record,
             ..self.config()
         };
-        let (m, p, g, s) = (model, params, graph, schedule);
         match self {
-            SamplerKind::Grid(_) => sample(m, p, g, s, &cfg, batch, seq_len, cond, rng),
-            SamplerKind::FirstHitting(_) => {
-                first_hitting(m, p, g, s, &cfg, batch, seq_len, cond, rng)
-            }
+            SamplerKind::Grid(_) => sample(policy, diffusion, &cfg, shape, cond, rng),
+            SamplerKind::FirstHitting(_) => first_hitting(policy, diffusion, &cfg, shape, cond, rng),
         }
     }
 }

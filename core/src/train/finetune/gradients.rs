@@ -13,7 +13,8 @@ use crate::policy::{clean_entropy, clean_log_scores, CleanScores, GRAD_TOKENS};
 use crate::reward::Reward;
 use crate::sample::{Samples, Trajectory};
 use crate::schedule::NoiseSchedule;
-use crate::score::Params;
+use crate::score::{Params, Policy};
+use crate::sequences::Sequences;
 use crate::score::ScoreModel;
 
 impl<M, G, S, R> Finetuner<M, G, S, R>
@@ -68,7 +69,7 @@ where
             let (kl, g) = path_kl(
                 &self.model,
                 &self.reference,
-                &self.graph,
+                &self.diffusion.graph,
                 t,
                 c.kl_last_steps,
                 Some(gradient),
@@ -90,13 +91,13 @@ where
     /// the unsupervised softmax at unmasked positions); under the uniform graph one unmasked forward.
     fn clean_mode(&self) -> (CleanScores, f64) {
         let (mode, sigma0) = match self.config.log_prob {
-            LogProb::ConcreteScore(c) => (c.clean, self.schedule.total(c.t0)),
+            LogProb::ConcreteScore(c) => (c.clean, self.diffusion.schedule.total(c.t0)),
             LogProb::Trajectory | LogProb::Events { .. } => (
                 CleanScores::Masked,
-                self.schedule.total(self.config.sampler.config().eps),
+                self.diffusion.schedule.total(self.config.sampler.config().eps),
             ),
         };
-        let mode = match (self.graph.mask(), mode) {
+        let mode = match (self.diffusion.graph.mask(), mode) {
             (None, _) => CleanScores::Unmasked,
             (Some(_), CleanScores::Unmasked) => CleanScores::Masked,
             (Some(_), m) => m,
@@ -111,7 +112,7 @@ where
     /// graph (one forward per sample).
     pub(super) fn entropy(&self, samples: &Samples) -> Result<f64> {
         let l = self.config.seq_len;
-        let cap = match self.graph.mask() {
+        let cap = match self.diffusion.graph.mask() {
             Some(_) => ENTROPY_SAMPLES_ABSORBING,
             None => ENTROPY_SAMPLES_UNIFORM,
         };
@@ -120,7 +121,7 @@ where
         clean_entropy(
             &self.model,
             self.model.params(),
-            &self.graph,
+            &self.diffusion.graph,
             &samples.tokens[..b * l],
             b,
             sigma0,
@@ -148,24 +149,18 @@ where
         let mut grads = Grads::zeros(self.model.params());
         for start in (0..batch).step_by(chunk) {
             let end = (start + chunk).min(batch);
-            let (ls, weight) = clean_log_scores(
-                &self.model,
-                self.model.params(),
-                &self.graph,
-                &x[start * l..end * l],
-                end - start,
-                sigma0,
-                mode,
-                OwnedTape::default(),
-                rng,
-            )?;
+            let rows = Sequences::new(&x[start * l..end * l], end - start)?;
+            let current = Policy::current(&self.model);
+            let graph = &self.diffusion.graph;
+            let tape = OwnedTape::default();
+            let (ls, weight) = clean_log_scores(&current, graph, rows, sigma0, mode, tape, rng)?;
             let shape = *ls.shape();
             let n = shape.2;
             let dev = self.model.params().device().clone();
             // Exclude the mask column from the conditional with a large finite negative logit.
             let bias: Vec<M::Elem> = (0..shape.0 * shape.1 * n)
                 .map(|i| {
-                    crate::nn::from_f64(if Some(i % n) == self.graph.mask() {
+                    crate::nn::from_f64(if Some(i % n) == self.diffusion.graph.mask() {
                         -1e9
                     } else {
                         0.0
@@ -200,12 +195,9 @@ where
         match self.config.log_prob {
             // Chunked over samples so that taped forwards stay bounded (Masked reads B·L sequences).
             LogProb::ConcreteScore(est) => est.grads(
-                &self.model,
-                old,
-                &self.graph,
-                &self.schedule,
-                x,
-                batch,
+                &Policy::new(&self.model, old),
+                &self.diffusion,
+                Sequences::new(x, batch)?,
                 objectives,
                 rng,
             ),
@@ -215,7 +207,7 @@ where
                     "Trajectory",
                     "needs recorded trajectories",
                 ))?;
-                crate::policy::trajectory_ppo_grads(&self.model, &self.graph, t, objectives)
+                crate::policy::trajectory_ppo_grads(&self.model, &self.diffusion.graph, t, objectives)
             }
             LogProb::Events { positions } => {
                 let t = trajectory.ok_or(Error::invalid(
@@ -224,9 +216,8 @@ where
                     "needs recorded trajectories",
                 ))?;
                 crate::policy::events_ppo_grads(
-                    &self.model,
-                    old,
-                    &self.graph,
+                    &Policy::new(&self.model, old),
+                    &self.diffusion.graph,
                     t,
                     positions,
                     objectives,

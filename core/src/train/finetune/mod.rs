@@ -22,6 +22,7 @@ pub use round::GradientEstimate;
 
 use rand::Rng;
 
+use crate::diffusion::Diffusion;
 use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::nn::io::write_atomic;
@@ -29,7 +30,7 @@ use crate::nn::AdamWState;
 use crate::reward::Reward;
 use crate::sample::{Condition, Samples};
 use crate::schedule::NoiseSchedule;
-use crate::score::Params;
+use crate::score::{Params, Policy};
 use crate::score::ScoreModel;
 use crate::train::{Checkpoint, MetricsWriter};
 use crate::weight::Planner;
@@ -40,10 +41,8 @@ pub struct Finetuner<M: ScoreModel, G: Graph, S: NoiseSchedule, R: Reward> {
     pub model: M,
     /// Reference weights for the KL.
     pub reference: Params<M>,
-    /// Forward graph.
-    pub graph: G,
-    /// Noise schedule.
-    pub schedule: S,
+    /// The forward process: graph and noise schedule.
+    pub diffusion: Diffusion<G, S>,
     /// Training reward.
     pub reward: R,
     /// Held-out evaluation reward.
@@ -94,8 +93,7 @@ where
         Ok(Self {
             model,
             reference,
-            graph,
-            schedule,
+            diffusion: Diffusion::new(graph, schedule),
             reward,
             eval_reward: None,
             condition: None,
@@ -134,7 +132,7 @@ where
                 what: "no prompt",
             });
         }
-        let vocab = self.graph.num_tokens();
+        let vocab = self.diffusion.graph.num_tokens();
         for (g, prompt) in prompts.iter().enumerate() {
             if prompt.len() > c.seq_len {
                 return Err(Error::ShapeMismatch {
@@ -186,17 +184,9 @@ where
         rng: &mut Rn,
     ) -> Result<Samples> {
         let c = &self.config;
-        c.sampler.draw(
-            &self.model,
-            params,
-            &self.graph,
-            &self.schedule,
-            batch,
-            c.seq_len,
-            cond,
-            record,
-            rng,
-        )
+        let policy = Policy::new(&self.model, params);
+        c.sampler
+            .draw(&policy, &self.diffusion, (batch, c.seq_len), cond, record, rng)
     }
 
     /// One round; on error everything is as it was before the call.

@@ -465,7 +465,7 @@ where
     /// `log P_old(path) − log P_ref(path)` over the steps of `t` (`t.log_prob()` was recorded under
     /// θ_old; the reference's is recomputed).
     fn path_log_ratio(&self, t: &Trajectory) -> Result<Vec<f64>> {
-        let reference = path_log_prob(&self.model, &self.reference, &self.graph, t)?;
+        let reference = path_log_prob(&self.model, &self.reference, &self.diffusion.graph, t)?;
         Ok(t.log_prob()
             .iter()
             .zip(&reference)
