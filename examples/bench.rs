@@ -103,13 +103,10 @@ fn core_benches(name: &str, config: TransformerConfig, reps: usize, sample_steps
     let full = median_secs(1, || {
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         sample(
-            &model,
-            model.params(),
-            &graph,
-            &schedule,
+            &Policy::current(&model),
+            &Diffusion::new(graph, schedule),
             &cfg,
-            b,
-            l,
+            (b, l),
             None,
             &mut rng,
         )
@@ -193,13 +190,10 @@ fn events_benches() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     let clock = Instant::now();
     let s = sample(
-        &model,
-        model.params(),
-        &graph,
-        &schedule,
+        &Policy::current(&model),
+        &Diffusion::new(graph, schedule),
         &cfg,
-        b,
-        l,
+        (b, l),
         None,
         &mut rng,
     )
@@ -222,12 +216,9 @@ fn events_benches() {
             let clock = Instant::now();
             concrete
                 .grads(
-                    &model,
-                    &old,
-                    &graph,
-                    &schedule,
-                    &s.tokens,
-                    b,
+                    &Policy::new(&model, &old),
+                    &Diffusion::new(graph, schedule),
+                    Sequences::new(&s.tokens, b).unwrap(),
                     &objectives,
                     &mut rng,
                 )
@@ -235,8 +226,7 @@ fn events_benches() {
             let c = clock.elapsed().as_secs_f64();
             let clock = Instant::now();
             sepo::policy::events_ppo_grads(
-                &model,
-                &old,
+                &Policy::new(&model, &old),
                 &graph,
                 trajectory,
                 m,
@@ -442,16 +432,13 @@ fn flow_benches(small: bool) {
     let clock = Instant::now();
     let mut rng = rand::rngs::StdRng::seed_from_u64(1 + seed);
     let start = sample(
-        &counted,
-        counted.params(),
-        &graph,
-        &LogLinear::default(),
+        &Policy::current(&counted),
+        &Diffusion::new(graph, LogLinear::default()),
         &SamplerConfig {
             steps,
             ..SamplerConfig::default()
         },
-        b,
-        l,
+        (b, l),
         None,
         &mut rng,
     )

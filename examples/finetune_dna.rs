@@ -292,13 +292,10 @@ fn single_loop(
     // The particles start as samples of the pretrained model (counted: B·L forwards).
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let start = first_hitting(
-        &model,
-        model.params(),
-        &graph,
-        &schedule,
+        &Policy::current(&model),
+        &Diffusion::new(graph, schedule),
         &SamplerConfig::default(),
-        batch,
-        common::LEN,
+        (batch, common::LEN),
         None,
         &mut rng,
     )?;

@@ -34,13 +34,10 @@ fn main() -> sepo::Result<()> {
     let (graph, schedule) = common::process();
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let samples = first_hitting(
-        &model_back,
-        model_back.params(),
-        &graph,
-        &schedule,
+        &Policy::current(&model_back),
+        &Diffusion::new(graph, schedule),
         &SamplerConfig::default(),
-        256,
-        common::LEN,
+        (256, common::LEN),
         None,
         &mut rng,
     )?;

@@ -30,7 +30,7 @@ pub mod prelude {
     };
     pub use sepo_core::train::{Run, RunOptions};
     pub use sepo_core::weight::Baseline;
-    pub use sepo_core::{Error, Result};
+    pub use sepo_core::{Diffusion, Error, Policy, Result, Sequences};
     pub use sepo_macros::{estimator, noise_schedule, policy, reward};
 }
 
@@ -78,8 +78,8 @@ pub mod __private {
         RunOptions, SamplerKind,
     };
     pub use sepo_core::train::{FlowLr, FlowRun, InitialParticles, RatioMode, SingleLoopConfig};
-    pub use sepo_core::Diffusion;
     pub use sepo_core::weight::{Adaptive, Allocation, Baseline, Neyman, Sequential};
+    pub use sepo_core::Diffusion;
     pub use serde;
 
     /// The reward of a `policy!`, type-erased; a value that is not a `Reward` is underlined at the

@@ -70,13 +70,10 @@ fn negative_or_decreasing_schedules_are_refused() {
     // The sampler refuses the schedule up front.
     let model = mlp(3);
     let drawn = sample(
-        &model,
-        model.params(),
-        &graph(),
-        &NegativeStart,
+        &Policy::current(&model),
+        &Diffusion::new(graph(), NegativeStart),
         &SamplerConfig::default(),
-        2,
-        3,
+        (2, 3),
         None,
         &mut rng,
     );
@@ -154,13 +151,10 @@ fn tabular_refuses_other_lengths() {
     ));
     let mut rng = StdRng::seed_from_u64(0);
     let drawn = sample(
-        &model,
-        model.params(),
-        &g,
-        &LogLinear::default(),
+        &Policy::current(&model),
+        &Diffusion::new(g, LogLinear::default()),
         &SamplerConfig::default(),
-        2,
-        2,
+        (2, 2),
         None,
         &mut rng,
     );
@@ -245,13 +239,10 @@ fn overflowing_batch_sizes_are_refused() {
     .unwrap();
     let mut rng = StdRng::seed_from_u64(0);
     let drawn = sample(
-        &model,
-        model.params(),
-        &graph(),
-        &LogLinear::default(),
+        &Policy::current(&model),
+        &Diffusion::new(graph(), LogLinear::default()),
         &SamplerConfig::default(),
-        1 << 20,
-        1 << 20,
+        (1 << 20, 1 << 20),
         None,
         &mut rng,
     );

@@ -146,11 +146,9 @@ fn clean_end_readings_of_a_pretrained_absorbing_network_are_proper_ratios() {
     let host = |mode: CleanScores, seed: u64| {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let (ls, w) = clean_log_scores(
-            &model,
-            model.params(),
+            &Policy::current(&model),
             &graph,
-            &x,
-            batch,
+            Sequences::new(&x, batch).unwrap(),
             sigma0,
             mode,
             NoneTape,

@@ -9,7 +9,7 @@ use sepo::flow::{
     step, LocallyBalanced, LogPotential, ModelScores, Potts, Space, TabularPotential,
 };
 use sepo::graph::Absorbing;
-use sepo::policy::{ift_estimate, ift_weights, CleanScores, Ift, StateGradient};
+use sepo::policy::{ift_estimate, ift_weights, CleanScores, Ift, StateGradient, SurrogateWeights};
 use sepo::prelude::*;
 use sepo::sample::categorical;
 
@@ -165,13 +165,13 @@ fn surrogate_gradients_match_the_host_estimator() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(0);
         let s = ift
             .surrogate(
-                &model,
-                model.params(),
+                &Policy::current(&model),
                 &graph,
-                &x,
-                6,
-                &w,
-                None,
+                Sequences::new(&x, 6).unwrap(),
+                SurrogateWeights {
+                    particle: &w,
+                    frozen: None,
+                },
                 OwnedTape::default(),
                 &mut rng,
             )

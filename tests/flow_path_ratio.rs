@@ -31,18 +31,7 @@ fn decode(i: usize, tokens: usize, len: usize) -> Vec<usize> {
 
 /// A single loop on `tokens^len` from random reference logits (seed 7), `batch` particles drawn from
 /// p_ref, reward "number of 2s", heat bath k = 1, `Conditional` ĥ.
-#[allow(clippy::too_many_arguments)]
-fn trainer(
-    tokens: usize,
-    len: usize,
-    batch: usize,
-    ratio: RatioMode,
-    clean: CleanScores,
-    beta: f64,
-    lr: f64,
-    decay: FlowLr,
-    seed: u64,
-) -> Loop {
+fn trainer(tokens: usize, len: usize, batch: usize, config: SingleLoopConfig) -> Loop {
     let graph = Absorbing::with_tokens(tokens).unwrap();
     let size = tokens.pow(len as u32);
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
@@ -50,11 +39,31 @@ fn trainer(
     let logits: Vec<f64> = (0..size).map(|_| d.sample(&mut rng)).collect();
     let model = Tabular::<f64, Cpu>::new(&graph, len, logits, &Cpu::default()).unwrap();
     let p_ref = model.probabilities();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(config.seed);
     let particles: Vec<usize> = (0..batch)
         .flat_map(|_| decode(categorical::draw(&p_ref, &mut rng), tokens, len))
         .collect();
-    let config = SingleLoopConfig {
+    SingleLoop::new(
+        model,
+        graph,
+        Box::new(FnReward::new("twos", twos)),
+        config,
+        particles,
+        batch,
+    )
+    .unwrap()
+}
+
+/// The single loop's configuration for these tests: heat bath, k = 1, `Conditional` ĥ, clipped at 1.
+fn config(
+    ratio: RatioMode,
+    clean: CleanScores,
+    beta: f64,
+    lr: f64,
+    decay: FlowLr,
+    seed: u64,
+) -> SingleLoopConfig {
+    SingleLoopConfig {
         rates: LocallyBalanced::HeatBath,
         steps_per_update: 1,
         estimator: Ift {
@@ -69,16 +78,7 @@ fn trainer(
         grad_clip: Some(1.0),
         max_batch: 4096,
         seed,
-    };
-    SingleLoop::new(
-        model,
-        graph,
-        Box::new(FnReward::new("twos", twos)),
-        config,
-        particles,
-        batch,
-    )
-    .unwrap()
+    }
 }
 
 /// Largest `|ℓ̂_b − ℓ̂_c|` over pairs of particles in the same state, and the number of such pairs.
@@ -148,7 +148,7 @@ fn path_log_ratio_is_a_function_of_the_state() {
         (RatioMode::Tracked, CleanScores::Unmasked),
     ] {
         let decay = FlowLr::Constant;
-        let mut t = trainer(tokens, len, batch, ratio, clean, 0.5, 0.1, decay, 3);
+        let mut t = trainer(tokens, len, batch, config(ratio, clean, 0.5, 0.1, decay, 3));
         let (mut worst, mut pairs, mut centred) = (0.0f64, 0, 0.0f64);
         for _ in 0..updates {
             let p = t.model.probabilities();
@@ -187,7 +187,12 @@ fn run_4x4_with(
     seed: u64,
     done: impl Fn(&Loop) -> bool,
 ) -> (Loop, f64) {
-    let mut t = trainer(4, 4, 256, ratio, clean, 0.5, 0.05, FlowLr::Constant, seed);
+    let mut t = trainer(
+        4,
+        4,
+        256,
+        config(ratio, clean, 0.5, 0.05, FlowLr::Constant, seed),
+    );
     let p_star = target(&t.model.probabilities_with(&t.reference), 4, 4, 0.5);
     let mut reported = false;
     while !done(&t) {

@@ -106,13 +106,10 @@ fn assess<M: ScoreModel<Elem = f32, Device = Cpu>>(
     let graph = Absorbing::with_tokens(4).unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let s = first_hitting(
-        model,
-        model.params(),
-        &graph,
-        &LogLinear::default(),
+        &Policy::current(model),
+        &Diffusion::new(graph, LogLinear::default()),
         &SamplerConfig::default(),
-        FRESH,
-        LEN,
+        (FRESH, LEN),
         None,
         &mut rng,
     )
@@ -143,13 +140,10 @@ fn single_loop_raises_training_and_held_out_reward_on_a_transformer() {
     let batch = 64;
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let start = first_hitting(
-        &model,
-        model.params(),
-        &graph,
-        &LogLinear::default(),
+        &Policy::current(&model),
+        &Diffusion::new(graph, LogLinear::default()),
         &SamplerConfig::default(),
-        batch,
-        LEN,
+        (batch, LEN),
         None,
         &mut rng,
     )

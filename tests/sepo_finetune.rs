@@ -217,13 +217,10 @@ fn agrees_with_the_exact_gradient(
     for b in 0..batches {
         let mut rng = step_rng(seed, b);
         let s = first_hitting(
-            &m,
-            m.params(),
-            &graph,
-            &LogLinear::default(),
+            &Policy::current(&m),
+            &Diffusion::new(graph, LogLinear::default()),
             &cfg,
-            per,
-            L,
+            (per, L),
             None,
             &mut rng,
         )
@@ -275,7 +272,7 @@ fn subsampled_event_gradient_agrees_with_the_exact_gradient() {
         let old = m.params().snapshot();
         let objective = sepo::loss::PpoObjective::single(a, Some(0.2));
         let t = s.trajectory.as_ref().unwrap();
-        events_ppo_grads(m, &old, &graph, t, 1, &objective, rng)
+        events_ppo_grads(&Policy::new(m, &old), &graph, t, 1, &objective, rng)
             .unwrap()
             .0
             .flat_f64()

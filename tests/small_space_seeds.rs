@@ -64,13 +64,10 @@ fn first_hitting_law_of_the_pretrained_mlp_is_exact() {
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(99);
     let s = first_hitting(
-        model,
-        model.params(),
-        &Absorbing::with_tokens(4).unwrap(),
-        &LogLinear::default(),
+        &Policy::current(model),
+        &Diffusion::new(Absorbing::with_tokens(4).unwrap(), LogLinear::default()),
         &cfg,
-        n,
-        L,
+        (n, L),
         None,
         &mut rng,
     )

@@ -47,13 +47,10 @@ fn tabular(logits: Vec<f64>) -> Tabular<f64, Cpu> {
 fn draws(model: &Tabular<f64, Cpu>, n: usize, seed: u64) -> Vec<usize> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     first_hitting(
-        model,
-        model.params(),
-        &Absorbing::with_tokens(4).unwrap(),
-        &LogLinear::default(),
+        &Policy::current(model),
+        &Diffusion::new(Absorbing::with_tokens(4).unwrap(), LogLinear::default()),
         &SamplerConfig::default(),
-        n,
-        L,
+        (n, L),
         None,
         &mut rng,
     )

@@ -91,10 +91,8 @@ fn smc_reaches_the_tilted_law_and_its_normalising_constant() {
     let cfg = SmcConfig::new(40_000);
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     let out = smc(
-        &model,
-        model.params(),
-        &graph,
-        &LogLinear::default(),
+        &Policy::current(&model),
+        &Diffusion::new(graph, LogLinear::default()),
         &potential,
         &cfg,
         L,
@@ -150,10 +148,8 @@ fn smc_on_the_grid_chain_estimates_log_z() {
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(2);
     let out = smc(
-        &model,
-        model.params(),
-        &graph,
-        &LogLinear::default(),
+        &Policy::current(&model),
+        &Diffusion::new(graph, LogLinear::default()),
         &potential,
         &cfg,
         L,
@@ -195,14 +191,11 @@ fn value_guided_decoding_approaches_the_tilted_law() {
     let run = |cfg: GuidanceConfig, seed: u64| {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         value_guided(
-            &model,
-            model.params(),
-            &graph,
-            &LogLinear::default(),
+            &Policy::current(&model),
+            &Diffusion::new(graph, LogLinear::default()),
             &r,
             &cfg,
-            n,
-            L,
+            (n, L),
             None,
             &mut rng,
         )
@@ -257,10 +250,8 @@ fn bad_inputs_are_typed_errors() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let go = |cfg: &SmcConfig, rng: &mut rand::rngs::StdRng| {
         smc(
-            &model,
-            model.params(),
-            &graph,
-            &LogLinear::default(),
+            &Policy::current(&model),
+            &Diffusion::new(graph, LogLinear::default()),
             &potential,
             cfg,
             L,
@@ -286,15 +277,13 @@ fn bad_inputs_are_typed_errors() {
     let uniform = sepo::graph::Uniform::new(5).unwrap();
     let potential = RewardPotential::new(FnReward::new("r", reward), 1.0);
     assert!(smc(
-        &model,
-        model.params(),
-        &uniform,
-        &LogLinear::default(),
+        &Policy::current(&model),
+        &Diffusion::new(uniform, LogLinear::default()),
         &potential,
         &SmcConfig::new(4),
         L,
         None,
-        &mut rng,
+        &mut rng
     )
     .is_err());
 }

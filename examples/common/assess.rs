@@ -46,7 +46,6 @@ fn mean_se(v: &[f64]) -> (f64, f64) {
 
 /// Assesses `model` against the pretrained weights `reference` on [`SAMPLES`] fresh first-hitting
 /// samples (seed 123, the same for every method).
-#[allow(clippy::too_many_arguments)]
 pub fn assess<M: ScoreModel<Elem = f32, Device = Cpu>>(
     label: &str,
     model: &M,
@@ -63,13 +62,10 @@ pub fn assess<M: ScoreModel<Elem = f32, Device = Cpu>>(
         ..SamplerConfig::default()
     };
     let s = first_hitting(
-        model,
-        model.params(),
-        &graph,
-        &schedule,
+        &Policy::current(model),
+        &Diffusion::new(graph, schedule),
         &cfg,
-        SAMPLES,
-        super::LEN,
+        (SAMPLES, super::LEN),
         None,
         &mut rng,
     )?;

@@ -225,13 +225,10 @@ pub fn run(name: &str, which: &[String], small: bool, reps: Option<usize>) {
                     let schedule = LogLinear::default();
                     timed(0, slow, || {
                         sample(
-                            &model,
-                            model.params(),
-                            &graph,
-                            &schedule,
+                            &Policy::current(&model),
+                            &Diffusion::new(graph, schedule),
                             &cfg,
-                            b,
-                            l,
+                            (b, l),
                             None,
                             &mut rng,
                         )
@@ -421,12 +418,9 @@ pub fn export(name: &str, dir: &Path) -> sepo::Result<()> {
     let objectives = PpoObjective::single(&adv, Some(0.2));
     let schedule = LogLinear::default();
     let (g, stats) = est.grads(
-        &model,
-        &old,
-        &graph,
-        &schedule,
-        &x,
-        b,
+        &Policy::new(&model, &old),
+        &Diffusion::new(graph, schedule),
+        Sequences::new(&x, b).unwrap(),
         &objectives,
         &mut rng,
     )?;

@@ -98,13 +98,10 @@ pub fn sample_tv<M: sepo::score::ScoreModel<Elem = f32, Device = Cpu>>(
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let s = first_hitting(
-        model,
-        model.params(),
-        &Absorbing::with_tokens(4).unwrap(),
-        &LogLinear::default(),
+        &Policy::current(model),
+        &Diffusion::new(Absorbing::with_tokens(4).unwrap(), LogLinear::default()),
         &cfg,
-        SAMPLES,
-        L,
+        (SAMPLES, L),
         None,
         &mut rng,
     )
@@ -159,13 +156,10 @@ pub fn try_sample_tuned(model: &Mlp<f32, Cpu>, seed: u64) -> Result<Vec<usize>, 
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     first_hitting(
-        model,
-        model.params(),
-        &Absorbing::with_tokens(4).unwrap(),
-        &LogLinear::default(),
+        &Policy::current(model),
+        &Diffusion::new(Absorbing::with_tokens(4).unwrap(), LogLinear::default()),
         &cfg,
-        SAMPLES,
-        L,
+        (SAMPLES, L),
         None,
         &mut rng,
     )

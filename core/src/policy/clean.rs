@@ -19,7 +19,8 @@ use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::nn::{from_f64, ParamStore};
 use crate::policy::conditional_log_weights;
-use crate::score::{log_scores_chunked, LogScores, Policy, ScoreModel, FORWARD_TOKENS};
+use crate::score::ModelLogScores;
+use crate::score::{log_scores_chunked, Policy, ScoreModel, FORWARD_TOKENS};
 use crate::sequences::Sequences;
 
 /// How clean-end scores are read from a score network.
@@ -53,7 +54,7 @@ pub fn clean_log_scores<M, G, T, R>(
     mode: CleanScores,
     tape: T,
     rng: &mut R,
-) -> Result<(LogScores<M::Elem, M::Device, T>, Vec<f64>)>
+) -> Result<(ModelLogScores<M, T>, Vec<f64>)>
 where
     M: ScoreModel,
     G: Graph,

@@ -3,18 +3,22 @@
 use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
 
+use crate::diffusion::Diffusion;
 use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::loss::{ppo_clip, PpoObjective, PpoStats, PpoTerms};
 use crate::nn::{from_f64, from_f64s, to_f64s, Grads};
 use crate::policy::{clean_log_scores, neighbour_log_weights, CleanScores, NeighbourWeights};
 use crate::schedule::NoiseSchedule;
-use crate::diffusion::Diffusion;
+use crate::score::ModelGrads;
 use crate::score::{Policy, ScoreModel};
 use crate::sequences::Sequences;
 
 /// A scalar loss carrying the tape of its forward pass.
 pub type TapedLoss<E, D> = Tensor<Rank0, E, D, OwnedTape<E, D>>;
+
+/// The scalar loss of a [`ScoreModel`] `M`, carrying its tape.
+pub type ModelLoss<M> = TapedLoss<<M as ScoreModel>::Elem, <M as ScoreModel>::Device>;
 
 /// The concrete-score log-probability estimator.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -60,7 +64,7 @@ impl ConcreteScore {
         x: Sequences<'_>,
         objectives: &[PpoObjective<'_>],
         rng: &mut R,
-    ) -> Result<(TapedLoss<M::Elem, M::Device>, PpoStats)>
+    ) -> Result<(ModelLoss<M>, PpoStats)>
     where
         M: ScoreModel,
         G: Graph,
@@ -104,8 +108,15 @@ impl ConcreteScore {
             &mut sub,
         )?;
         let mut sub = rand::rngs::StdRng::seed_from_u64(weight_seed);
-        let log_w_old =
-            neighbour_log_weights(self.weights, old, graph, seqs, sigma0, &ls_old_host, &mut sub)?;
+        let log_w_old = neighbour_log_weights(
+            self.weights,
+            old,
+            graph,
+            seqs,
+            sigma0,
+            &ls_old_host,
+            &mut sub,
+        )?;
         let l = x.len() / batch;
         let mut weight = vec![0.0; batch * l * n];
         let mut log_offset = vec![0.0; batch * l * n];
@@ -141,7 +152,7 @@ impl ConcreteScore {
         x: Sequences<'_>,
         objectives: &[PpoObjective<'_>],
         rng: &mut R,
-    ) -> Result<(Grads<M::Elem, M::Device>, PpoStats)>
+    ) -> Result<(ModelGrads<M>, PpoStats)>
     where
         M: ScoreModel,
         G: Graph,

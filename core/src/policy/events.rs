@@ -48,6 +48,7 @@ use crate::nn::{from_f64s, to_f64s, Grads, ParamStore};
 use crate::policy::GRAD_TOKENS;
 use crate::sample::{StepKind, Trajectory};
 use crate::score::head::log_expm1;
+use crate::score::ModelGrads;
 use crate::score::{Policy, ScoreModel};
 
 /// Largest `|log((e^{σ̄} − 1)·Σ_{v real} s_v)|` accepted at a masked position under a grid step (f32
@@ -308,7 +309,7 @@ pub fn events_ppo_grads<M, G, R>(
     positions: usize,
     objectives: &[PpoObjective<'_>],
     rng: &mut R,
-) -> Result<(Grads<M::Elem, M::Device>, PpoStats)>
+) -> Result<(ModelGrads<M>, PpoStats)>
 where
     M: ScoreModel,
     G: Graph,

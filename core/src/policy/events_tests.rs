@@ -2,6 +2,7 @@
 //! `log P_θ(path) − Σ_events log c_θ = const(θ)` per sampler, the gradient it implies, the per-event PPO
 //! surrogate's gradient against finite differences of its value, and the typed errors.
 
+use crate::Diffusion;
 use dfdx::prelude::*;
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
@@ -54,8 +55,22 @@ fn path<G: crate::graph::Graph>(
     let s = LogLinear::default();
     let (m, p) = (model, model.params());
     let out = match kind {
-        Kind::FirstHitting => first_hitting(m, p, graph, &s, &cfg, B, L, condition, &mut rng),
-        _ => sample(m, p, graph, &s, &cfg, B, L, condition, &mut rng),
+        Kind::FirstHitting => first_hitting(
+            &Policy::new(m, p),
+            &Diffusion::new(graph.clone(), s),
+            &cfg,
+            (B, L),
+            condition,
+            &mut rng,
+        ),
+        _ => sample(
+            &Policy::new(m, p),
+            &Diffusion::new(graph.clone(), s),
+            &cfg,
+            (B, L),
+            condition,
+            &mut rng,
+        ),
     };
     out.unwrap().trajectory.unwrap()
 }
@@ -139,8 +154,15 @@ fn all_events_give_the_trajectory_gradient_at_the_old_policy() {
         let t = path(&model, &graph, kind, None, 11);
         let (want, _) = trajectory_ppo_grads(&model, &graph, &t, &objectives).unwrap();
         let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-        let (got, stats) =
-            events_ppo_grads(&model, &old, &graph, &t, L, &objectives, &mut rng).unwrap();
+        let (got, stats) = events_ppo_grads(
+            &Policy::new(&model, &old),
+            &graph,
+            &t,
+            L,
+            &objectives,
+            &mut rng,
+        )
+        .unwrap();
         let (want, got) = (want.flat_f64(), got.flat_f64());
         let scale = want.iter().fold(0.0f64, |m, x| m.max(x.abs()));
         assert!(scale > 1e-4, "{kind:?}: a zero gradient proves nothing");
@@ -166,7 +188,14 @@ fn an_unnormalised_head_is_refused_under_grid_samplers_only() {
     for kind in [Kind::Euler, Kind::Tweedie] {
         let t = path(&model, &graph, kind, None, 5);
         let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-        let got = events_ppo_grads(&model, &old, &graph, &t, 2, &objectives, &mut rng);
+        let got = events_ppo_grads(
+            &Policy::new(&model, &old),
+            &graph,
+            &t,
+            2,
+            &objectives,
+            &mut rng,
+        );
         assert!(
             matches!(
                 got,
@@ -181,7 +210,15 @@ fn an_unnormalised_head_is_refused_under_grid_samplers_only() {
     let t = path(&model, &graph, Kind::FirstHitting, None, 5);
     let (want, _) = trajectory_ppo_grads(&model, &graph, &t, &objectives).unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-    let (got, _) = events_ppo_grads(&model, &old, &graph, &t, L, &objectives, &mut rng).unwrap();
+    let (got, _) = events_ppo_grads(
+        &Policy::new(&model, &old),
+        &graph,
+        &t,
+        L,
+        &objectives,
+        &mut rng,
+    )
+    .unwrap();
     let (want, got) = (want.flat_f64(), got.flat_f64());
     let scale = want.iter().fold(0.0f64, |m, x| m.max(x.abs()));
     assert!(max_abs_diff(&want, &got) <= 1e-9 * scale);
@@ -231,7 +268,15 @@ fn the_per_event_surrogate_gradient_matches_finite_differences() {
     let adv = advantages();
     let eps = 0.2;
     let objectives = PpoObjective::single(&adv, Some(eps));
-    let (g, stats) = events_ppo_grads(&model, &old, &graph, &t, L, &objectives, &mut rng).unwrap();
+    let (g, stats) = events_ppo_grads(
+        &Policy::new(&model, &old),
+        &graph,
+        &t,
+        L,
+        &objectives,
+        &mut rng,
+    )
+    .unwrap();
     assert!(
         stats.clip_ratio > 0.05 && stats.clip_ratio < 0.95,
         "both branches must be exercised: clip ratio {}",
@@ -272,10 +317,17 @@ fn bad_inputs_are_typed_errors() {
     let objectives = PpoObjective::single(&adv, None);
     let t = path(&model, &graph, Kind::Tweedie, None, 3);
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-    let zero = events_ppo_grads(&model, &old, &graph, &t, 0, &objectives, &mut rng);
+    let zero = events_ppo_grads(
+        &Policy::new(&model, &old),
+        &graph,
+        &t,
+        0,
+        &objectives,
+        &mut rng,
+    );
     assert!(matches!(zero, Err(Error::InvalidParameter { .. })));
     let short = PpoObjective::single(&adv[..2], None);
-    let bad = events_ppo_grads(&model, &old, &graph, &t, 2, &short, &mut rng);
+    let bad = events_ppo_grads(&Policy::new(&model, &old), &graph, &t, 2, &short, &mut rng);
     assert!(matches!(bad, Err(Error::ShapeMismatch { .. })));
     assert!(matches!(
         unmasking_events(&graph, &Trajectory::default()),

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::nn::{from_f64s, to_f64s, ParamStore};
 use crate::policy::{clean_log_scores, neighbour_log_weights, CleanScores, NeighbourWeights};
+use crate::score::ModelValues;
 use crate::score::Params;
 use crate::score::{Mlp, Policy, ScoreModel, Tabular, Tokens, Transformer};
 use crate::sequences::Sequences;
@@ -40,7 +41,7 @@ pub trait EnergyModel: ScoreModel {
         params: &Params<Self>,
         tokens: &Tokens<Self::Device>,
         tape: T,
-    ) -> Option<Tensor<(usize,), Self::Elem, Self::Device, T>> {
+    ) -> Option<ModelValues<Self, T>> {
         let _ = (params, tokens, tape);
         None
     }

@@ -86,9 +86,7 @@ where
             }
             out
         }
-        NeighbourWeights::Snis { draws } => {
-            snis(policy, graph, seqs, sigma0, draws, rng)?
-        }
+        NeighbourWeights::Snis { draws } => snis(policy, graph, seqs, sigma0, draws, rng)?,
     };
     for i in 0..batch * l {
         out[i * n + x[i]] = f64::NEG_INFINITY;

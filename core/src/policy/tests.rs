@@ -1,5 +1,8 @@
 //! Exactness of the concrete-score policy gradient on enumerable spaces (issue "SEPO", must-show 1).
 
+use crate::Diffusion;
+use crate::Policy;
+use crate::Sequences;
 use dfdx::prelude::*;
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
@@ -48,12 +51,9 @@ fn estimator_gradient<G: Graph>(
     let schedule = LogLinear::new(1e-3).unwrap();
     let (loss, stats) = estimator
         .loss(
-            model,
-            &old,
-            graph,
-            &schedule,
-            &x,
-            count,
+            &Policy::new(model, &old),
+            &Diffusion::new(graph.clone(), schedule),
+            Sequences::new(&x, count).unwrap(),
             &crate::loss::PpoObjective::single(&adv, Some(0.2)),
             &mut rng,
         )
@@ -192,12 +192,9 @@ fn chunked_gradient_equals_the_one_shot_gradient() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let (loss, one_shot) = estimator
         .loss(
-            &model,
-            &old,
-            &graph,
-            &schedule,
-            &x,
-            batch,
+            &Policy::new(&model, &old),
+            &Diffusion::new(graph, schedule),
+            Sequences::new(&x, batch).unwrap(),
             &objectives,
             &mut rng,
         )
@@ -207,12 +204,9 @@ fn chunked_gradient_equals_the_one_shot_gradient() {
         .flat_f64();
     let (grads, chunked) = estimator
         .grads(
-            &model,
-            &old,
-            &graph,
-            &schedule,
-            &x,
-            batch,
+            &Policy::new(&model, &old),
+            &Diffusion::new(graph, schedule),
+            Sequences::new(&x, batch).unwrap(),
             &objectives,
             &mut rng,
         )

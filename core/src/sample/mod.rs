@@ -27,7 +27,7 @@
 //! let cfg = SamplerConfig { steps: 64, ..SamplerConfig::default() };
 //! let mut rng = rand::rngs::StdRng::seed_from_u64(0);
 //! let prompt = Condition::prefix(&[2, 1], 16);
-//! let out = sample(model, model.params(), &graph, &LogLinear::default(), &cfg, 8, 16, Some(&prompt), &mut rng)?;
+//! let out = sample(&Policy::current(model), &Diffusion::new(graph, LogLinear::default()), &cfg, (8, 16), Some(&prompt), &mut rng)?;
 //! assert_eq!(out.sequence(0)[..2], [2, 1]);
 //! # Ok(()) }
 //! ```

@@ -35,6 +35,17 @@ pub type LogScores<E, D, T> = Tensor<(usize, usize, usize), E, D, T>;
 /// The parameter store of a [`ScoreModel`] `M`: its own weights, a snapshot or a reference (same layout).
 pub type Params<M> = ParamStore<<M as ScoreModel>::Elem, <M as ScoreModel>::Device>;
 
+/// Log concrete scores `[B, L, N]` of a [`ScoreModel`] `M`, recorded on tape `T`.
+pub type ModelLogScores<M, T> = LogScores<<M as ScoreModel>::Elem, <M as ScoreModel>::Device, T>;
+
+/// Gradients with respect to the parameters of a [`ScoreModel`] `M`.
+pub type ModelGrads<M> = crate::nn::Grads<<M as ScoreModel>::Elem, <M as ScoreModel>::Device>;
+
+/// One value per sequence `[B]` (a log-potential, a log-probability) of a [`ScoreModel`] `M` on tape
+/// `T`.
+pub type ModelValues<M, T> =
+    Tensor<(usize,), <M as ScoreModel>::Elem, <M as ScoreModel>::Device, T>;
+
 /// A network predicting log concrete scores, generic over the tape; its element type and device are
 /// associated types (burn's `Backend` idea), so code generic over a model names one parameter, `M`.
 pub trait ScoreModel {

@@ -9,11 +9,11 @@
 
 use crate::diffusion::Diffusion;
 use crate::error::{Error, Result};
-use crate::score::Policy;
 use crate::graph::Graph;
 use crate::policy::EnergyModel;
 use crate::reward::Reward;
 use crate::schedule::NoiseSchedule;
+use crate::score::Policy;
 use crate::train::{
     step_rng, MetricsWriter, RunOptions, SamplerKind, SingleLoop, SingleLoopConfig, UpdateMetrics,
 };

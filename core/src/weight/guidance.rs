@@ -143,7 +143,8 @@ where
                     fixed: fixed.clone(),
                     seq_len: l,
                 };
-                let estimates = chain::denoise(policy, graph, &states, cfg.denoised, max_batch, rng)?;
+                let estimates =
+                    chain::denoise(policy, graph, &states, cfg.denoised, max_batch, rng)?;
                 (estimates, m)
             };
             let rows: Vec<&[usize]> = to_score.chunks(l).collect();

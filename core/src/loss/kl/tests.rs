@@ -10,6 +10,8 @@
 //! ratio of [`trajectory_ppo_grads`]) then turn the batch mean into `Σ_paths P_θ(path)·(…)`: the exact
 //! expectation, computed by the code a fine-tuning round runs.
 
+use crate::Diffusion;
+use crate::Policy;
 use dfdx::prelude::*;
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
@@ -334,7 +336,12 @@ fn sampled_estimate_is_unbiased_off_policy() {
         let mut grads = Vec::with_capacity(draws);
         for _ in 0..draws {
             let s = first_hitting(
-                &f.model, &old, &f.graph, &schedule, &cfg, batch, 2, None, &mut rng,
+                &Policy::new(&f.model, &old),
+                &Diffusion::new(f.graph, schedule),
+                &cfg,
+                (batch, 2),
+                None,
+                &mut rng,
             )
             .unwrap();
             let gradient = KlGradient {

@@ -3,6 +3,8 @@
 use super::*;
 use crate::graph::{Absorbing, Uniform};
 use crate::schedule::{Geometric, LogLinear};
+use crate::Diffusion;
+use crate::Policy;
 
 /// Exact conditional law of positions 2, 3 given `x_0 = a`, `x_1 = b`, over the 16 cells `(x_2, x_3)`.
 fn exact_conditional(p: &[f64], a: usize, b: usize) -> Vec<f64> {
@@ -38,25 +40,19 @@ fn a_fixed_prefix_gives_the_exact_conditional_on_the_absorbing_graph() {
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(21);
     let grid = sample(
-        &model,
-        model.params(),
-        &graph,
-        &LogLinear::default(),
+        &Policy::current(&model),
+        &Diffusion::new(graph, LogLinear::default()),
         &cfg,
-        n,
-        LEN,
+        (n, LEN),
         Some(&prompt),
         &mut rng,
     )
     .unwrap();
     let fh = first_hitting(
-        &model,
-        model.params(),
-        &graph,
-        &LogLinear::default(),
+        &Policy::current(&model),
+        &Diffusion::new(graph, LogLinear::default()),
         &cfg,
-        n,
-        LEN,
+        (n, LEN),
         Some(&prompt),
         &mut rng,
     )
@@ -97,13 +93,10 @@ fn fixed_positions_never_move_on_the_uniform_graph() {
         };
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
         let out = sample(
-            &model,
-            model.params(),
-            &graph,
-            &Geometric::default(),
+            &Policy::current(&model),
+            &Diffusion::new(graph, Geometric::default()),
             &cfg,
-            batch,
-            LEN,
+            (batch, LEN),
             Some(&condition),
             &mut rng,
         )
@@ -140,13 +133,10 @@ fn the_same_seed_gives_the_same_samples_and_recording_changes_nothing() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let f = if fh { first_hitting } else { sample };
         f(
-            &model,
-            model.params(),
-            &graph,
-            &schedule,
+            &Policy::current(&model),
+            &Diffusion::new(graph, schedule),
             &cfg,
-            30,
-            LEN,
+            (30, LEN),
             None,
             &mut rng,
         )
@@ -174,37 +164,28 @@ fn seeded_samples_are_value_stable() {
     };
     let rng = || rand::rngs::StdRng::seed_from_u64(0);
     let tweedie = sample(
-        &model_abs,
-        model_abs.params(),
-        &abs,
-        &LogLinear::default(),
+        &Policy::current(&model_abs),
+        &Diffusion::new(abs, LogLinear::default()),
         &cfg(Predictor::Tweedie),
-        3,
-        LEN,
+        (3, LEN),
         None,
         &mut rng(),
     )
     .unwrap();
     let euler = sample(
-        &model_uni,
-        model_uni.params(),
-        &uni,
-        &Geometric::default(),
+        &Policy::current(&model_uni),
+        &Diffusion::new(uni, Geometric::default()),
         &cfg(Predictor::Euler),
-        3,
-        LEN,
+        (3, LEN),
         None,
         &mut rng(),
     )
     .unwrap();
     let fh = first_hitting(
-        &model_abs,
-        model_abs.params(),
-        &abs,
-        &LogLinear::default(),
+        &Policy::current(&model_abs),
+        &Diffusion::new(abs, LogLinear::default()),
         &cfg(Predictor::Tweedie),
-        3,
-        LEN,
+        (3, LEN),
         None,
         &mut rng(),
     )

@@ -15,6 +15,8 @@
 //! 100 steps would already pass (E[TV] ≤ 0.0257) but with only ~3 standard deviations to spare for the
 //! uniform Tweedie sampler.
 
+use crate::Diffusion;
+use crate::Policy;
 use std::time::Instant;
 
 use super::*;
@@ -53,13 +55,10 @@ fn check_grid<G: Graph, S: NoiseSchedule>(
     let start = Instant::now();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let samples = sample(
-        &model,
-        model.params(),
-        graph,
-        schedule,
+        &Policy::current(&model),
+        &Diffusion::new(graph.clone(), schedule.clone()),
         &cfg,
-        SAMPLES,
-        LEN,
+        (SAMPLES, LEN),
         None,
         &mut rng,
     )
@@ -125,13 +124,10 @@ fn first_hitting_reproduces_the_target() {
     let start = Instant::now();
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
     let samples = first_hitting(
-        &model,
-        model.params(),
-        &graph,
-        &LogLinear::default(),
+        &Policy::current(&model),
+        &Diffusion::new(graph, LogLinear::default()),
         &cfg,
-        SAMPLES,
-        LEN,
+        (SAMPLES, LEN),
         None,
         &mut rng,
     )

@@ -1,6 +1,8 @@
 //! Recorded trajectories: consistent, and their per-step log-probabilities recomputed by
 //! [`step_log_prob`] equal the recorded ones, with gradients that match finite differences.
 
+use crate::Diffusion;
+use crate::Policy;
 use dfdx::prelude::*;
 
 use super::*;
@@ -42,13 +44,10 @@ fn record<G: Graph, S: NoiseSchedule>(
         Sampler::FirstHitting => first_hitting,
     };
     f(
-        model,
-        model.params(),
-        graph,
-        schedule,
+        &Policy::current(model),
+        &Diffusion::new(graph.clone(), schedule.clone()),
         &cfg,
-        batch,
-        LEN,
+        (batch, LEN),
         None,
         &mut rng,
     )
@@ -225,13 +224,10 @@ fn stacked_first_hitting_paths_of_different_lengths_recompute_exactly() {
     let mut parts = Vec::new();
     for (cond, batch) in [(Some(&prompt), 3), (None, 2)] {
         let s = first_hitting(
-            &model,
-            model.params(),
-            &graph,
-            &LogLinear::default(),
+            &Policy::current(&model),
+            &Diffusion::new(graph, LogLinear::default()),
             &cfg,
-            batch,
-            LEN,
+            (batch, LEN),
             cond,
             &mut rng,
         )

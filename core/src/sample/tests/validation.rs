@@ -1,5 +1,7 @@
 //! Typed errors at the samplers' entry, and NaN scores reported with the step that produced them.
 
+use crate::Diffusion;
+use crate::Policy;
 use dfdx::prelude::*;
 
 use super::*;
@@ -19,13 +21,10 @@ fn run<G: Graph>(
     let model = oracle(graph);
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     sample(
-        &model,
-        model.params(),
-        graph,
-        &LogLinear::default(),
+        &Policy::current(&model),
+        &Diffusion::new(graph.clone(), LogLinear::default()),
         &cfg,
-        batch,
-        seq_len,
+        (batch, seq_len),
         condition,
         &mut rng,
     )
@@ -130,13 +129,10 @@ fn first_hitting_needs_an_absorbing_graph() {
     let model = oracle(&graph);
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let err = first_hitting(
-        &model,
-        model.params(),
-        &graph,
-        &LogLinear::default(),
+        &Policy::current(&model),
+        &Diffusion::new(graph, LogLinear::default()),
         &SamplerConfig::default(),
-        2,
-        LEN,
+        (2, LEN),
         None,
         &mut rng,
     );
@@ -159,13 +155,10 @@ fn a_model_over_another_number_of_states_is_refused() {
     let graph = Uniform::new(TOKENS).unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let err = sample(
-        &model,
-        model.params(),
-        &graph,
-        &LogLinear::default(),
+        &Policy::current(&model),
+        &Diffusion::new(graph, LogLinear::default()),
         &SamplerConfig::default(),
-        2,
-        LEN,
+        (2, LEN),
         None,
         &mut rng,
     );
@@ -225,13 +218,10 @@ fn nan_scores_are_reported_with_the_step_index() {
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let err = sample(
-        &model,
-        model.params(),
-        &graph,
-        &schedule,
+        &Policy::current(&model),
+        &Diffusion::new(graph, schedule),
         &cfg,
-        3,
-        LEN,
+        (3, LEN),
         None,
         &mut rng,
     );

@@ -6,10 +6,10 @@ use crate::nn::AdamW;
 use crate::policy::{ConcreteScore, Mixture};
 use rand::Rng;
 
+use crate::diffusion::Diffusion;
 use crate::graph::Graph;
 use crate::sample::{first_hitting, sample, Condition, SamplerConfig, Samples};
 use crate::schedule::NoiseSchedule;
-use crate::diffusion::Diffusion;
 use crate::score::{Policy, ScoreModel};
 use crate::train::LrSchedule;
 use crate::weight::{Allocation, Baseline};
@@ -81,7 +81,9 @@ impl SamplerKind {
         };
         match self {
             SamplerKind::Grid(_) => sample(policy, diffusion, &cfg, shape, cond, rng),
-            SamplerKind::FirstHitting(_) => first_hitting(policy, diffusion, &cfg, shape, cond, rng),
+            SamplerKind::FirstHitting(_) => {
+                first_hitting(policy, diffusion, &cfg, shape, cond, rng)
+            }
         }
     }
 }

@@ -13,9 +13,10 @@ use crate::policy::{clean_entropy, clean_log_scores, CleanScores, GRAD_TOKENS};
 use crate::reward::Reward;
 use crate::sample::{Samples, Trajectory};
 use crate::schedule::NoiseSchedule;
+use crate::score::ModelGrads;
+use crate::score::ScoreModel;
 use crate::score::{Params, Policy};
 use crate::sequences::Sequences;
-use crate::score::ScoreModel;
 
 impl<M, G, S, R> Finetuner<M, G, S, R>
 where
@@ -32,11 +33,7 @@ where
         rows: std::ops::Range<usize>,
         adv: &[Vec<f64>],
         rng: &mut Rn,
-    ) -> Result<(
-        Grads<M::Elem, M::Device>,
-        crate::loss::PpoStats,
-        Option<f64>,
-    )> {
+    ) -> Result<(ModelGrads<M>, crate::loss::PpoStats, Option<f64>)> {
         let c = &self.config;
         let l = c.seq_len;
         let x = &samples.tokens[rows.start * l..rows.end * l];
@@ -94,7 +91,9 @@ where
             LogProb::ConcreteScore(c) => (c.clean, self.diffusion.schedule.total(c.t0)),
             LogProb::Trajectory | LogProb::Events { .. } => (
                 CleanScores::Masked,
-                self.diffusion.schedule.total(self.config.sampler.config().eps),
+                self.diffusion
+                    .schedule
+                    .total(self.config.sampler.config().eps),
             ),
         };
         let mode = match (self.diffusion.graph.mask(), mode) {
@@ -191,7 +190,7 @@ where
         trajectory: Option<&Trajectory>,
         objectives: &[PpoObjective<'_>],
         rng: &mut Rn,
-    ) -> Result<(Grads<M::Elem, M::Device>, crate::loss::PpoStats)> {
+    ) -> Result<(ModelGrads<M>, crate::loss::PpoStats)> {
         match self.config.log_prob {
             // Chunked over samples so that taped forwards stay bounded (Masked reads B·L sequences).
             LogProb::ConcreteScore(est) => est.grads(
@@ -207,7 +206,12 @@ where
                     "Trajectory",
                     "needs recorded trajectories",
                 ))?;
-                crate::policy::trajectory_ppo_grads(&self.model, &self.diffusion.graph, t, objectives)
+                crate::policy::trajectory_ppo_grads(
+                    &self.model,
+                    &self.diffusion.graph,
+                    t,
+                    objectives,
+                )
             }
             LogProb::Events { positions } => {
                 let t = trajectory.ok_or(Error::invalid(

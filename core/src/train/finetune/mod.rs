@@ -30,8 +30,8 @@ use crate::nn::AdamWState;
 use crate::reward::Reward;
 use crate::sample::{Condition, Samples};
 use crate::schedule::NoiseSchedule;
-use crate::score::{Params, Policy};
 use crate::score::ScoreModel;
+use crate::score::{Params, Policy};
 use crate::train::{Checkpoint, MetricsWriter};
 use crate::weight::Planner;
 
@@ -185,8 +185,14 @@ where
     ) -> Result<Samples> {
         let c = &self.config;
         let policy = Policy::new(&self.model, params);
-        c.sampler
-            .draw(&policy, &self.diffusion, (batch, c.seq_len), cond, record, rng)
+        c.sampler.draw(
+            &policy,
+            &self.diffusion,
+            (batch, c.seq_len),
+            cond,
+            record,
+            rng,
+        )
     }
 
     /// One round; on error everything is as it was before the call.
