@@ -78,7 +78,8 @@ pub mod __private {
         RunOptions, SamplerKind,
     };
     pub use sepo_core::train::{FlowLr, FlowRun, InitialParticles, RatioMode, SingleLoopConfig};
-    pub use sepo_core::weight::{Adaptive, Allocation, Baseline, Neyman, Sequential};
+    pub use sepo_core::train::{Adaptive, Allocation, Neyman, Sequential};
+    pub use sepo_core::weight::Baseline;
     pub use sepo_core::Diffusion;
     pub use serde;
 

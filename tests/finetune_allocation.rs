@@ -14,7 +14,7 @@ use sepo::prelude::*;
 use sepo::reward::FnReward;
 use sepo::sample::SamplerConfig;
 use sepo::train::{FinetuneConfig, Finetuner, LogProb, SamplerKind};
-use sepo::weight::{Adaptive, Allocation, Neyman, Sequential};
+use sepo::train::{Adaptive, Allocation, Neyman, Sequential};
 
 const V: usize = 8;
 /// Mostly solved or hopeless prompts, for the variance measurement.

@@ -9,10 +9,9 @@
 //! Every number is a mean over independent replicates ± its standard error.
 
 use rand::{Rng, SeedableRng};
-use sepo::weight::allocation::{uniform, zero_std_fraction};
-use sepo::weight::{
-    advantages, Adaptive, Allocation, Allocator, Baseline, Neyman, Planner, Sequential,
-};
+use sepo::train::allocation::{uniform, zero_std_fraction};
+use sepo::train::{Adaptive, Allocation, Allocator, Neyman, Planner, Sequential};
+use sepo::weight::{advantages, Baseline};
 
 const ANSWERS: usize = 8;
 const START: [f64; 8] = [0.02, 0.05, 0.1, 0.3, 0.5, 0.7, 0.9, 0.98];

@@ -14,8 +14,8 @@ use sepo::graph::Absorbing;
 use sepo::prelude::*;
 use sepo::reward::FnReward;
 use sepo::sample::SamplerConfig;
-use sepo::weight::{
-    smc, value_guided, Chain, Denoised, GuidanceConfig, RewardPotential, SmcConfig, Tempering,
+use sepo::sample::{
+    smc, value_guided, Denoised, GuidanceConfig, RewardPotential, SamplerKind, SmcConfig, Tempering,
 };
 
 const L: usize = 4;
@@ -72,8 +72,10 @@ fn mean_under(model: &Tabular<f64, Cpu>, p: &[f64]) -> f64 {
 
 /// 40,000 particles on the first-hitting chain (exact for exact scores), linear tempering of the
 /// argmax-denoised reward, systematic resampling at ESS < N/2. Measured at this seed: TV(p_ref, p*) =
-/// 0.540, TV(SMC, p*) = 0.0232 (sampling-noise expectation 0.0234 at the final ESS 23,955),
-/// `log Ẑ − log Z = −0.0195` (over 16 seeds at N = 10,000 the mean error was −0.0012 ± 0.0048: no bias;
+/// 0.540, TV(SMC, p*) = 0.0226 (sampling-noise expectation 0.0235 at the final ESS 23,710),
+/// `log Ẑ − log Z = −0.0108` (since the chain was unified with the samplers' (issue 15) SMC draws the
+/// first-hitting positions as `first_hitting` does, so its seeded figures moved: before, 0.0232 and
+/// −0.0195; over 16 seeds at N = 10,000 the mean error was −0.0012 ± 0.0048: no bias;
 /// one run's standard deviation at N = 40,000 is ≈ 0.01, so 0.05 is ≈ 5 of them).
 #[test]
 fn smc_reaches_the_tilted_law_and_its_normalising_constant() {
@@ -138,7 +140,7 @@ fn smc_on_the_grid_chain_estimates_log_z() {
     let graph = Absorbing::with_tokens(4).unwrap();
     let potential = RewardPotential::new(FnReward::new("r", reward), BETA);
     let cfg = SmcConfig {
-        chain: Chain::Grid(SamplerConfig {
+        chain: SamplerKind::Grid(SamplerConfig {
             steps: 32,
             ..SamplerConfig::default()
         }),
@@ -177,9 +179,10 @@ fn smc_on_the_grid_chain_estimates_log_z() {
 /// Value-guided decoding moves the samples towards p*: with α = β and K = 8 candidates per step the TV to
 /// p* falls from the reference's and the mean reward rises; α = ∞ is plain sampling (mean reward within
 /// 4 standard errors of the exact reference mean). SVDD is not exact: its TV stays above SMC's.
-/// Measured at these seeds (10,000 sequences; exact E_p*[r] = 3.368, noise TV ≈ 0.036): plain TV 0.546,
-/// reward 1.342; SVDD argmax TV 0.136, reward 3.408 (over-greedy); SVDD with 4 denoiser draws TV 0.141,
-/// reward 2.952.
+/// Measured at these seeds (10,000 sequences; exact E_p*[r] = 3.368, noise TV ≈ 0.036): plain TV 0.545,
+/// reward 1.334; SVDD argmax TV 0.136, reward 3.409 (over-greedy); SVDD with 4 denoiser draws TV 0.144,
+/// reward 2.935 (after the chain's unification with the samplers, issue 15; before: 0.546/1.342,
+/// 0.136/3.408, 0.141/2.952).
 #[test]
 fn value_guided_decoding_approaches_the_tilted_law() {
     let model = reference();
@@ -286,4 +289,39 @@ fn bad_inputs_are_typed_errors() {
         &mut rng
     )
     .is_err());
+}
+
+/// One chain: SMC under a constant reward (no tempering, so no denoised estimates; uniform weights, so
+/// no resampling) consumes the seed's stream exactly as the plain sampler does, and must return the
+/// plain sampler's sequences bit for bit, on both chains and with a condition.
+#[test]
+fn smc_under_a_constant_potential_draws_the_samplers_sequences() {
+    let model = reference();
+    let diffusion = Diffusion::new(Absorbing::with_tokens(4).unwrap(), LogLinear::default());
+    let policy = Policy::current(&model);
+    let condition = Condition::prefix(&[1], L);
+    let grid = SamplerConfig {
+        steps: 16,
+        ..SamplerConfig::default()
+    };
+    for chain in [
+        SamplerKind::FirstHitting(SamplerConfig::default()),
+        SamplerKind::Grid(grid),
+    ] {
+        for cond in [None, Some(&condition)] {
+            let n = 300;
+            let cfg = SmcConfig {
+                chain,
+                tempering: Tempering::Terminal,
+                ..SmcConfig::new(n)
+            };
+            let zero = RewardPotential::new(FnReward::new("zero", |_: &[usize]| 0.0), 1.0);
+            let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+            let guided = smc(&policy, &diffusion, &zero, &cfg, L, cond, &mut rng).unwrap();
+            assert!(guided.resampled.iter().all(|r| !r), "{chain:?}: no resampling");
+            let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+            let plain = chain.draw(&policy, &diffusion, (n, L), cond, false, &mut rng).unwrap();
+            assert_eq!(guided.samples.tokens, plain.tokens, "{chain:?}, condition {cond:?}");
+        }
+    }
 }

@@ -52,7 +52,7 @@ impl DnaLike {
                 rng.gen_range(0..4)
             } else {
                 let row = &self.transition[(seq[i - 2] * 4 + seq[i - 1]) * 4..][..4];
-                crate::sample::categorical::draw(row, rng)
+                crate::categorical::draw(row, rng)
             };
             seq.push(t);
         }
@@ -79,10 +79,10 @@ impl DnaLike {
 }
 
 /// Normalised k-mer frequencies (`alphabet^k` entries, lexicographic, at most
-/// [`MAX_KMER_TABLE`](crate::reward::MAX_KMER_TABLE)) over a set of sequences.
+/// [`MAX_KMER_TABLE`](crate::check::MAX_KMER_TABLE)) over a set of sequences.
 pub fn kmer_frequencies(sequences: &[Vec<usize>], k: usize, alphabet: usize) -> Result<Vec<f64>> {
     crate::check::nonzero("k", k)?;
-    let mut counts = vec![0.0; crate::reward::kmer_table_len(alphabet, k, "k")?];
+    let mut counts = vec![0.0; crate::check::kmer_table_len(alphabet, k, "k")?];
     for s in sequences {
         if !s.is_empty() {
             crate::check::tokens(s, 1, s.len(), alphabet)?;

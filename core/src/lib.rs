@@ -20,6 +20,7 @@
 //! other module uses.
 #![warn(missing_docs)]
 
+pub mod categorical;
 pub mod check;
 pub mod data;
 pub mod diffusion;

@@ -327,7 +327,7 @@ pub fn estimator(input: TokenStream) -> TokenStream {
 /// | `batch` | samples per round, `groups × group_size`; SingleLoop: the number of particles (`≥ 2`) | `32` |
 /// | `groups` | TwoLoop: groups per round | `4` (or `batch / group_size`) |
 /// | `group_size` | TwoLoop: samples per group `G` | `8` (or `batch / groups`, or `batch` if below 8) |
-/// | `allocation` | TwoLoop, with `prompts`: `Uniform`, `Adaptive(budget, chunk, cap, smoothing)`, `Neyman(budget, floor, smoothing)` or `Sequential(chunk, cap)`: how a round's draws are split across prompts (`weight::planner`) | `Uniform` (`group_size` each); `Adaptive(budget = n)`: `chunk = 4`, `cap = 16`, `smoothing = 0.1`; `Neyman`: `floor = 2`; `Sequential`: `chunk = 4`, `cap = 16` |
+/// | `allocation` | TwoLoop, with `prompts`: `Uniform`, `Adaptive(budget, chunk, cap, smoothing)`, `Neyman(budget, floor, smoothing)` or `Sequential(chunk, cap)`: how a round's draws are split across prompts (`train::planner`) | `Uniform` (`group_size` each); `Adaptive(budget = n)`: `chunk = 4`, `cap = 16`, `smoothing = 0.1`; `Neyman`: `floor = 2`; `Sequential`: `chunk = 4`, `cap = 16` |
 /// | `iterations` | rounds in total; SingleLoop: updates in total (`k` chain steps and one gradient step each) | `100` |
 /// | `epochs` | TwoLoop: optimisation passes over a round's samples | `5` |
 /// | `minibatch` | TwoLoop: sequences per gradient step | `16` |

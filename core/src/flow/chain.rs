@@ -15,7 +15,7 @@ use crate::flow::potential::{LogPotential, Space};
 use crate::flow::rates::LocallyBalanced;
 use crate::graph::Graph;
 use crate::nn::{to_f64s, ParamStore};
-use crate::policy::CleanScores;
+use crate::score::CleanScores;
 use crate::score::ScoreModel;
 
 /// A source of clean-end log-scores at one chosen position per particle.

@@ -1,11 +1,9 @@
 //! The absorbing ("mask") graph: every real token jumps to the mask state at rate 1.
 
-use dfdx::prelude::*;
 use rand::Rng;
 
-use super::Graph;
+use super::{Graph, Staggered};
 use crate::error::{Error, Result};
-use crate::nn::from_f64;
 
 /// `N − 1` real tokens `0..N−1` and a mask state `N − 1`. `Q(a, mask) = 1` for real `a`; the mask is
 /// absorbing. Closed form: `p_t(a | a) = e^{−σ̄}`, `p_t(mask | a) = 1 − e^{−σ̄}`, `p_t(mask | mask) = 1`.
@@ -86,34 +84,17 @@ impl Graph for Absorbing {
     }
 
     /// `s̃_y = e^{Δ} s_y` for real `y`, `s̃_mask = s_mask + (1 − e^{Δ}) Σ_{z real} s_z`.
-    fn staggered_score<E: Dtype, D: Device<E>, T: Tape<E, D>>(
-        &self,
-        scores: Tensor<(usize, usize, usize), E, D, T>,
-        dsigma: &[f64],
-    ) -> Tensor<(usize, usize, usize), E, D, T> {
-        let shape = *scores.shape();
-        let (b, l, n) = shape;
-        let dev = scores.device().clone();
-        // Per-entry multipliers: e^{Δ_b} on real columns, 1 on the mask column.
-        let mut scale = Vec::with_capacity(b * l * n);
-        let mut mask_col = Vec::with_capacity(b * l * n);
-        let mut real_col = Vec::with_capacity(b * l * n);
-        for &d in dsigma {
-            for _ in 0..l {
-                for y in 0..n {
-                    let is_mask = y == n - 1;
-                    scale.push(from_f64::<E>(if is_mask { 1.0 } else { d.exp() }));
-                    mask_col.push(from_f64::<E>(if is_mask { -super::expm1(d) } else { 0.0 }));
-                    real_col.push(from_f64::<E>(if is_mask { 0.0 } else { 1.0 }));
-                }
-            }
+    fn staggered(&self, dsigma: f64) -> Staggered {
+        let n = self.states;
+        let is_mask = |y: usize| y == n - 1;
+        Staggered::Structured {
+            scale: (0..n)
+                .map(|y| if is_mask(y) { 1.0 } else { dsigma.exp() })
+                .collect(),
+            summed: (0..n).map(|y| if is_mask(y) { 0.0 } else { 1.0 }).collect(),
+            shift: (0..n)
+                .map(|y| if is_mask(y) { -super::expm1(dsigma) } else { 0.0 })
+                .collect(),
         }
-        let scale = dev.tensor_from_vec(scale, shape);
-        let mask_col = dev.tensor_from_vec(mask_col, shape);
-        let real_col = dev.tensor_from_vec(real_col, shape);
-        let real_sum = (scores.with_empty_tape() * real_col)
-            .sum::<_, Axis<2>>()
-            .broadcast_like::<_, Axis<2>>(&shape);
-        scores * scale + real_sum * mask_col
     }
 }

@@ -1,11 +1,9 @@
 //! The uniform graph: every token jumps to every other token at rate `1/N`.
 
-use dfdx::prelude::*;
 use rand::Rng;
 
-use super::Graph;
+use super::{Graph, Staggered};
 use crate::error::{Error, Result};
-use crate::nn::from_f64;
 
 /// `Q = J/N − I` (`J` all ones). Closed form: `p_t(b | a) = (1 − e^{−σ̄})/N + e^{−σ̄}·[a = b]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -64,28 +62,12 @@ impl Graph for Uniform {
     }
 
     /// `s̃_y = e^{Δ} s_y + (1 − e^{Δ})/N · Σ_z s_z`.
-    fn staggered_score<E: Dtype, D: Device<E>, T: Tape<E, D>>(
-        &self,
-        scores: Tensor<(usize, usize, usize), E, D, T>,
-        dsigma: &[f64],
-    ) -> Tensor<(usize, usize, usize), E, D, T> {
-        let shape = *scores.shape();
-        let (_, l, n) = shape;
-        let dev = scores.device().clone();
-        let mut scale = Vec::with_capacity(shape.0 * l * n);
-        let mut shift = Vec::with_capacity(shape.0 * l * n);
-        for &d in dsigma {
-            for _ in 0..l * n {
-                scale.push(from_f64::<E>(d.exp()));
-                shift.push(from_f64::<E>(-super::expm1(d) / self.states as f64));
-            }
+    fn staggered(&self, dsigma: f64) -> Staggered {
+        let n = self.states;
+        Staggered::Structured {
+            scale: vec![dsigma.exp(); n],
+            summed: vec![1.0; n],
+            shift: vec![-super::expm1(dsigma) / n as f64; n],
         }
-        let scale = dev.tensor_from_vec(scale, shape);
-        let shift = dev.tensor_from_vec(shift, shape);
-        let total = scores
-            .with_empty_tape()
-            .sum::<_, Axis<2>>()
-            .broadcast_like::<_, Axis<2>>(&shape);
-        scores * scale + total * shift
     }
 }

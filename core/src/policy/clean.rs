@@ -20,29 +20,8 @@ use crate::graph::Graph;
 use crate::nn::{from_f64, ParamStore};
 use crate::policy::conditional_log_weights;
 use crate::score::ModelLogScores;
-use crate::score::{log_scores_chunked, Policy, ScoreModel, FORWARD_TOKENS};
+use crate::score::{log_scores_chunked, CleanScores, Policy, ScoreModel, FORWARD_TOKENS};
 use crate::sequences::Sequences;
-
-/// How clean-end scores are read from a score network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-pub enum CleanScores {
-    /// One forward on the clean sequence. Exact for uniform-graph models at `t₀ → 0`. For absorbing
-    /// networks it reads `log q_l(v) − log q_l(x_l)`, with `q_l` the network's softmax over the real
-    /// tokens at the unmasked position `l`: a proper ratio (`Σ_v s_{l,v} = 1/q_l(x_l)`), but of a
-    /// distribution pretraining never supervised, so a heuristic (one forward instead of `L`). The
-    /// reference implementation reads the same softmax differently: as probabilities `log q_l(v)`, not
-    /// as a ratio, over every slot including the current token and the mask (docs/sepo.md §7); sepo
-    /// does not reproduce that computation.
-    Unmasked,
-    /// Absorbing models: mask each position in turn and read the clean conditional (default).
-    #[default]
-    Masked,
-    /// Absorbing models: mask `positions` random positions per sample, weight them by `L/positions`.
-    MaskedSubset {
-        /// Positions masked per sample.
-        positions: usize,
-    },
-}
 
 /// Clean-end log-scores `[B, L, N]` (0 at `v = x_l` and on the mask column) and a per-position weight
 /// `[B·L]` (1, or `L/m` on the positions a subset read and 0 elsewhere).

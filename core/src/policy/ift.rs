@@ -13,11 +13,9 @@ use rand::Rng;
 
 use crate::error::{Error, Result};
 use crate::graph::Graph;
-use crate::nn::{from_f64s, to_f64s, ParamStore};
+use crate::nn::{from_f64s, to_f64s};
 use crate::policy::{clean_log_scores, neighbour_log_weights, CleanScores, NeighbourWeights};
-use crate::score::ModelValues;
-use crate::score::Params;
-use crate::score::{Mlp, Policy, ScoreModel, Tabular, Tokens, Transformer};
+use crate::score::{EnergyModel, Policy};
 use crate::sequences::Sequences;
 
 /// What stands for `∇ log π_θ(x_b)` in the estimator.
@@ -30,43 +28,6 @@ pub enum StateGradient {
     /// `−Σ_{l,v} π̂(x^{l←v}) ∇ log s_θ(x_b)_{l,v}` with SEPO's neighbour weights.
     Neighbour(NeighbourWeights),
 }
-
-/// A score model that may also expose a differentiable log-potential `φ_θ(x)` with `π_θ ∝ exp φ_θ`.
-/// The default has none; [`Tabular`] returns its logit `θ_x`.
-pub trait EnergyModel: ScoreModel {
-    /// `φ_θ(x_b)` for `tokens [B, L]` (clean) under `params`, recorded on `tape`; `None` without an
-    /// energy head.
-    fn log_potential_with<T: Tape<Self::Elem, Self::Device>>(
-        &self,
-        params: &Params<Self>,
-        tokens: &Tokens<Self::Device>,
-        tape: T,
-    ) -> Option<ModelValues<Self, T>> {
-        let _ = (params, tokens, tape);
-        None
-    }
-}
-
-impl<E: Dtype, D: Device<E>> EnergyModel for Tabular<E, D> {
-    /// `φ_θ(x) = θ_x`, the logit of the sequence.
-    fn log_potential_with<T: Tape<E, D>>(
-        &self,
-        params: &ParamStore<E, D>,
-        tokens: &Tokens<D>,
-        tape: T,
-    ) -> Option<Tensor<(usize,), E, D, T>> {
-        let (b, l) = *tokens.shape();
-        let x = tokens.as_vec();
-        let index: Vec<usize> = (0..b)
-            .map(|i| self.index_of(&x[i * l..(i + 1) * l]))
-            .collect();
-        let index = tokens.device().tensor_from_vec(index, (b,));
-        Some(params.vector(self.logits_id()).put_tape(tape).gather(index))
-    }
-}
-
-impl<E: Dtype, D: Device<E>> EnergyModel for Mlp<E, D> {}
-impl<E: Dtype, D: Device<E>> EnergyModel for Transformer<E, D> {}
 
 /// The centred weights `w_b = (ρ̂_b − mean ρ̂)/(B − 1)`, so that `ĝ = Σ_b w_b ĥ_b` is the unbiased sample
 /// covariance. Needs `B ≥ 2` finite values. Where `Σ ρ̂` overflows f64 the mean is taken as

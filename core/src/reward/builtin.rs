@@ -92,29 +92,7 @@ pub struct KmerLogLikelihood {
     log_prob: Vec<f64>,
 }
 
-/// Largest k-mer table ([`KmerLogLikelihood::fit`]'s `alphabet^(order+1)` probabilities,
-/// [`crate::data::kmer_frequencies`]' `alphabet^k` counts): `2^24` entries, 128 MiB of `f64`. It holds
-/// every order ≤ 8 over DNA's 4 letters and order 2 over 256 symbols; a larger request is a typed error
-/// before anything is allocated.
-pub const MAX_KMER_TABLE: usize = 1 << 24;
-
-/// `alphabet^k`, checked against [`MAX_KMER_TABLE`] (the error names `what`, the exponent's name).
-pub(crate) fn kmer_table_len(alphabet: usize, k: usize, what: &'static str) -> Result<usize> {
-    u32::try_from(k)
-        .ok()
-        .and_then(|k| alphabet.checked_pow(k))
-        .filter(|&n| n <= MAX_KMER_TABLE)
-        .ok_or_else(|| {
-            Error::invalid(
-                what,
-                k,
-                format!(
-                    "a table of alphabet^{what} = {alphabet}^{k} ≈ {:.3e} entries exceeds MAX_KMER_TABLE = {MAX_KMER_TABLE}",
-                    (alphabet as f64).powf(k as f64)
-                ),
-            )
-        })
-}
+pub use crate::check::MAX_KMER_TABLE;
 
 impl KmerLogLikelihood {
     /// Fits the Markov model to `corpus` with add-`alpha` smoothing (`alpha > 0`). The table has
@@ -125,7 +103,7 @@ impl KmerLogLikelihood {
         if order > 8 {
             return Err(Error::invalid("order", order, "must be ≤ 8"));
         }
-        let entries = kmer_table_len(alphabet, order + 1, "order + 1")?;
+        let entries = crate::check::kmer_table_len(alphabet, order + 1, "order + 1")?;
         let contexts = entries / alphabet;
         let mut counts = vec![alpha; entries];
         for (i, s) in corpus.iter().enumerate() {

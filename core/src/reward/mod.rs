@@ -10,7 +10,6 @@
 mod builtin;
 mod classifier;
 
-pub(crate) use builtin::kmer_table_len;
 pub use builtin::{GcContent, KmerLogLikelihood, MotifCount, MotifPresence, MAX_KMER_TABLE};
 pub use classifier::CnnClassifier;
 

@@ -32,14 +32,17 @@
 //! # Ok(()) }
 //! ```
 
-pub mod categorical;
+mod chain;
 mod condition;
-mod euler;
 mod first_hitting;
 mod grid;
+pub mod guided;
+pub mod kernel;
 mod step;
 mod trajectory;
-mod tweedie;
+
+/// Categorical draws in `f64` by inverse CDF (a leaf of the crate, re-exported here).
+pub use crate::categorical;
 
 #[cfg(test)]
 mod tests;
@@ -47,7 +50,13 @@ mod tests;
 pub use condition::Condition;
 pub use first_hitting::first_hitting;
 pub use grid::sample;
-pub use step::{step_log_prob, step_probs, taken_log_prob, StepProbs};
+pub use chain::{next_states, transition_probs, Particles, SamplerKind};
+pub use guided::{
+    smc, value_guided, Denoised, GuidanceConfig, Guided, Potential, PotentialInput,
+    RewardPotential, SmcConfig, SmcOutput, Tempering,
+};
+pub use kernel::StepProbs;
+pub use step::{step_log_prob, step_probs, take, taken_log_prob};
 pub use trajectory::{Step, StepKind, Trajectory};
 
 use dfdx::prelude::*;

@@ -6,14 +6,13 @@ use dfdx::prelude::*;
 use rand::Rng;
 
 use super::trajectory::{Step, StepKind};
-use super::{categorical, euler, first_hitting, tweedie};
+use super::kernel::{self, euler, first_hitting, tweedie, StepProbs};
+use crate::categorical;
 use crate::error::{Error, Result};
 use crate::graph::Graph;
-use crate::nn::{from_f64s, to_f64s, ParamStore};
-use crate::score::ScoreModel;
+use crate::nn::{to_f64s, ParamStore};
+use crate::score::{Policy, ScoreModel};
 
-/// Per-position transition probabilities `P[b, l, y] = P(x_{b,l} → y)` `[B, L, N]`.
-pub type StepProbs<E, D, T> = Tensor<(usize, usize, usize), E, D, T>;
 
 /// Transition probabilities of `step` from its state `step.before` (its `after` and `log_prob` are not
 /// read), recording on `tape`:
@@ -87,7 +86,7 @@ where
         return Ok(log_prob);
     }
     let offsets = first_hitting::choice_log_prob(graph, step);
-    Ok(log_prob + constant(&dev, &offsets, (b,))?)
+    Ok(log_prob + kernel::constant(&dev, &offsets, (b,))?)
 }
 
 /// [`step_probs`] then [`taken_log_prob`]: the per-sequence `Σ_l log P(x_l → x_next_l)` of a recorded
@@ -112,23 +111,22 @@ where
 }
 
 /// Takes `step` from `step.before`: computes its probabilities with [`step_probs`] (no tape), draws
-/// every position that can move in f64 by inverse CDF, and fills `step.after` and `step.log_prob`.
+/// every position that can move in f64 by inverse CDF, and fills `step.after` and `step.log_prob`
+/// (`Σ_l ln P[b, l, after]`, plus the first-hitting choice term, from [`taken_log_prob`]).
 /// `index` names the step in errors.
-pub(crate) fn take<E, D, M, G, R>(
-    model: &M,
-    params: &ParamStore<E, D>,
+pub fn take<M, G, R>(
+    policy: &Policy<'_, M>,
     graph: &G,
     step: &mut Step,
     index: usize,
     rng: &mut R,
 ) -> Result<()>
 where
-    E: Dtype,
-    D: Device<E>,
-    M: ScoreModel<Elem = E, Device = D>,
+    M: ScoreModel,
     G: Graph,
     R: Rng,
 {
+    let (model, params) = (policy.model, policy.params);
     let probs = step_probs(model, params, graph, step, NoneTape)?;
     let host = to_f64s(&probs.as_vec());
     if let Some(i) = host.iter().position(|p| !p.is_finite()) {
@@ -172,25 +170,4 @@ pub(crate) fn check_model<E: Dtype, D: Device<E>, M: ScoreModel<Elem = E, Device
         });
     }
     Ok(())
-}
-
-/// A constant tensor from host `f64` values.
-pub(crate) fn constant<E: Dtype, D: Device<E>, S: Shape>(
-    dev: &D,
-    values: &[f64],
-    shape: S,
-) -> Result<Tensor<S, E, D>> {
-    dev.try_tensor_from_vec(from_f64s::<E>(values), shape)
-        .map_err(Error::device("sampler constant"))
-}
-
-/// `[B, L, N]` indicator of the current token, `1` at `y = x_{b,l}`, scaled by `keep(b·L + l)`.
-pub(crate) fn one_hot_where(before: &[usize], n: usize, keep: impl Fn(usize) -> bool) -> Vec<f64> {
-    let mut out = vec![0.0; before.len() * n];
-    for (i, &x) in before.iter().enumerate() {
-        if keep(i) {
-            out[i * n + x] = 1.0;
-        }
-    }
-    out
 }

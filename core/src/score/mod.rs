@@ -6,8 +6,10 @@
 //! itself).
 
 pub mod counting;
+pub mod energy;
 pub mod head;
 pub mod mlp;
+pub mod reading;
 pub mod tabular;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -15,6 +17,8 @@ pub mod transformer;
 pub mod view;
 
 pub use counting::Counting;
+pub use energy::EnergyModel;
+pub use reading::CleanScores;
 pub use head::ScoreHead;
 pub use mlp::{Mlp, MlpConfig};
 pub use tabular::Tabular;

@@ -3,14 +3,17 @@
 //! Randomness is derived per step from `(seed, step)` ([`step_rng`]), so a run resumed from a checkpoint
 //! continues bit-identically on CPU without having to serialise an RNG.
 
+pub mod allocation;
 pub mod build;
 pub mod checkpoint;
 pub mod finetune;
 pub mod flow_run;
 pub mod metrics;
+pub mod planner;
 pub mod pretrain;
 pub mod single_loop;
 
+pub use allocation::{Allocation, Allocator, Neyman, Sequential, SequentialOutcome};
 pub use build::{seq_len_of, FromStates, Run, RunOptions};
 pub use checkpoint::{Checkpoint, ModelKind};
 pub use finetune::{
@@ -18,6 +21,7 @@ pub use finetune::{
 };
 pub use flow_run::{FlowRun, InitialParticles};
 pub use metrics::{progress_bar, MetricsWriter};
+pub use planner::{Adaptive, Planner};
 pub use pretrain::{Corpus, LrSchedule, PretrainConfig, Pretrainer, StepStats};
 pub use single_loop::{FlowLr, RatioMode, SingleLoop, SingleLoopConfig, UpdateMetrics};
 

@@ -224,7 +224,7 @@ mod tests {
                 );
             }
         }
-        // The figures quoted in weight::allocation's docs: κ·sqrt(p(1 − p)) at p = 0.1.
+        // The figures quoted in train::allocation's docs: κ·sqrt(p(1 − p)) at p = 0.1.
         for (n, want) in [(2, 0.212), (8, 0.653)] {
             let got = enumerated_kappa(n, 0.1, Baseline::GRPO) * 0.09f64.sqrt();
             assert!((got - want).abs() < 5e-4, "n={n}: {got}");

@@ -4,15 +4,10 @@
 use crate::error::{Error, Result};
 use crate::nn::AdamW;
 use crate::policy::{ConcreteScore, Mixture};
-use rand::Rng;
-
-use crate::diffusion::Diffusion;
-use crate::graph::Graph;
-use crate::sample::{first_hitting, sample, Condition, SamplerConfig, Samples};
-use crate::schedule::NoiseSchedule;
-use crate::score::{Policy, ScoreModel};
+use crate::sample::{SamplerConfig, SamplerKind};
 use crate::train::LrSchedule;
-use crate::weight::{Allocation, Baseline};
+use crate::train::Allocation;
+use crate::weight::Baseline;
 
 /// Which log-probability estimator the policy gradient uses (docs/sepo.md §3–4).
 ///
@@ -40,52 +35,6 @@ pub enum LogProb {
         /// Unmasking events read per sample (`m ≥ 1`).
         positions: usize,
     },
-}
-
-/// Which sampler draws the completions.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub enum SamplerKind {
-    /// The time-grid sampler (Euler or Tweedie predictor, then a denoising step).
-    Grid(SamplerConfig),
-    /// The first-hitting sampler (absorbing graphs): one network call per position.
-    FirstHitting(SamplerConfig),
-}
-
-impl SamplerKind {
-    pub(super) fn config(&self) -> SamplerConfig {
-        match self {
-            SamplerKind::Grid(c) | SamplerKind::FirstHitting(c) => *c,
-        }
-    }
-
-    /// Draws `shape = (batch, seq_len)` sequences from `policy` with this sampler, keeping the
-    /// positions `cond` fixes, recording trajectories when `record` is set.
-    pub fn draw<M, G, S, R>(
-        &self,
-        policy: &Policy<'_, M>,
-        diffusion: &Diffusion<G, S>,
-        shape: (usize, usize),
-        cond: Option<&Condition>,
-        record: bool,
-        rng: &mut R,
-    ) -> Result<Samples>
-    where
-        M: ScoreModel,
-        G: Graph,
-        S: NoiseSchedule,
-        R: Rng,
-    {
-        let cfg = SamplerConfig {
-            record_trajectory: record,
-            ..self.config()
-        };
-        match self {
-            SamplerKind::Grid(_) => sample(policy, diffusion, &cfg, shape, cond, rng),
-            SamplerKind::FirstHitting(_) => {
-                first_hitting(policy, diffusion, &cfg, shape, cond, rng)
-            }
-        }
-    }
 }
 
 /// How the KL to the reference enters the objective `E[r] − β·KL`.
@@ -169,7 +118,7 @@ pub struct FinetuneConfig {
     /// How a round's draws are split across prompts (with [`Finetuner::with_prompts`]; `Uniform`:
     /// `group_size` each). Adaptive strategies draw groups of unequal sizes; each prompt then has the
     /// same weight in the surrogate, which makes it count equally in expectation under leave-one-out
-    /// only (GRPO and the mean baseline shrink prompts given few draws: [`crate::weight::allocation`]).
+    /// only (GRPO and the mean baseline shrink prompts given few draws: [`crate::train::allocation`]).
     ///
     /// [`Finetuner::with_prompts`]: super::Finetuner::with_prompts
     #[serde(default)]

@@ -17,7 +17,8 @@ mod config;
 mod gradients;
 mod round;
 
-pub use config::{FinetuneConfig, KlMode, LogProb, RoundMetrics, SamplerKind};
+pub use config::{FinetuneConfig, KlMode, LogProb, RoundMetrics};
+pub use crate::sample::SamplerKind;
 pub use round::GradientEstimate;
 
 use rand::Rng;
@@ -33,7 +34,7 @@ use crate::schedule::NoiseSchedule;
 use crate::score::ScoreModel;
 use crate::score::{Params, Policy};
 use crate::train::{Checkpoint, MetricsWriter};
-use crate::weight::Planner;
+use crate::train::Planner;
 
 /// A fine-tuning run: the policy, its reference, the forward process, the rewards and the optimiser.
 pub struct Finetuner<M: ScoreModel, G: Graph, S: NoiseSchedule, R: Reward> {
@@ -121,7 +122,7 @@ where
     /// the sampler), and advantages are formed among the completions of one prompt. Sets
     /// `groups = prompts.len()`. How many completions each prompt gets per round is
     /// `config.allocation`'s choice: `group_size` each under `Uniform`; under an adaptive strategy
-    /// (see [`crate::weight::planner`]) groups of unequal sizes, each prompt weighing the same in the
+    /// (see [`crate::train::planner`]) groups of unequal sizes, each prompt weighing the same in the
     /// gradient. Call it before [`Finetuner::resume`]: it starts a fresh allocation planner, which
     /// would replace the adaptive state a resume restored.
     pub fn with_prompts(mut self, prompts: &[Vec<usize>]) -> Result<Self> {

@@ -18,7 +18,7 @@ use crate::schedule::NoiseSchedule;
 use crate::score::Params;
 use crate::score::ScoreModel;
 use crate::train::step_rng;
-use crate::weight::Planner;
+use crate::train::Planner;
 
 /// A round's draws: the samples grouped by prompt, their training rewards, the group sizes (with
 /// prompts) and the planner that allocated them (to be committed with the round).
@@ -297,7 +297,7 @@ where
     /// the passes of the configured allocation, stacked and regrouped by prompt.
     fn draw<Rn: Rng>(&self, old: &Params<M>, record: bool, rng: &mut Rn) -> Result<Drawn> {
         let c = &self.config;
-        if self.prompts.is_empty() && c.allocation != crate::weight::Allocation::Uniform {
+        if self.prompts.is_empty() && c.allocation != crate::train::Allocation::Uniform {
             return Err(Error::invalid(
                 "allocation",
                 format!("{:?}", c.allocation),

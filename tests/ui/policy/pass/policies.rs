@@ -1,6 +1,6 @@
 use sepo::prelude::*;
 use sepo::reward::GcContent;
-use sepo::weight::{Adaptive, Allocation, Sequential};
+use sepo::train::{Adaptive, Allocation, Sequential};
 
 estimator! {
     Mixed = 0.8 * grpo(clip = 0.2) + 0.2 * reinforce(baseline = leave_one_out);

@@ -8,7 +8,7 @@
 //! chain; the grid chain adds its small discretisation bias).
 //!
 //! **Algorithm.** `N` particles start at `t = 1` and move with the model's own reverse transitions
-//! `x_{k−1} → x_k` ([`Chain`]). After step `k` each particle gets a log-potential `φ_k(x_k)` from a
+//! `x_{k−1} → x_k` ([`SamplerKind`]). After step `k` each particle gets a log-potential `φ_k(x_k)` from a
 //! [`Potential`]; the default [`RewardPotential`] is the tempered reward of the denoised estimate,
 //! `φ_k = λ_k·r(x̂_0(x_k))/β`, with `0 = λ_0 ≤ λ_1 ≤ … ≤ λ_K = 1` ([`Tempering`]). The incremental
 //! log-weight is `φ_k − φ_{k−1}`. When the effective sample size falls under `ess_threshold·N`, the
@@ -24,9 +24,9 @@
 
 use rand::Rng;
 
-use super::chain::{self, Chain, Denoised};
-use super::importance::LogWeights;
-use super::resample::Resampling;
+use super::denoise::{denoise, Denoised};
+use crate::sample::{next_states, SamplerKind};
+use crate::weight::{LogWeights, Resampling};
 use crate::diffusion::Diffusion;
 use crate::error::{Error, Result};
 use crate::graph::Graph;
@@ -117,7 +117,7 @@ impl<R: Reward> Potential for RewardPotential<R> {
                 .chunks(m)
                 .map(|v| {
                     let scaled: Vec<f64> = v.iter().map(|r| r / self.beta).collect();
-                    self.beta * (super::log_sum_exp(&scaled) - (m as f64).ln())
+                    self.beta * (crate::weight::log_sum_exp(&scaled) - (m as f64).ln())
                 })
                 .collect()
         };
@@ -174,7 +174,7 @@ pub struct SmcConfig {
     /// Number of particles `N ≥ 1`.
     pub particles: usize,
     /// The reverse chain the particles follow.
-    pub chain: Chain,
+    pub chain: SamplerKind,
     /// Tempering of the intermediate potentials.
     pub tempering: Tempering,
     /// Resample when `ESS < ess_threshold · N`, in `[0, 1]` (`0`: never, `1`: at every step).
@@ -191,7 +191,7 @@ impl SmcConfig {
     pub fn new(particles: usize) -> Self {
         Self {
             particles,
-            chain: Chain::default(),
+            chain: SamplerKind::default(),
             tempering: Tempering::Linear,
             ess_threshold: 0.5,
             resampling: Resampling::Systematic,
@@ -290,28 +290,27 @@ where
     P: Potential + ?Sized,
     R: Rng,
 {
-    let (model, params) = (policy.model, policy.params);
-    let (graph, schedule) = (&diffusion.graph, &diffusion.schedule);
+    let graph = &diffusion.graph;
     cfg.check()?;
     let n = cfg.particles;
-    let fixed = chain::check_entry(model, graph, schedule, &cfg.chain, n, seq_len, condition)?;
-    let steps = chain::num_steps(&cfg.chain, &fixed);
+    let fixed = super::check_entry(policy.model, diffusion, &cfg.chain, (n, seq_len), condition)?;
+    let steps = cfg.chain.num_steps(&fixed, seq_len);
     let max_batch = cfg.chain.config().max_batch;
-    let mut particles = chain::start(&cfg.chain, graph, schedule, n, &fixed, rng);
+    let mut particles = cfg.chain.start(diffusion, &fixed, seq_len, rng);
     let mut log_w = LogWeights::uniform(n);
     let mut phi_prev = vec![0.0; n];
     let mut log_z = 0.0;
     let (mut ess, mut resampled) = (Vec::with_capacity(steps), Vec::with_capacity(steps));
     for k in 1..=steps {
-        let step = chain::propose(&cfg.chain, k - 1, &particles, graph, schedule, rng);
-        let mut next = chain::next_states(model, params, graph, &step, 1, max_batch, rng)?;
-        chain::advance(&mut particles, &step, next.remove(0));
+        let step = cfg.chain.propose(k - 1, &mut particles, diffusion, rng);
+        let mut next = next_states(policy, graph, &step, 1, max_batch, rng)?;
+        particles.advance(&step, next.remove(0));
         let clean = k == steps;
         let lambda = cfg.tempering.lambda(k, steps);
         let denoised = if clean || lambda == 0.0 {
             Vec::new()
         } else {
-            chain::denoise(policy, graph, &particles, cfg.denoised, max_batch, rng)?
+            denoise(policy, graph, &particles, cfg.denoised, max_batch, rng)?
         };
         let phi = potential.log_potential(&PotentialInput {
             step: k,

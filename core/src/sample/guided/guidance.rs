@@ -19,8 +19,9 @@
 
 use rand::Rng;
 
-use super::chain::{self, Chain, Denoised};
-use super::importance::log_sum_exp;
+use super::denoise::{denoise, Denoised};
+use crate::sample::{next_states, Particles, SamplerKind};
+use crate::weight::log_sum_exp;
 use crate::diffusion::Diffusion;
 use crate::error::{Error, Result};
 use crate::graph::Graph;
@@ -37,7 +38,7 @@ pub struct GuidanceConfig {
     /// Temperature `α > 0` of the selection; `f64::INFINITY` is plain sampling.
     pub alpha: f64,
     /// The reverse chain.
-    pub chain: Chain,
+    pub chain: SamplerKind,
     /// Denoised estimate behind the value `v`.
     pub denoised: Denoised,
 }
@@ -48,7 +49,7 @@ impl GuidanceConfig {
         Self {
             candidates,
             alpha,
-            chain: Chain::default(),
+            chain: SamplerKind::default(),
             denoised: Denoised::Argmax,
         }
     }
@@ -101,22 +102,20 @@ where
     W: Reward + ?Sized,
     R: Rng,
 {
-    let (model, params) = (policy.model, policy.params);
-    let (graph, schedule) = (&diffusion.graph, &diffusion.schedule);
+    let graph = &diffusion.graph;
     cfg.check()?;
-    let fixed = chain::check_entry(
-        model, graph, schedule, &cfg.chain, batch, seq_len, condition,
-    )?;
-    let steps = chain::num_steps(&cfg.chain, &fixed);
+    let shape = (batch, seq_len);
+    let fixed = super::check_entry(policy.model, diffusion, &cfg.chain, shape, condition)?;
+    let steps = cfg.chain.num_steps(&fixed, seq_len);
     let max_batch = cfg.chain.config().max_batch;
     let (k_cands, l, m) = (cfg.candidates, seq_len, cfg.denoised.count());
     let guided = cfg.alpha.is_finite() && k_cands > 1;
-    let mut particles = chain::start(&cfg.chain, graph, schedule, batch, &fixed, rng);
+    let mut particles = cfg.chain.start(diffusion, &fixed, seq_len, rng);
     let mut reward_calls = 0;
     let mut last_values = None;
     for k in 1..=steps {
-        let step = chain::propose(&cfg.chain, k - 1, &particles, graph, schedule, rng);
-        let candidates = chain::next_states(model, params, graph, &step, k_cands, max_batch, rng)?;
+        let step = cfg.chain.propose(k - 1, &mut particles, diffusion, rng);
+        let candidates = next_states(policy, graph, &step, k_cands, max_batch, rng)?;
         let clean = k == steps;
         // values[b·K + c]: v of candidate c of sequence b.
         let values = if guided {
@@ -136,15 +135,16 @@ where
                         .flat_map(|&x| std::iter::repeat_n(x, k_cands))
                         .collect()
                 };
-                let states = chain::Particles {
-                    tokens: flat,
-                    t: repeat(&step.t_next),
-                    sigma_bar: repeat(&step.sigma_bar_next),
-                    fixed: fixed.clone(),
-                    seq_len: l,
-                };
-                let estimates =
-                    chain::denoise(policy, graph, &states, cfg.denoised, max_batch, rng)?;
+                // Candidate c of sequence b shares b's fixed positions.
+                let fixed_k: Vec<Option<usize>> = (0..batch)
+                    .flat_map(|b| {
+                        let row = &fixed[b * l..(b + 1) * l];
+                        (0..k_cands).flat_map(move |_| row.iter().copied())
+                    })
+                    .collect();
+                let times = (repeat(&step.t_next), repeat(&step.sigma_bar_next));
+                let states = Particles::at(flat, times, fixed_k, l);
+                let estimates = denoise(policy, graph, &states, cfg.denoised, max_batch, rng)?;
                 (estimates, m)
             };
             let rows: Vec<&[usize]> = to_score.chunks(l).collect();
@@ -170,7 +170,7 @@ where
         if clean {
             last_values = values.map(|v| (0..batch).map(|b| v[b * k_cands + choice[b]]).collect());
         }
-        chain::advance(&mut particles, &step, after);
+        particles.advance(&step, after);
     }
     let rewards = match last_values {
         Some(v) => v,

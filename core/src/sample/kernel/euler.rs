@@ -16,8 +16,8 @@
 
 use dfdx::prelude::*;
 
-use super::step::{constant, one_hot_where, StepProbs};
-use super::trajectory::Step;
+use super::{constant, one_hot_where, StepProbs};
+use crate::sample::trajectory::Step;
 use crate::error::Result;
 use crate::graph::Graph;
 use crate::nn::from_f64;

@@ -1,0 +1,44 @@
+//! Score models with an energy head: `π_θ ∝ exp φ_θ`, whose gradient is the single loop's
+//! [`StateGradient::Energy`](crate::policy::StateGradient::Energy).
+
+use dfdx::prelude::*;
+
+use super::{ModelValues, Mlp, Params, ScoreModel, Tabular, Tokens, Transformer};
+use crate::nn::ParamStore;
+
+/// A score model that may also expose a differentiable log-potential `φ_θ(x)` with `π_θ ∝ exp φ_θ`.
+/// The default has none; [`Tabular`] returns its logit `θ_x`.
+pub trait EnergyModel: ScoreModel {
+    /// `φ_θ(x_b)` for `tokens [B, L]` (clean) under `params`, recorded on `tape`; `None` without an
+    /// energy head.
+    fn log_potential_with<T: Tape<Self::Elem, Self::Device>>(
+        &self,
+        params: &Params<Self>,
+        tokens: &Tokens<Self::Device>,
+        tape: T,
+    ) -> Option<ModelValues<Self, T>> {
+        let _ = (params, tokens, tape);
+        None
+    }
+}
+
+impl<E: Dtype, D: Device<E>> EnergyModel for Tabular<E, D> {
+    /// `φ_θ(x) = θ_x`, the logit of the sequence.
+    fn log_potential_with<T: Tape<E, D>>(
+        &self,
+        params: &ParamStore<E, D>,
+        tokens: &Tokens<D>,
+        tape: T,
+    ) -> Option<Tensor<(usize,), E, D, T>> {
+        let (b, l) = *tokens.shape();
+        let x = tokens.as_vec();
+        let index: Vec<usize> = (0..b)
+            .map(|i| self.index_of(&x[i * l..(i + 1) * l]))
+            .collect();
+        let index = tokens.device().tensor_from_vec(index, (b,));
+        Some(params.vector(self.logits_id()).put_tape(tape).gather(index))
+    }
+}
+
+impl<E: Dtype, D: Device<E>> EnergyModel for Mlp<E, D> {}
+impl<E: Dtype, D: Device<E>> EnergyModel for Transformer<E, D> {}
