@@ -77,8 +77,8 @@ pub mod __private {
         seq_len_of, Checkpoint, FinetuneConfig, Finetuner, FromStates, KlMode, LogProb, Run,
         RunOptions, SamplerKind,
     };
-    pub use sepo_core::train::{FlowLr, FlowRun, InitialParticles, RatioMode, SingleLoopConfig};
     pub use sepo_core::train::{Adaptive, Allocation, Neyman, Sequential};
+    pub use sepo_core::train::{FlowLr, FlowRun, InitialParticles, RatioMode, SingleLoopConfig};
     pub use sepo_core::weight::Baseline;
     pub use sepo_core::Diffusion;
     pub use serde;

@@ -13,8 +13,8 @@ use sepo::graph::Absorbing;
 use sepo::prelude::*;
 use sepo::reward::FnReward;
 use sepo::sample::SamplerConfig;
-use sepo::train::{FinetuneConfig, Finetuner, LogProb, SamplerKind};
 use sepo::train::{Adaptive, Allocation, Neyman, Sequential};
+use sepo::train::{FinetuneConfig, Finetuner, LogProb, SamplerKind};
 
 const V: usize = 8;
 /// Mostly solved or hopeless prompts, for the variance measurement.

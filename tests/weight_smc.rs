@@ -318,10 +318,18 @@ fn smc_under_a_constant_potential_draws_the_samplers_sequences() {
             let zero = RewardPotential::new(FnReward::new("zero", |_: &[usize]| 0.0), 1.0);
             let mut rng = rand::rngs::StdRng::seed_from_u64(11);
             let guided = smc(&policy, &diffusion, &zero, &cfg, L, cond, &mut rng).unwrap();
-            assert!(guided.resampled.iter().all(|r| !r), "{chain:?}: no resampling");
+            assert!(
+                guided.resampled.iter().all(|r| !r),
+                "{chain:?}: no resampling"
+            );
             let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-            let plain = chain.draw(&policy, &diffusion, (n, L), cond, false, &mut rng).unwrap();
-            assert_eq!(guided.samples.tokens, plain.tokens, "{chain:?}, condition {cond:?}");
+            let plain = chain
+                .draw(&policy, &diffusion, (n, L), cond, false, &mut rng)
+                .unwrap();
+            assert_eq!(
+                guided.samples.tokens, plain.tokens,
+                "{chain:?}, condition {cond:?}"
+            );
         }
     }
 }

@@ -93,7 +93,13 @@ impl Graph for Absorbing {
                 .collect(),
             summed: (0..n).map(|y| if is_mask(y) { 0.0 } else { 1.0 }).collect(),
             shift: (0..n)
-                .map(|y| if is_mask(y) { -super::expm1(dsigma) } else { 0.0 })
+                .map(|y| {
+                    if is_mask(y) {
+                        -super::expm1(dsigma)
+                    } else {
+                        0.0
+                    }
+                })
                 .collect(),
         }
     }

@@ -14,13 +14,13 @@ pub mod reweight;
 pub mod trajectory;
 
 pub use crate::score::CleanScores;
+pub use crate::score::EnergyModel;
 pub use clean::{all_positions, clean_entropy, clean_log_scores, log_conditionals};
 pub use concrete::{ConcreteScore, GRAD_TOKENS};
 pub use estimator::{Component, Estimator, Mixture};
 pub use events::{
     event_log_conditionals, events_log_prob, events_ppo_grads, unmasking_events, Event,
 };
-pub use crate::score::EnergyModel;
 pub use ift::{ift_estimate, ift_weights, Ift, StateGradient, SurrogateWeights};
 pub use neighbour::{
     conditional_log_weights, neighbour_log_weights, snis_forwards, NeighbourWeights,

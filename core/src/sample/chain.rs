@@ -279,8 +279,8 @@ impl SamplerKind {
         let mut trajectory = Trajectory::default();
         for k in 0..steps {
             let mut step = self.propose(k, &mut particles, diffusion, rng);
-            let idle = step.kind == StepKind::FirstHitting
-                && step.position.iter().all(Option::is_none);
+            let idle =
+                step.kind == StepKind::FirstHitting && step.position.iter().all(Option::is_none);
             if idle {
                 step.after.clone_from(&step.before);
             } else {
@@ -435,7 +435,12 @@ where
 
 /// One draw per position from `[n·L·N]` rows; a position that stays with probability 1 uses no
 /// randomness (as [`take`] does).
-pub(crate) fn draw_rows<R: Rng>(before: &[usize], probs: &[f64], n: usize, rng: &mut R) -> Vec<usize> {
+pub(crate) fn draw_rows<R: Rng>(
+    before: &[usize],
+    probs: &[f64],
+    n: usize,
+    rng: &mut R,
+) -> Vec<usize> {
     before
         .iter()
         .zip(probs.chunks_exact(n))

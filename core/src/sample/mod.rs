@@ -47,10 +47,10 @@ pub use crate::categorical;
 #[cfg(test)]
 mod tests;
 
+pub use chain::{next_states, transition_probs, Particles, SamplerKind};
 pub use condition::Condition;
 pub use first_hitting::first_hitting;
 pub use grid::sample;
-pub use chain::{next_states, transition_probs, Particles, SamplerKind};
 pub use guided::{
     smc, value_guided, Denoised, GuidanceConfig, Guided, Potential, PotentialInput,
     RewardPotential, SmcConfig, SmcOutput, Tempering,

@@ -5,14 +5,13 @@
 use dfdx::prelude::*;
 use rand::Rng;
 
-use super::trajectory::{Step, StepKind};
 use super::kernel::{self, euler, first_hitting, tweedie, StepProbs};
+use super::trajectory::{Step, StepKind};
 use crate::categorical;
 use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::nn::{to_f64s, ParamStore};
 use crate::score::{Policy, ScoreModel};
-
 
 /// Transition probabilities of `step` from its state `step.before` (its `after` and `log_prob` are not
 /// read), recording on `tape`:

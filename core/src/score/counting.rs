@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use dfdx::prelude::*;
 
-use crate::nn::ParamStore;
 use super::EnergyModel;
+use crate::nn::ParamStore;
 use crate::score::{LogScores, ScoreModel, Tokens};
 
 /// `inner` with counters of its forwards: `evaluations = Σ_calls B`, `taped = Σ_{taped calls} B`.

@@ -3,7 +3,7 @@
 
 use dfdx::prelude::*;
 
-use super::{ModelValues, Mlp, Params, ScoreModel, Tabular, Tokens, Transformer};
+use super::{Mlp, ModelValues, Params, ScoreModel, Tabular, Tokens, Transformer};
 use crate::nn::ParamStore;
 
 /// A score model that may also expose a differentiable log-potential `φ_θ(x)` with `π_θ ∝ exp φ_θ`.

@@ -18,9 +18,9 @@ pub mod view;
 
 pub use counting::Counting;
 pub use energy::EnergyModel;
-pub use reading::CleanScores;
 pub use head::ScoreHead;
 pub use mlp::{Mlp, MlpConfig};
+pub use reading::CleanScores;
 pub use tabular::Tabular;
 pub use transformer::{Transformer, TransformerConfig};
 pub use view::Policy;

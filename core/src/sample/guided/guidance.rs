@@ -20,15 +20,15 @@
 use rand::Rng;
 
 use super::denoise::{denoise, Denoised};
-use crate::sample::{next_states, Particles, SamplerKind};
-use crate::weight::log_sum_exp;
 use crate::diffusion::Diffusion;
 use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::reward::{evaluate, Reward};
 use crate::sample::{categorical, Condition, Samples};
+use crate::sample::{next_states, Particles, SamplerKind};
 use crate::schedule::NoiseSchedule;
 use crate::score::{Policy, ScoreModel};
+use crate::weight::log_sum_exp;
 
 /// Settings of [`value_guided`].
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]

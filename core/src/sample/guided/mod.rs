@@ -51,7 +51,11 @@ where
     let fixed = chain.check_entry(model, diffusion, shape, condition)?;
     let sigma_start = crate::error::ensure_finite("σ̄(1) of the schedule", 0, diffusion.total(1.0))?;
     if sigma_start <= 0.0 {
-        return Err(Error::invalid("schedule.total(1)", sigma_start, "must be > 0"));
+        return Err(Error::invalid(
+            "schedule.total(1)",
+            sigma_start,
+            "must be > 0",
+        ));
     }
     Ok(fixed)
 }

@@ -25,15 +25,15 @@
 use rand::Rng;
 
 use super::denoise::{denoise, Denoised};
-use crate::sample::{next_states, SamplerKind};
-use crate::weight::{LogWeights, Resampling};
 use crate::diffusion::Diffusion;
 use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::reward::{evaluate, Reward};
+use crate::sample::{next_states, SamplerKind};
 use crate::sample::{Condition, Samples};
 use crate::schedule::NoiseSchedule;
 use crate::score::{Policy, ScoreModel};
+use crate::weight::{LogWeights, Resampling};
 
 /// What a [`Potential`] sees after step `k` of `K`.
 #[derive(Debug, Clone, Copy)]

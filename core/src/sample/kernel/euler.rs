@@ -17,10 +17,10 @@
 use dfdx::prelude::*;
 
 use super::{constant, one_hot_where, StepProbs};
-use crate::sample::trajectory::Step;
 use crate::error::Result;
 use crate::graph::Graph;
 use crate::nn::from_f64;
+use crate::sample::trajectory::Step;
 use crate::score::LogScores;
 
 /// Euler transition probabilities from log-scores `[B, L, N]` at `step.before` (see the module docs).

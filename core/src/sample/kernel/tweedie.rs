@@ -18,9 +18,9 @@
 use dfdx::prelude::*;
 
 use super::{constant, one_hot_where, StepProbs};
-use crate::sample::trajectory::{Step, StepKind};
 use crate::error::Result;
 use crate::graph::{Graph, Staggered};
+use crate::sample::trajectory::{Step, StepKind};
 use crate::score::LogScores;
 
 /// Tweedie / denoising transition probabilities from log-scores `[B, L, N]` at `step.before`.

@@ -5,8 +5,8 @@ use crate::error::{Error, Result};
 use crate::nn::AdamW;
 use crate::policy::{ConcreteScore, Mixture};
 use crate::sample::{SamplerConfig, SamplerKind};
-use crate::train::LrSchedule;
 use crate::train::Allocation;
+use crate::train::LrSchedule;
 use crate::weight::Baseline;
 
 /// Which log-probability estimator the policy gradient uses (docs/sepo.md §3–4).

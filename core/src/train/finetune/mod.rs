@@ -17,8 +17,8 @@ mod config;
 mod gradients;
 mod round;
 
-pub use config::{FinetuneConfig, KlMode, LogProb, RoundMetrics};
 pub use crate::sample::SamplerKind;
+pub use config::{FinetuneConfig, KlMode, LogProb, RoundMetrics};
 pub use round::GradientEstimate;
 
 use rand::Rng;
@@ -33,8 +33,8 @@ use crate::sample::{Condition, Samples};
 use crate::schedule::NoiseSchedule;
 use crate::score::ScoreModel;
 use crate::score::{Params, Policy};
-use crate::train::{Checkpoint, MetricsWriter};
 use crate::train::Planner;
+use crate::train::{Checkpoint, MetricsWriter};
 
 /// A fine-tuning run: the policy, its reference, the forward process, the rewards and the optimiser.
 pub struct Finetuner<M: ScoreModel, G: Graph, S: NoiseSchedule, R: Reward> {
