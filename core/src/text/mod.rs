@@ -16,10 +16,12 @@
 //! has no mask and never produces that id. [`Tokenizer::decode`] renders the mask as
 //! [`Tokenizer::mask_text`], so partially denoised states print legibly.
 
+mod bpe;
 mod chars;
 mod infill;
 mod nucleotide;
 
+pub use bpe::Bpe;
 pub use chars::Chars;
 pub use infill::{condition_from_template, decode_samples, Infill};
 pub use nucleotide::Nucleotide;
