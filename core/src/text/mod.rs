@@ -20,11 +20,15 @@ mod bpe;
 mod chars;
 mod infill;
 mod nucleotide;
+mod pack;
+mod records;
 
 pub use bpe::Bpe;
 pub use chars::Chars;
 pub use infill::{condition_from_template, decode_samples, Infill};
 pub use nucleotide::Nucleotide;
+pub use pack::{load_corpus, Chunks, Packing};
+pub use records::{read_records, Format, Record, Records};
 
 use crate::error::{Error, Result};
 
