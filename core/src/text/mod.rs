@@ -18,6 +18,7 @@
 
 mod bpe;
 mod chars;
+mod eval;
 mod infill;
 mod nucleotide;
 mod pack;
@@ -25,6 +26,7 @@ mod records;
 
 pub use bpe::Bpe;
 pub use chars::Chars;
+pub use eval::{distinct_n, kmer_correlation, mean_pairwise_hamming};
 pub use infill::{condition_from_template, decode_samples, Infill};
 pub use nucleotide::Nucleotide;
 pub use pack::{load_corpus, Chunks, Packing};
