@@ -74,7 +74,11 @@ fn gzip_stored(data: &[u8]) -> Vec<u8> {
     let crc = !data.iter().fold(!0u32, |mut c, &b| {
         c ^= u32::from(b);
         for _ in 0..8 {
-            c = if c & 1 == 1 { (c >> 1) ^ 0xEDB8_8320 } else { c >> 1 };
+            c = if c & 1 == 1 {
+                (c >> 1) ^ 0xEDB8_8320
+            } else {
+                c >> 1
+            };
         }
         c
     });
@@ -112,16 +116,28 @@ fn packing_arithmetic_on_the_fixtures() {
     let out: Vec<Vec<usize>> = chunks.by_ref().collect::<Result<_, _>>().unwrap();
     assert_eq!(out, [vec![0, 1, 2, 3], vec![0, 1, 2, 3], vec![0, 1, 2, 3]]);
     assert_eq!(
-        (chunks.records_read(), chunks.tokens_read(), chunks.pending()),
+        (
+            chunks.records_read(),
+            chunks.tokens_read(),
+            chunks.pending()
+        ),
         (2, 15, 3)
     );
     // FASTQ, padded with A (0) or truncated to 5: ACGT+A, GGCCA.
-    let out = load_corpus(fixture("tiny.fastq"), Format::Fastx, &t, 5, Packing::Pad { pad: 0 })
-        .unwrap();
+    let out = load_corpus(
+        fixture("tiny.fastq"),
+        Format::Fastx,
+        &t,
+        5,
+        Packing::Pad { pad: 0 },
+    )
+    .unwrap();
     assert_eq!(out, [vec![0, 1, 2, 3, 0], vec![2, 2, 1, 1, 0]]);
     // Exactly 4 refuses the 5-base read2.
     match load_corpus(fixture("tiny.fastq"), Format::Fastx, &t, 4, Packing::Exact) {
-        Err(Error::BadRecord { record: 2, path, .. }) => assert!(path.ends_with("tiny.fastq")),
+        Err(Error::BadRecord {
+            record: 2, path, ..
+        }) => assert!(path.ends_with("tiny.fastq")),
         other => panic!("{other:?}"),
     }
 
@@ -156,15 +172,26 @@ fn bad_corpus_files_are_typed_errors_naming_file_and_record() {
 
     // Empty files, and a text file of blank lines only.
     let empty = temp_file("empty.fa", b"");
-    assert!(matches!(open(&empty, Format::Fastx), Err(Error::EmptyCorpus { .. })));
-    assert!(matches!(open(&empty, Format::Lines), Err(Error::EmptyCorpus { .. })));
+    assert!(matches!(
+        open(&empty, Format::Fastx),
+        Err(Error::EmptyCorpus { .. })
+    ));
+    assert!(matches!(
+        open(&empty, Format::Lines),
+        Err(Error::EmptyCorpus { .. })
+    ));
     let blank = temp_file("blank.txt", b"\n\r\n\n");
-    assert!(matches!(open(&blank, Format::Lines), Err(Error::EmptyCorpus { .. })));
+    assert!(matches!(
+        open(&blank, Format::Lines),
+        Err(Error::EmptyCorpus { .. })
+    ));
 
     // Not FASTA/FASTQ at all (no leading `>` or `@`).
     let junk = temp_file("junk.fa", b"ACGT\n>seq\nACGT\n");
     match open(&junk, Format::Fastx) {
-        Err(Error::BadRecord { record: 1, path, .. }) => assert_eq!(path, junk),
+        Err(Error::BadRecord {
+            record: 1, path, ..
+        }) => assert_eq!(path, junk),
         other => panic!("{other:?}"),
     }
     // FASTQ whose second read has 4 bases and 3 qualities.
@@ -183,7 +210,9 @@ fn bad_corpus_files_are_typed_errors_naming_file_and_record() {
     // Non-UTF-8 bytes: line 3 of a text file, the sequence of a FASTA record.
     let latin1 = temp_file("latin1.txt", b"ok\n\ncaf\xe9\nok\n");
     match open(&latin1, Format::Lines) {
-        Err(Error::BadRecord { record: 3, reason, .. }) => assert!(reason.contains("UTF-8")),
+        Err(Error::BadRecord {
+            record: 3, reason, ..
+        }) => assert!(reason.contains("UTF-8")),
         other => panic!("{other:?}"),
     }
     let binary = temp_file("binary.fa", b">s1\nACGT\n>s2\nAC\xff\xfeGT\n");
@@ -198,7 +227,10 @@ fn bad_corpus_files_are_typed_errors_naming_file_and_record() {
         Err(Error::BadRecord {
             record: 2, reason, ..
         }) => {
-            assert!(reason.contains("s2 has N") && reason.contains("'N'"), "{reason}");
+            assert!(
+                reason.contains("s2 has N") && reason.contains("'N'"),
+                "{reason}"
+            );
         }
         other => panic!("{other:?}"),
     }

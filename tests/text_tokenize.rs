@@ -4,8 +4,8 @@
 
 use proptest::prelude::*;
 use sepo::graph::Absorbing;
-use sepo::Error;
 use sepo::text::{Bpe, Chars, Infill, Nucleotide, OnUnknown, Tokenizer};
+use sepo::Error;
 
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -23,7 +23,10 @@ fn bpe_fixture_gives_gpt2_ids_by_hand() {
     assert_eq!(t.vocab_size(), 267);
     assert_eq!(t.eos_id(), Some(266));
     assert_eq!(t.mask_id(), 267);
-    assert_eq!(Absorbing::with_tokens(t.vocab_size()).unwrap().mask_token(), t.mask_id());
+    assert_eq!(
+        Absorbing::with_tokens(t.vocab_size()).unwrap().mask_token(),
+        t.mask_id()
+    );
     // Pre-tokens `the`, `Ġcat`, `Ġsat`, `Ġon`, `Ġthe`, `Ġmat`; printable ASCII byte b has id b − 33 and
     // space (Ġ) 220. Merges by rank: `h e`→258 gives t|he; `a t`→265 gives Ġ c at; `Ġ s`→264 (rank 8)
     // before `a t` (rank 9) gives Ġs|at; `o n`→261; `Ġ t`→256, `h e`, `Ġt he`→262 gives Ġthe.
@@ -129,7 +132,10 @@ fn infilling_places_prefix_and_suffix_like_sedd() {
     let sampled = [83, 258, 220, 66, 265, 264, 265, 220, 76, 265];
     let infill = Infill::new(&t, "the", " mat", 10).unwrap();
     assert_eq!(t.decode(&sampled).unwrap(), "the cat sat mat");
-    assert_eq!(t.decode(infill.middle(&sampled).unwrap()).unwrap(), " cat sat");
+    assert_eq!(
+        t.decode(infill.middle(&sampled).unwrap()).unwrap(),
+        " cat sat"
+    );
     assert!(Infill::new(&t, "the cat", " mat", 4).is_err());
 }
 

@@ -59,9 +59,10 @@ impl Chars {
     /// Declares the alphabet's character `eos` the end-of-sequence separator (for
     /// [`Packing::Concatenate`](super::Packing::Concatenate)); it must be in the alphabet.
     pub fn with_eos(mut self, eos: char) -> Result<Self> {
-        let id = self.index.get(&eos).copied().ok_or_else(|| {
-            Error::invalid("eos", format!("{eos:?}"), "is not in the alphabet")
-        })?;
+        let id =
+            self.index.get(&eos).copied().ok_or_else(|| {
+                Error::invalid("eos", format!("{eos:?}"), "is not in the alphabet")
+            })?;
         self.eos = Some(id);
         Ok(self)
     }

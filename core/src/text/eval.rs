@@ -28,7 +28,11 @@ pub fn kmer_correlation(
         Ok(r)
     } else {
         let constant = |f: &[f64]| f.iter().all(|&x| x == f[0]);
-        let which = if constant(&fs) { "samples" } else { "reference" };
+        let which = if constant(&fs) {
+            "samples"
+        } else {
+            "reference"
+        };
         Err(Error::invalid(
             which,
             format!("{} sequences", if constant(&fs) { samples.len() } else { reference.len() }),

@@ -97,10 +97,7 @@ pub fn condition_from_template(template: &[usize], mask: usize) -> Result<Condit
         });
     }
     Ok(Condition::shared(
-        template
-            .iter()
-            .map(|&t| (t != mask).then_some(t))
-            .collect(),
+        template.iter().map(|&t| (t != mask).then_some(t)).collect(),
     ))
 }
 
@@ -144,7 +141,16 @@ mod tests {
         let c = infill.condition().unwrap();
         assert_eq!(
             c.pattern(),
-            [Some(0), Some(1), Some(2), None, None, None, Some(3), Some(3)]
+            [
+                Some(0),
+                Some(1),
+                Some(2),
+                None,
+                None,
+                None,
+                Some(3),
+                Some(3)
+            ]
         );
         // The mask id is the absorbing graph's mask state.
         assert_eq!(Absorbing::with_tokens(4).unwrap().mask_token(), t.mask_id());
@@ -169,7 +175,10 @@ mod tests {
     fn masked_prompt_positions_are_free_and_samples_decode() {
         let t = Nucleotide::new().ambiguous(OnUnknown::Mask);
         let infill = Infill::new(&t, "ANG", "", 4).unwrap();
-        assert_eq!(infill.condition().unwrap().pattern(), [Some(0), None, Some(2), None]);
+        assert_eq!(
+            infill.condition().unwrap().pattern(),
+            [Some(0), None, Some(2), None]
+        );
         assert!(condition_from_template(&[0, 5], 4).is_err());
         let samples = Samples {
             tokens: vec![0, 1, 2, 3, 3, 4, 2, 0],

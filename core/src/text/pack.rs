@@ -264,8 +264,14 @@ mod tests {
         let out = pack(&["abc", "d", "efga"], 3, sep).unwrap();
         assert_eq!(out, [vec![0, 1, 2], vec![7, 3, 7], vec![4, 5, 6]]);
         let t = Chars::new("abcdefg|").unwrap();
-        let mut chunks = Chunks::new(records(&["abc", "d", "efga"]).into_iter(), "mem", &t, 3, sep)
-            .unwrap();
+        let mut chunks = Chunks::new(
+            records(&["abc", "d", "efga"]).into_iter(),
+            "mem",
+            &t,
+            3,
+            sep,
+        )
+        .unwrap();
         assert_eq!(chunks.by_ref().count(), 3);
         assert_eq!((chunks.records_read(), chunks.tokens_read()), (3, 8));
         assert_eq!(chunks.pending(), 2);
@@ -300,7 +306,9 @@ mod tests {
         };
         assert!(pack(&["ab"], 2, sep).is_err());
         match pack(&["ab", "axb"], 2, Packing::Exact) {
-            Err(Error::BadRecord { record: 2, reason, .. }) => assert!(reason.contains("'x'")),
+            Err(Error::BadRecord {
+                record: 2, reason, ..
+            }) => assert!(reason.contains("'x'")),
             other => panic!("{other:?}"),
         }
         // A masked symbol is not training data.

@@ -118,11 +118,7 @@ fn bad(path: &Path, record: usize, reason: String) -> Error {
     }
 }
 
-fn next_fastx(
-    reader: &mut dyn FastxReader,
-    number: usize,
-    path: &Path,
-) -> Option<Result<Record>> {
+fn next_fastx(reader: &mut dyn FastxReader, number: usize, path: &Path) -> Option<Result<Record>> {
     let record = match reader.next()? {
         Ok(r) => r,
         Err(e) => return Some(Err(bad(path, number, e.to_string()))),
