@@ -48,6 +48,8 @@ pub mod tutorials {
     pub mod tutorial_5_estimators {}
     #[doc = include_str!("../docs/tutorial_6_guidance.md")]
     pub mod tutorial_6_guidance {}
+    #[doc = include_str!("../docs/data.md")]
+    pub mod data {}
 }
 
 #[doc = include_str!("../README.md")]

@@ -142,6 +142,45 @@ pub enum Error {
         found: String,
     },
 
+    // === Text and sequence files ===
+    /// A tokenizer met a character it has no token for (and was not told to skip or mask it).
+    #[error("{tokenizer} tokenizer: no token for {symbol:?} at character {position}")]
+    UnknownSymbol {
+        /// Which tokenizer (`nucleotide`, `character`, `bpe`).
+        tokenizer: &'static str,
+        /// The character.
+        symbol: char,
+        /// Its index in the text, counted in characters (not bytes) from 0.
+        position: usize,
+    },
+    /// A record of a corpus file cannot be read or tokenised (malformed FASTA/FASTQ, a line that is
+    /// not UTF-8, an unknown symbol, a length the packing refuses).
+    #[error("{path}, record {record}: {reason}")]
+    BadRecord {
+        /// The file.
+        path: PathBuf,
+        /// The record's number, from 1 (for plain text, the line number).
+        record: usize,
+        /// What is wrong with it (names the record's id where the format has one).
+        reason: String,
+    },
+    /// A corpus file yields nothing usable: no records at all, or too few tokens for one chunk.
+    #[error("empty corpus {path}: {reason}")]
+    EmptyCorpus {
+        /// The file.
+        path: PathBuf,
+        /// Why nothing came out.
+        reason: String,
+    },
+    /// A tokenizer file cannot be loaded or does not fit sepo's conventions.
+    #[error("tokenizer {path}: {reason}")]
+    BadTokenizer {
+        /// The file (or a description of the in-memory source).
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     // === Device ===
     /// The tensor backend failed (allocation, kernel launch).
     #[error("device error in {op}: {message}")]

@@ -17,7 +17,8 @@
 //! ```
 //!
 //! `nn` is the thin layer over dfdx (parameters, AdamW, clipping, stop-gradient, safetensors) that every
-//! other module uses.
+//! other module uses. `text` turns strings and sequence files into tokens and back (tokenizers, corpora,
+//! infilling prompts, sample metrics).
 #![warn(missing_docs)]
 
 pub mod categorical;
@@ -35,6 +36,7 @@ pub mod sample;
 pub mod schedule;
 pub mod score;
 pub mod sequences;
+pub mod text;
 pub mod train;
 pub mod weight;
 
