@@ -108,23 +108,40 @@ pub mod __private {
         Ok(sigma)
     }
 
+    /// The sampler of a `policy!` that names none: `FinetuneConfig::new`'s (Tweedie, 32 steps, which
+    /// do not depend on the sequence length), the two-loop default and the single loop's default
+    /// `Flow(init = ..)`.
+    pub fn default_sampler() -> SamplerKind {
+        FinetuneConfig::new(1).sampler
+    }
+
+    /// The settings of `sampler`: those of [`default_sampler`] are what a `policy!`'s `Tweedie(..)`
+    /// and `Euler(..)` set their options over.
+    pub fn sampler_settings(sampler: SamplerKind) -> SamplerConfig {
+        match sampler {
+            SamplerKind::Grid(settings) | SamplerKind::FirstHitting(settings) => settings,
+        }
+    }
+
     /// The checked mixture of a `policy!`'s `estimator:` value.
     pub fn mixture_of<E: Estimator + ?Sized>(estimator: &E) -> sepo_core::Result<Mixture> {
         Mixture::of(estimator)
     }
 
     /// `(groups, group_size)` for a `policy!`'s `batch` and the optional `groups`/`group_size`;
-    /// without either, groups of 8 (`FinetuneConfig::new`'s), or one group if the batch is smaller.
+    /// without either, groups of `default_size` (`FinetuneConfig::new`'s), or one group if the batch
+    /// is smaller.
     pub fn split_batch(
         batch: usize,
         groups: Option<usize>,
         group_size: Option<usize>,
+        default_size: usize,
     ) -> sepo_core::Result<(usize, usize)> {
         let invalid = |reason: String| sepo_core::Error::invalid("batch", batch, reason);
         let size = match (groups, group_size) {
             (_, Some(size)) => size,
             (Some(groups), None) if groups > 0 => batch / groups,
-            _ => batch.min(8),
+            _ => batch.min(default_size),
         };
         if size == 0 || !batch.is_multiple_of(size) {
             return Err(invalid(format!("must be a multiple of group_size {size}")));

@@ -162,8 +162,8 @@ fn runtime_mistakes_are_typed_errors() {
 fn path_ratios_are_read() {
     use sepo::train::RatioMode;
     assert_eq!(
-        PathSubsetRatio::config().unwrap().ratio,
+        PathSubsetRatio::config(L).unwrap().ratio,
         RatioMode::PathSubset { positions: 2 }
     );
-    assert_eq!(PathRatio::config().unwrap().ratio, RatioMode::Path);
+    assert_eq!(PathRatio::config(L).unwrap().ratio, RatioMode::Path);
 }

@@ -287,7 +287,9 @@ pub fn estimator(input: TokenStream) -> TokenStream {
 /// - `Name::build(&dev)` (only with `model:`): loads the checkpoint onto `dev: D`, `D: Device<f32>`;
 /// - `Name::build_with(model)`: for a model built in code (e.g. pretrained in the same program), on
 ///   the model's device; `model: impl ScoreModel<Elem = f32, Device = D>`;
-/// - `Name::config(seq_len)`: the `FinetuneConfig`.
+/// - `Name::config(seq_len)`: the `FinetuneConfig`, `FinetuneConfig::new(seq_len)` with the keys
+///   given set;
+/// - `Name::schedule()`: the noise schedule, the type's `Default` with the fields given.
 ///
 /// `run.fit()` runs the rounds left up to `iterations` and returns their `RoundMetrics`;
 /// `run.resume()` restores a run saved in `checkpoint_dir`; `run.finetuner` is the core trainer.
@@ -296,14 +298,22 @@ pub fn estimator(input: TokenStream) -> TokenStream {
 /// single loop (docs/gradient_flow.md): `build_with(model)` (`model: impl EnergyModel<f32, D>`, which
 /// `Mlp`, `Transformer` and `Tabular` are) and `build(&dev)` draw `batch` initial particles with
 /// the `init` sampler of `sampler: Flow(..)` and return `sepo::Result<FlowRun<M, G>>`;
-/// `Name::config()` is the `SingleLoopConfig` and `Name::schedule()` the noise schedule. Then
+/// `Name::config(seq_len)` is the `SingleLoopConfig` (`SingleLoopConfig::default()` with the keys
+/// given set; it does not depend on `seq_len`, which both modes take so that their constructors
+/// match) and `Name::schedule()` the noise schedule. Then
 /// `run.fit()` runs the updates left up to `iterations` and returns their `UpdateMetrics`;
 /// `run.single_loop` holds the model, the reference and the particles.
 ///
 /// # Keys
 ///
 /// Only `reward` is required. This table is the one place the defaults are documented (the
-/// fine-tuning tutorial repeats it).
+/// fine-tuning tutorial repeats it). They are the core's: the expansion starts from
+/// `FinetuneConfig::new(seq_len)`, `SingleLoopConfig::default()`, `RunOptions::default()` and each
+/// value's `Default` (or constructor, such as `Adaptive::new(budget)`) and sets only the keys and
+/// options written. The few the core has no default for are the macro's: `Events(positions = 4)`,
+/// `Snis(draws = 2)`, `MaskedSubset(positions = 4)`, `PathSubset(positions = 4)`, `WarmupCosine`'s
+/// `warmup = 0` and `min_ratio = 0.0`, `Sequential(chunk = 4, cap = 16)`, `InvSqrt(scale = 100)` and
+/// the single loop's 32 particles.
 ///
 /// | key | value | default |
 /// |---|---|---|
@@ -361,8 +371,8 @@ pub fn estimator(input: TokenStream) -> TokenStream {
 ///
 /// For `policy! { pub Tiny { model: Mlp(checkpoint = "runs/mlp"), reward: GcContent::default(),
 /// kl: 0.05, batch: 16 } }` (pinned by a unit test in `policy/tests.rs`; paths shortened; a
-/// `mode: SingleLoop` policy's expansion, with `FlowRun::start`, `config()` and `schedule()`, is
-/// pinned there too):
+/// `mode: SingleLoop` policy's expansion, with `FlowRun::start`, `config(seq_len)` and
+/// `schedule()`, is pinned there too):
 ///
 /// ```text
 /// pub struct Tiny;   // #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -378,20 +388,23 @@ pub fn estimator(input: TokenStream) -> TokenStream {
 ///     where M: ScoreModel<Elem = f32> {
 ///         let states = <M as ScoreModel>::num_states(&model);
 ///         let graph = <Absorbing as FromStates>::from_states(states)?;
-///         let schedule: LogLinear = <LogLinear as Default>::default();
 ///         let seq_len = seq_len_of(&model, None)?;
 ///         let config = Self::config(seq_len)?;
 ///         let reward = boxed_reward(GcContent::default());
-///         let finetuner = Finetuner::new(model, graph, schedule, reward, config)?;
-///         let options = RunOptions { rounds: 100, progress: true, metrics: None, checkpoint: None };
+///         let finetuner = Finetuner::new(model, graph, Self::schedule(), reward, config)?;
+///         let options = <RunOptions as Default>::default();
 ///         Ok(Run::new(finetuner, options))
 ///     }
 ///     /// The fine-tuning configuration for sequences of length `seq_len`.
 ///     pub fn config(seq_len: usize) -> Result<FinetuneConfig> {
 ///         let mut config = FinetuneConfig::new(seq_len);
 ///         config.kl = 0.05f64;
-///         (config.groups, config.group_size) = split_batch(16, None, None)?;
+///         (config.groups, config.group_size) = split_batch(16, None, None, config.group_size)?;
 ///         Ok(config)
+///     }
+///     /// The noise schedule of the forward process (the sampler's and the log-probability's).
+///     pub fn schedule() -> LogLinear {
+///         <LogLinear as Default>::default()
 ///     }
 /// }
 /// ```

@@ -8,7 +8,8 @@
 
 use syn::Expr;
 
-use super::parse::{EstimatorValue, Item, Policy};
+use super::ir::{EstimatorValue, Policy};
+use super::parse::Item;
 use crate::call;
 use crate::ctxt::Ctxt;
 use crate::estimator::parse::Baseline;

@@ -43,18 +43,12 @@ fn expansion_of_a_small_policy() {
             {
                 let states = <M as ::sepo::__private::ScoreModel>::num_states(&model);
                 let graph = <::sepo::__private::Absorbing as ::sepo::__private::FromStates>::from_states(states)?;
-                let schedule: ::sepo::__private::LogLinear =
-                    <::sepo::__private::LogLinear as ::std::default::Default>::default();
                 let seq_len = ::sepo::__private::seq_len_of(&model, ::std::option::Option::None)?;
                 let config = Self::config(seq_len)?;
                 let reward = ::sepo::__private::boxed_reward(GcContent::default());
-                let finetuner = ::sepo::__private::Finetuner::new(model, graph, schedule, reward, config)?;
-                let options = ::sepo::__private::RunOptions {
-                    rounds: 100,
-                    progress: true,
-                    metrics: ::std::option::Option::None,
-                    checkpoint: ::std::option::Option::None,
-                };
+                let finetuner =
+                    ::sepo::__private::Finetuner::new(model, graph, Self::schedule(), reward, config)?;
+                let options = <::sepo::__private::RunOptions as ::std::default::Default>::default();
                 ::std::result::Result::Ok(::sepo::__private::Run::new(finetuner, options))
             }
             /// The fine-tuning configuration for sequences of length `seq_len`.
@@ -62,8 +56,12 @@ fn expansion_of_a_small_policy() {
                 let mut config = ::sepo::__private::FinetuneConfig::new(seq_len);
                 config.kl = 0.05f64;
                 (config.groups, config.group_size) = ::sepo::__private::split_batch(
-                    16, ::std::option::Option::None, ::std::option::Option::None)?;
+                    16, ::std::option::Option::None, ::std::option::Option::None, config.group_size)?;
                 ::std::result::Result::Ok(config)
+            }
+            #[doc = " The noise schedule of the forward process (the sampler's and the log-probability's)."]
+            pub fn schedule() -> ::sepo::__private::LogLinear {
+                <::sepo::__private::LogLinear as ::std::default::Default>::default()
             }
         }
     };
@@ -113,34 +111,33 @@ fn expansion_of_a_small_single_loop_policy() {
                 let states = <M as ::sepo::__private::ScoreModel>::num_states(&model);
                 let graph = <::sepo::__private::Absorbing as ::sepo::__private::FromStates>::from_states(states)?;
                 let seq_len = ::sepo::__private::seq_len_of(&model, ::std::option::Option::None)?;
-                let config = Self::config()?;
+                let config = Self::config(seq_len)?;
                 let reward = ::sepo::__private::boxed_reward(GcContent::default());
-                let options = ::sepo::__private::RunOptions {
-                    rounds: 50,
-                    progress: true,
-                    metrics: ::std::option::Option::None,
-                    checkpoint: ::std::option::Option::None,
-                };
+                let mut options = <::sepo::__private::RunOptions as ::std::default::Default>::default();
+                options.rounds = 50;
                 let init = ::sepo::__private::InitialParticles {
-                    sampler: ::sepo::__private::SamplerKind::FirstHitting(::sepo::__private::SamplerConfig {
-                        ..::sepo::__private::SamplerConfig::default()
-                    }),
+                    sampler: ::sepo::__private::SamplerKind::FirstHitting(
+                        <::sepo::__private::SamplerConfig as ::std::default::Default>::default()
+                    ),
                     count: 16,
                     seq_len,
                 };
                 let diffusion = ::sepo::__private::Diffusion::new(graph, Self::schedule());
                 ::sepo::__private::FlowRun::start(model, diffusion, reward.0, config, init, options)
             }
-            /// The single-loop configuration (`t0` read as `σ̄(t0)` under [`Self::schedule`]).
-            pub fn config() -> ::sepo::Result<::sepo::__private::SingleLoopConfig> {
-                let mut config = ::sepo::__private::SingleLoopConfig::default();
+            /// The single-loop configuration (`t0` read as `σ̄(t0)` under [`Self::schedule`]). It does
+            /// not depend on `seq_len`, taken so that both modes' `config` have one signature.
+            pub fn config(seq_len: usize) -> ::sepo::Result<::sepo::__private::SingleLoopConfig> {
+                let _ = seq_len;
+                let mut config =
+                    <::sepo::__private::SingleLoopConfig as ::std::default::Default>::default();
                 config.rates = ::sepo::__private::LocallyBalanced::Barker;
                 config.estimator.sigma0 = ::sepo::__private::sigma_at(&Self::schedule(), 1e-4)?;
                 config.beta = 1f64;
                 config.lr_decay = ::sepo::__private::FlowLr::Linear { total: 50 };
                 ::std::result::Result::Ok(config)
             }
-            /// The noise schedule: the `init` sampler's, and the one `t0` is read under.
+            #[doc = " The noise schedule: the `init` sampler's, and the one `t0` is read under."]
             pub fn schedule() -> ::sepo::__private::LogLinear {
                 <::sepo::__private::LogLinear as ::std::default::Default>::default()
             }
@@ -158,4 +155,23 @@ fn single_loop_errors_come_with_single_loop_stubs() {
     assert!(got.contains("means nothing in `mode: SingleLoop`"), "{got}");
     assert!(got.contains("FlowRun"), "{got}");
     assert!(got.contains("unreachable"), "{got}");
+}
+
+/// The typed-IR discipline: the parse stage and the IR hold the user's tokens and never generate
+/// code, so only the expand stage (`expand.rs`, `flow_expand.rs`, `emit.rs`) names `__private` paths.
+#[test]
+fn only_the_expand_stage_generates_code() {
+    let parse_stage = [
+        ("ir.rs", include_str!("ir.rs")),
+        ("read.rs", include_str!("read.rs")),
+        ("shared.rs", include_str!("shared.rs")),
+        ("flow.rs", include_str!("flow.rs")),
+        ("training.rs", include_str!("training.rs")),
+        ("parse.rs", include_str!("parse.rs")),
+    ];
+    for (file, text) in parse_stage {
+        for generated in ["__private", "quote"] {
+            assert!(!text.contains(generated), "{file} mentions `{generated}`");
+        }
+    }
 }

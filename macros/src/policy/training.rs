@@ -1,20 +1,18 @@
 //! The keys of a `policy!` that shape the optimisation loop rather than the model: `lr_schedule`,
-//! `grad_clip`, `prompts` and `allocation`. Each reads its value into the tokens of the core value
-//! (`LrSchedule`, `Option<f64>`, the prompts expression, `Allocation`), recording mistakes at the
-//! user's span.
+//! `grad_clip`, `prompts` and `allocation`. Each reads its value into its IR value, recording mistakes
+//! at the user's span.
 
-use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Expr, Ident};
 
-use super::parse::{float_tokens, int_tokens, named};
+use super::ir::{Allocation, AllocationKind, Fields, Float, GradClip, LrSchedule, WarmupCosine};
+use super::read::{count, float, int, named, optional, required};
 use crate::call::{self, Call};
 use crate::ctxt::Ctxt;
 use crate::keys;
 
 /// `lr_schedule: Constant | Warmup(warmup = n) | WarmupCosine(warmup = n, total = n, min_ratio = r)`.
-pub fn lr_schedule(cx: &Ctxt, value: &Expr) -> Option<TokenStream> {
+pub fn lr_schedule(cx: &Ctxt, value: &Expr) -> Option<LrSchedule> {
     let call = named(
         cx,
         value,
@@ -22,17 +20,16 @@ pub fn lr_schedule(cx: &Ctxt, value: &Expr) -> Option<TokenStream> {
         keys::LR_SCHEDULES,
         "`Constant`, `Warmup(warmup = 100)` or `WarmupCosine(warmup = 100, total = 1000, min_ratio = 0.1)`",
     )?;
-    let path = quote!(::sepo::__private::LrSchedule);
     match call.name.to_string().as_str() {
         "Constant" => {
             call.check_options(cx, &[], "");
-            Some(quote!(#path::Constant))
+            Some(LrSchedule::Constant)
         }
         "Warmup" => {
             call.check_options(cx, &["warmup"], "`warmup = n` (optimiser steps)");
             let warmup = required(cx, &call, "warmup", "Warmup(warmup = 100)")?;
-            let warmup = int_tokens(cx, warmup, "warmup")?;
-            Some(quote!(#path::Warmup { warmup: #warmup }))
+            let warmup = int(cx, warmup, "warmup")?;
+            Some(LrSchedule::Warmup { warmup })
         }
         _ => {
             call.check_options(
@@ -42,7 +39,7 @@ pub fn lr_schedule(cx: &Ctxt, value: &Expr) -> Option<TokenStream> {
             );
             let example = "WarmupCosine(warmup = 100, total = 1000)";
             let total_expr = required(cx, &call, "total", example)?;
-            let total = int_tokens(cx, total_expr, "total")?;
+            let total = int(cx, total_expr, "total")?;
             // Literal `total` and `warmup` (absent: 0): the decay must end after the warm-up.
             let warmup_value = match call.option("warmup") {
                 Some(w) => call::number(w).filter(|(_, int)| *int).map(|(v, _)| v),
@@ -60,23 +57,19 @@ pub fn lr_schedule(cx: &Ctxt, value: &Expr) -> Option<TokenStream> {
                     return None;
                 }
             }
-            let warmup = match call.option("warmup") {
-                Some(w) => int_tokens(cx, w, "warmup")?,
-                None => quote!(0),
-            };
-            let min_ratio = match call.option("min_ratio") {
-                Some(r) => ratio(cx, r)?,
-                None => quote!(0.0),
-            };
-            Some(
-                quote!(#path::WarmupCosine { warmup: #warmup, total: #total, min_ratio: #min_ratio }),
-            )
+            let warmup = optional(call.option("warmup"), |w| int(cx, w, "warmup"))?;
+            let min_ratio = optional(call.option("min_ratio"), |r| ratio(cx, r))?;
+            Some(LrSchedule::WarmupCosine(Box::new(WarmupCosine {
+                warmup,
+                total,
+                min_ratio,
+            })))
         }
     }
 }
 
 /// `min_ratio ∈ [0, 1]` when a literal.
-fn ratio(cx: &Ctxt, value: &Expr) -> Option<TokenStream> {
+fn ratio(cx: &Ctxt, value: &Expr) -> Option<Float> {
     if let Some((v, _)) = call::number(value) {
         if !(0.0..=1.0).contains(&v) {
             cx.error_spanned_by(
@@ -86,15 +79,15 @@ fn ratio(cx: &Ctxt, value: &Expr) -> Option<TokenStream> {
             return None;
         }
     }
-    float_tokens(cx, value, "min_ratio")
+    float(cx, value, "min_ratio")
 }
 
 /// `grad_clip: 1.0` (a positive number: the global-norm bound), `None` (no clipping), or an expression
 /// of type `f64` or `Option<f64>`, typed by the compiler at its span.
-pub fn grad_clip(cx: &Ctxt, value: &Expr) -> Option<TokenStream> {
+pub fn grad_clip(cx: &Ctxt, value: &Expr) -> Option<GradClip> {
     if let Expr::Path(p) = value {
         if p.path.is_ident("None") {
-            return Some(quote!(::std::option::Option::None));
+            return Some(GradClip::Off);
         }
     }
     if call::non_numeric_literal(value) {
@@ -114,10 +107,9 @@ pub fn grad_clip(cx: &Ctxt, value: &Expr) -> Option<TokenStream> {
             );
             return None;
         }
-        let v = float_tokens(cx, value, "grad_clip")?;
-        return Some(quote!(::std::option::Option::Some(#v)));
+        return float(cx, value, "grad_clip").map(GradClip::Bound);
     }
-    Some(quote_spanned!(value.span()=> ::std::option::Option::<f64>::from(#value)))
+    Some(GradClip::Expr(value.clone()))
 }
 
 /// `prompts: expr`: any expression whose value is `AsRef<[Vec<usize>]>` (a `Vec<Vec<usize>>`, an
@@ -134,8 +126,8 @@ pub fn prompts(cx: &Ctxt, value: &Expr) -> Option<Expr> {
 }
 
 /// `allocation: Uniform | Adaptive(budget = n, chunk, cap, smoothing) | Neyman(budget = n, floor,
-/// smoothing) | Sequential(chunk, cap)`: the value, and the strategy's name (at its span).
-pub fn allocation(cx: &Ctxt, value: &Expr) -> Option<(TokenStream, Ident)> {
+/// smoothing) | Sequential(chunk, cap)`.
+pub fn allocation(cx: &Ctxt, value: &Expr) -> Option<Allocation> {
     let call = named(
         cx,
         value,
@@ -143,26 +135,21 @@ pub fn allocation(cx: &Ctxt, value: &Expr) -> Option<(TokenStream, Ident)> {
         keys::ALLOCATIONS,
         "`Uniform`, `Adaptive(budget = 256)`, `Neyman(budget = 256)` or `Sequential(chunk = 4, cap = 16)`",
     )?;
-    let root = quote!(::sepo::__private);
-    let name = call.name.clone();
-    let value = match name.to_string().as_str() {
+    let kind = match call.name.to_string().as_str() {
         "Uniform" => {
             call.check_options(cx, &[], "");
-            quote!(#root::Allocation::Uniform)
+            AllocationKind::Uniform
         }
         "Adaptive" => {
-            let options = ["budget", "chunk", "cap", "smoothing"];
             call.check_options(
                 cx,
-                &options,
+                &["budget", "chunk", "cap", "smoothing"],
                 "`budget = n` (draws per round), `chunk = n`, `cap = n`, `smoothing = s`",
             );
             let budget = required(cx, &call, "budget", "Adaptive(budget = 256)")?;
             let budget = count(cx, budget, "budget")?;
             let fields = fields(cx, &call, &["chunk", "cap"], &["smoothing"])?;
-            quote!(#root::Allocation::Adaptive(#root::Adaptive {
-                #(#fields,)* ..#root::Adaptive::new(#budget)
-            }))
+            AllocationKind::Adaptive { budget, fields }
         }
         "Neyman" => {
             call.check_options(
@@ -173,63 +160,39 @@ pub fn allocation(cx: &Ctxt, value: &Expr) -> Option<(TokenStream, Ident)> {
             let budget = required(cx, &call, "budget", "Neyman(budget = 256)")?;
             let budget = count(cx, budget, "budget")?;
             let fields = fields(cx, &call, &["floor"], &["smoothing"])?;
-            quote!(#root::Allocation::Neyman(#root::Neyman {
-                #(#fields,)* ..#root::Neyman::new(#budget)
-            }))
+            AllocationKind::Neyman { budget, fields }
         }
         _ => {
             call.check_options(cx, &["chunk", "cap"], "`chunk = n`, `cap = n`");
-            let chunk = match call.option("chunk") {
-                Some(c) => count(cx, c, "chunk")?,
-                None => quote!(4),
-            };
-            let cap = match call.option("cap") {
-                Some(c) => count(cx, c, "cap")?,
-                None => quote!(16),
-            };
-            quote!(#root::Allocation::Sequential(#root::Sequential::new(#chunk, #cap)))
+            let chunk = optional(call.option("chunk"), |c| count(cx, c, "chunk"))?;
+            let cap = optional(call.option("cap"), |c| count(cx, c, "cap"))?;
+            AllocationKind::Sequential { chunk, cap }
         }
     };
-    Some((value, name))
+    Some(Allocation {
+        name: call.name,
+        kind,
+    })
 }
 
-/// The integer options `ints` and the float options `floats` given in `call`, as `field: value`.
-fn fields(cx: &Ctxt, call: &Call, ints: &[&str], floats: &[&str]) -> Option<Vec<TokenStream>> {
-    let mut out = Vec::new();
-    for &key in ints {
+/// The count options `counts` and the number options `floats` given in `call`, each with its field
+/// name at the value's span.
+fn fields(cx: &Ctxt, call: &Call, counts: &[&str], floats: &[&str]) -> Option<Fields> {
+    let mut fields = Fields {
+        counts: Vec::new(),
+        floats: Vec::new(),
+    };
+    for &key in counts {
         if let Some(v) = call.option(key) {
-            let field = Ident::new(key, v.span());
-            let v = count(cx, v, key)?;
-            out.push(quote!(#field: #v));
+            let value = count(cx, v, key)?;
+            fields.counts.push((Ident::new(key, v.span()), value));
         }
     }
     for &key in floats {
         if let Some(v) = call.option(key) {
-            let field = Ident::new(key, v.span());
-            let v = float_tokens(cx, v, key)?;
-            out.push(quote!(#field: #v));
+            let value = float(cx, v, key)?;
+            fields.floats.push((Ident::new(key, v.span()), value));
         }
     }
-    Some(out)
-}
-
-/// A count: an integer, at least 1 when a literal.
-fn count(cx: &Ctxt, value: &Expr, key: &str) -> Option<TokenStream> {
-    if call::number(value) == Some((0.0, true)) {
-        cx.error_spanned_by(value, format!("`{key}` must be ≥ 1"));
-        return None;
-    }
-    int_tokens(cx, value, key)
-}
-
-/// The value of a required option, or an error at the call.
-fn required<'a>(cx: &Ctxt, call: &'a Call, key: &str, example: &str) -> Option<&'a Expr> {
-    let found = call.option(key);
-    if found.is_none() {
-        cx.error_spanned_by(
-            &call.original,
-            format!("`{}` needs `{key}`: write `{example}`", call.name),
-        );
-    }
-    found
+    Some(fields)
 }

@@ -1,6 +1,7 @@
 //! Rules across the keys of a `policy!`, one small fn per rule, each error at the user's tokens.
 
-use super::parse::{EstimatorValue, Item, Policy};
+use super::ir::{EstimatorValue, Policy};
+use super::parse::Item;
 use crate::call;
 use crate::ctxt::Ctxt;
 use crate::keys;
@@ -164,8 +165,12 @@ fn particles_are_at_least_two(cx: &Ctxt, policy: &Policy) {
 /// the single loop's `init`).
 fn first_hitting_needs_absorbing(cx: &Ctxt, policy: &Policy) {
     let init = policy.flow.as_ref().and_then(|f| f.init.as_ref());
-    if let (Some((_, Some(name))), Some(graph)) = (policy.sampler.as_ref().or(init), &policy.graph)
-    {
+    let first_hitting = policy
+        .sampler
+        .as_ref()
+        .or(init)
+        .and_then(|s| s.first_hitting());
+    if let (Some(name), Some(graph)) = (first_hitting, &policy.graph) {
         if graph == "Uniform" {
             cx.error_spanned_by(
                 name,
@@ -177,7 +182,8 @@ fn first_hitting_needs_absorbing(cx: &Ctxt, policy: &Policy) {
 
 /// An allocation splits a round's draws across prompts: without prompts there is nothing to split.
 fn allocation_needs_prompts(cx: &Ctxt, policy: &Policy) {
-    if let (Some((_, name)), None) = (&policy.allocation, &policy.prompts) {
+    if let (Some(allocation), None) = (&policy.allocation, &policy.prompts) {
+        let name = &allocation.name;
         if name != "Uniform" {
             cx.error_spanned_by(
                 name,

@@ -63,6 +63,12 @@ policy! {
         progress: false,
     }
 
+    /// The default sampler, by name.
+    Named {
+        reward: GcContent::default(),
+        sampler: Tweedie,
+    }
+
     /// Values from expressions: `grad_clip` takes an `f64` or an `Option<f64>`.
     Computed {
         reward: GcContent::default(),
@@ -79,6 +85,11 @@ fn main() {
     let full = Full::config(32).unwrap();
     assert_eq!((full.groups, full.group_size), (4, 16));
     assert_eq!(Minimal::config(8).unwrap(), FinetuneConfig::new(8));
+    // Both modes' `schedule()`: the type's `Default` with the fields given.
+    assert_eq!(Full::schedule(), Cosine { eps: 1e-2 });
+    assert_eq!(Minimal::schedule(), LogLinear::default());
+    // Naming the default sampler without options is the default sampler.
+    assert_eq!(Named::config(8).unwrap().sampler, FinetuneConfig::new(8).sampler);
     assert_eq!(full.lr_schedule, LrSchedule::Warmup { warmup: 50 });
     assert_eq!(full.grad_clip, Some(0.5));
     let prompted = Prompted::config(4).unwrap();

@@ -76,7 +76,7 @@ policy! {
 }
 
 fn main() {
-    let full = Full::config().unwrap();
+    let full = Full::config(32).unwrap();
     assert_eq!(full.rates, LocallyBalanced::Barker);
     assert_eq!((full.steps_per_update, full.max_batch, full.seed), (2, 256, 7));
     assert_eq!(full.estimator.state_gradient, StateGradient::Energy);
@@ -91,21 +91,21 @@ fn main() {
     assert_eq!(full.grad_clip, Some(0.5));
 
     // The defaults are the core's, with `sigma0 = σ̄(1e-5)` under the default schedule.
-    let minimal = Minimal::config().unwrap();
+    let minimal = Minimal::config(4).unwrap();
     let defaults = SingleLoopConfig {
         estimator: Ift { sigma0: LogLinear::default().total(1e-5), ..Ift::default() },
         ..SingleLoopConfig::default()
     };
     assert_eq!(minimal, defaults);
 
-    let others = Others::config().unwrap();
+    let others = Others::config(4).unwrap();
     assert_eq!(others.rates, LocallyBalanced::Metropolis);
     assert_eq!(others.estimator.state_gradient, StateGradient::Conditional);
     assert_eq!(others.estimator.clean, CleanScores::Unmasked);
     assert_eq!(others.ratio, RatioMode::Tracked);
     assert_eq!(others.lr_decay, FlowLr::Linear { total: 40 });
     assert_eq!(others.grad_clip, None);
-    let named = Named::config().unwrap();
+    let named = Named::config(4).unwrap();
     assert_eq!((named.rates, named.lr_decay), (LocallyBalanced::HeatBath, FlowLr::Constant));
     assert_eq!(named.estimator.clean, CleanScores::Masked);
     assert_eq!(named.ratio, RatioMode::PathSubset { positions: 2 });
@@ -113,7 +113,7 @@ fn main() {
         named.estimator.state_gradient,
         StateGradient::Neighbour(NeighbourWeights::Snis { draws: 3 })
     );
-    let neighbours = Neighbours::config().unwrap();
+    let neighbours = Neighbours::config(4).unwrap();
     assert_eq!(
         neighbours.estimator.state_gradient,
         StateGradient::Neighbour(NeighbourWeights::Conditional)
