@@ -7,7 +7,8 @@
 //!
 //! This facade re-exports [`sepo_core`] (graphs, schedules, score networks, samplers, losses, training)
 //! and the procedural macros of `sepo-macros`. Start with [`prelude`].
-#![warn(missing_docs)]
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub use sepo_core::*;
 

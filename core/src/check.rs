@@ -106,7 +106,7 @@ pub fn nonzero(name: &'static str, n: usize) -> Result<usize> {
     }
 }
 
-/// Largest k-mer table ([`KmerLogLikelihood::fit`]'s `alphabet^(order+1)` probabilities,
+/// Largest k-mer table ([`crate::reward::KmerLogLikelihood::fit`]'s `alphabet^(order+1)` probabilities,
 /// [`crate::data::kmer_frequencies`]' `alphabet^k` counts): `2^24` entries, 128 MiB of `f64`. It holds
 /// every order ≤ 8 over DNA's 4 letters and order 2 over 256 symbols; a larger request is a typed error
 /// before anything is allocated.

@@ -2,24 +2,35 @@
 //!
 //! Discrete diffusion with the concrete score, and its fine-tuning by policy gradients (SEPO).
 //!
-//! Data flows one way through the modules:
+//! Data flows one way through the modules; a module imports only modules above it (the import graph
+//! is a DAG, checked in docs/ARCHITECTURE.md):
 //!
 //! ```text
-//!   graph, schedule        the forward corruption  p_t(y | x) = exp(σ̄(t) Q)(x, y)
+//!   error, check, categorical,     leaves: typed errors, input validation and size caps,
+//!   sequences, nn                  f64 categorical draws, the flat batch view, the layer over dfdx
 //!        │
-//!   score                  networks  s_θ(x, σ̄)_y ≈ p_t(y)/p_t(x)
+//!   graph, schedule, diffusion     the forward corruption  p_t(y | x) = exp(σ̄(t) Q)(x, y)
 //!        │
-//!   sample                 reverse-time samplers → tokens + trajectories
+//!   score                          networks s_θ(x, σ̄)_y ≈ p_t(y)/p_t(x); the Policy view (a model
+//!        │                         under given weights), energy heads, how clean-end scores are read
+//!   data, text, reward, weight     corpora and tokenizers; rewards; advantages, importance weights,
+//!        │                         resampling, estimator mixtures (host-side, no model)
+//!   sample                         the reverse chain (start / propose / take / advance) and every
+//!        │                         sampler driving it: grid, first-hitting, SMC, value-guided
+//!   loss                           score entropy (pretraining), PPO clip, the path KL
 //!        │
-//!   loss                   denoising score entropy (pretraining)
-//!        │
-//!   train                  optimiser loop, checkpoints, metrics
+//!   policy, flow                   log-probability estimators of SEPO (trajectory, events, concrete
+//!        │                         score, IFT); the gradient-flow chain of the single loop
+//!   train                          trainers: pretraining, the two-loop Finetuner, the single loop,
+//!                                  allocation of a round's budget, checkpoints, metrics
 //! ```
 //!
-//! `nn` is the thin layer over dfdx (parameters, AdamW, clipping, stop-gradient, safetensors) that every
-//! other module uses. `text` turns strings and sequence files into tokens and back (tokenizers, corpora,
-//! infilling prompts, sample metrics).
-#![warn(missing_docs)]
+//! A round of fine-tuning follows the same arrow: a reward scores trajectories drawn by a sampler,
+//! `weight` turns rewards into advantages, `policy` + `loss` into a surrogate, `nn` steps the optimiser.
+//! Test fixtures (`flow::exact`, `flow::linalg`, `nn::gradcheck`: dense exact solutions and finite
+//! differences) are compiled only for tests or with the `testing` feature.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod categorical;
 pub mod check;

@@ -10,6 +10,8 @@
 //!
 //! Each entry point is a thin call into a plain `fn(TokenStream2) -> TokenStream2` (unit-tested in
 //! this crate).
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod call;
 mod ctxt;

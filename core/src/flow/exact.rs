@@ -1,4 +1,4 @@
-//! Dense ground truth on an enumerated space (docs/gradient_flow.md): the generator `Q_θ`, its
+//! Test fixture (compiled for tests or with the `testing` feature). Dense ground truth on an enumerated space (docs/gradient_flow.md): the generator `Q_θ`, its
 //! stationary law, the Onsager operator, KL and discrete Fisher information, the objective
 //! `J = E_μ[r] − β·KL(μ‖p_ref)` and its gradient twice, by the closed-form IFT and by the fundamental
 //! matrix. Everything is `O(|X|²)` memory and up to `O(|X|³)` time: test fixtures only.

@@ -1,4 +1,4 @@
-//! A small dense linear solver (Gaussian elimination with partial pivoting) for the exact small-space
+//! Test fixture (compiled for tests or with the `testing` feature). A small dense linear solver (Gaussian elimination with partial pivoting) for the exact small-space
 //! ground truth of [`crate::flow::exact`]. `O(n³)`: meant for `n ≤` a few thousand states.
 
 use crate::error::{Error, Result};

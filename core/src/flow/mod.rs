@@ -9,11 +9,13 @@
 //! chain step and one update, reading `log(π_θ/p_ref)` exactly, tracked, or along a canonical Hamming
 //! path ([`path`]).
 //!
-//! [`exact`] is the dense ground truth on enumerated spaces (stationary law, Onsager operator, both
+//! `exact` (a test fixture: compiled for tests or with the `testing` feature) is the dense ground truth on enumerated spaces (stationary law, Onsager operator, both
 //! IFTs), with the log-potentials of [`potential`] (tabular, Potts) as fixtures.
 
 pub mod chain;
+#[cfg(any(test, feature = "testing"))]
 pub mod exact;
+#[cfg(any(test, feature = "testing"))]
 pub mod linalg;
 pub mod path;
 pub mod potential;

@@ -1,4 +1,5 @@
-//! Finite-difference gradient checks (f64, CPU): the ground truth every differentiable piece of sepo is
+//! Test fixture (compiled for tests or with the `testing` feature). Finite-difference gradient checks
+//! (f64, CPU): the ground truth every differentiable piece of sepo is
 //! tested against.
 
 use dfdx::prelude::*;

@@ -4,6 +4,7 @@
 //! Everything else in sepo reaches dfdx through this module (plus plain tensor ops), so dfdx's sharp
 //! edges are handled once, here: see `../shared/DFDX_NOTES.md`.
 
+#[cfg(any(test, feature = "testing"))]
 pub mod gradcheck;
 pub mod grads;
 pub mod io;

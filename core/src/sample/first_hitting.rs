@@ -29,7 +29,7 @@ use crate::score::{Policy, ScoreModel};
 /// Starts all-mask at `t = 1` (fixed positions of `condition` at their tokens) and takes exactly one
 /// network call per masked position of each sequence, batched across sequences with per-sequence `σ̄`.
 /// Reads `cfg.max_batch` and `cfg.record_trajectory`; `predictor`, `steps` and `eps` do not apply.
-/// Recorded steps are [`StepKind::FirstHitting`], one per event (sequences with fewer masked positions
+/// Recorded steps are [`StepKind::FirstHitting`](super::StepKind::FirstHitting), one per event (sequences with fewer masked positions
 /// idle in the last steps).
 ///
 /// Errors: [`crate::Error::InvalidParameter`] on a graph without a mask state, and the checks of

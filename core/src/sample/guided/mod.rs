@@ -1,7 +1,7 @@
 //! Samplers that steer the reverse chain toward high reward without training: sequential Monte Carlo
 //! ([`smc`], Feynman–Kac with resampling) and value-guided decoding ([`value_guided`], a soft-value
 //! choice among candidate steps). Both drive the same chain as the plain samplers
-//! ([`SamplerKind`](super::SamplerKind): start / propose / draw / advance); what they add is a
+//! ([`SamplerKind`]: start / propose / draw / advance); what they add is a
 //! potential on the particles and the denoised estimate `x̂_0(x_t)` ([`Denoised`]) it is read from.
 
 mod denoise;

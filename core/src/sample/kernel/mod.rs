@@ -1,5 +1,5 @@
 //! The step rules of the reverse chain, as tape-generic functions from log-scores to transition
-//! probabilities `[B, L, N]`: [`euler`], [`tweedie`] (also the denoising step) and [`first_hitting`].
+//! probabilities `[B, L, N]`: `euler`, `tweedie` (also the denoising step) and `first_hitting`.
 //! Leaves: they read a [`Step`](crate::sample::Step) and the graph, and import nothing else of
 //! `sample`; [`step_probs`](crate::sample::step_probs) dispatches to them.
 
