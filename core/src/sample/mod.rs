@@ -21,13 +21,15 @@
 //!
 //! ```no_run
 //! # use sepo_core::{graph::Absorbing, schedule::LogLinear, sample::*, score::ScoreModel};
+//! # use sepo_core::{Diffusion, Policy};
 //! # fn demo<M: ScoreModel<Elem = f32, Device = dfdx::prelude::Cpu>>(model: &M) -> sepo_core::Result<()> {
 //! use rand::SeedableRng;
 //! let graph = Absorbing::with_tokens(4)?;
 //! let cfg = SamplerConfig { steps: 64, ..SamplerConfig::default() };
 //! let mut rng = rand::rngs::StdRng::seed_from_u64(0);
 //! let prompt = Condition::prefix(&[2, 1], 16);
-//! let out = sample(&Policy::current(model), &Diffusion::new(graph, LogLinear::default()), &cfg, (8, 16), Some(&prompt), &mut rng)?;
+//! let diffusion = Diffusion::new(graph, LogLinear::default());
+//! let out = sample(&Policy::current(model), &diffusion, &cfg, (8, 16), Some(&prompt), &mut rng)?;
 //! assert_eq!(out.sequence(0)[..2], [2, 1]);
 //! # Ok(()) }
 //! ```
