@@ -13,7 +13,7 @@
 use dfdx::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::nn::{from_f64s, to_f64s};
+use crate::nn::{to_f64s, upload_f64s};
 
 /// One clipped objective: `scale · J(A, ε)`. An estimator mixture is a sum of these over the same terms.
 #[derive(Debug, Clone, Copy)]
@@ -168,7 +168,7 @@ pub fn ppo_clip<E: Dtype, D: Device<E>, T: Tape<E, D>>(
     let delta_host = to_f64s(&delta.retaped::<NoneTape>().as_vec());
     let (coeff, stats) = ppo_coefficients(&delta_host, b, terms)?;
     let dev = delta.device().clone();
-    let coeff = dev.tensor_from_vec(from_f64s::<E>(&coeff), (b, k));
+    let coeff = upload_f64s::<E, _, _>(&dev, &coeff, (b, k), "ppo_clip (coefficients)")?;
     Ok(((delta.exp() * coeff).sum::<Rank0, _>(), stats))
 }
 

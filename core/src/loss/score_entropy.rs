@@ -13,7 +13,7 @@ use rand::Rng;
 
 use crate::error::{Error, Result};
 use crate::graph::Graph;
-use crate::nn::{from_f64, from_f64s};
+use crate::nn::{from_f64, from_f64s, upload_f64s};
 use crate::schedule::NoiseSchedule;
 use crate::score::{LogScores, ScoreModel};
 
@@ -70,6 +70,8 @@ pub fn score_entropy<E: Dtype, D: Device<E>, T: Tape<E, D>, G: Graph>(
     let (b, l, _) = shape;
     let dev = log_scores.device().clone();
     let t = terms(graph, x_t, x0, sigma_bar, l);
+    // These three stay panicking: `score_entropy` is public and returns a tensor, not a `Result`. Their
+    // lengths follow `x_t`, `sigma_bar` and the scores' shape, which callers validate (`dwdse_loss` does).
     let weight = dev.tensor_from_vec(from_f64s::<E>(&t.weight), shape);
     let weighted_ratio: Vec<f64> = t.weight.iter().zip(&t.ratio).map(|(w, r)| w * r).collect();
     let weighted_ratio = dev.tensor_from_vec(from_f64s::<E>(&weighted_ratio), shape);
@@ -226,7 +228,8 @@ pub fn dwdse_loss<E: Dtype, D: Device<E>, M: ScoreModel<Elem = E, Device = D>, G
         .map_err(Error::device("dwdse_loss"))?;
     let log_scores = model.forward(&ids, &batch.sigma_bar, OwnedTape::default());
     let per_seq = score_entropy(graph, log_scores, &batch.x_t, &batch.x0, &batch.sigma_bar);
-    let weights = dev.tensor_from_vec(from_f64s::<E>(&batch.sigma_rate), (batch.batch,));
+    let weights =
+        upload_f64s::<E, _, _>(dev, &batch.sigma_rate, (batch.batch,), "dwdse_loss (σ(t))")?;
     Ok((per_seq * weights).mean())
 }
 

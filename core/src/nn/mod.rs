@@ -11,11 +11,13 @@ pub mod io;
 pub mod layers;
 pub mod optim;
 pub mod param;
+pub mod upload;
 
 pub use grads::Grads;
 pub use layers::{Embedding, LayerNorm, Linear};
 pub use optim::{AdamW, AdamWState, Ema};
 pub use param::{stop_gradient_vec, Init, Param, ParamId, ParamStore};
+pub use upload::{upload, upload_f64s};
 
 use dfdx::prelude::*;
 
@@ -51,6 +53,5 @@ pub fn tokens_to_device<D: dfdx::tensor::TensorFromVec<usize>>(
     vocab: usize,
 ) -> crate::Result<Tensor<(usize, usize), usize, D>> {
     crate::check::tokens(tokens, rows, cols, vocab)?;
-    dev.try_tensor_from_vec(tokens.to_vec(), (rows, cols))
-        .map_err(crate::Error::device("tokens_to_device"))
+    upload(dev, tokens.to_vec(), (rows, cols), "tokens_to_device")
 }

@@ -17,7 +17,7 @@ use rand::Rng;
 
 use crate::error::{Error, Result};
 use crate::graph::Graph;
-use crate::nn::{from_f64, ParamStore};
+use crate::nn::{from_f64, upload, ParamStore};
 use crate::policy::conditional_log_weights;
 use crate::score::ModelLogScores;
 use crate::score::{log_scores_chunked, CleanScores, Policy, ScoreModel, FORWARD_TOKENS};
@@ -52,7 +52,7 @@ where
     };
     let rows: Vec<(usize, usize)> = match mode {
         CleanScores::Unmasked => {
-            let ids = dev.tensor_from_vec(x.to_vec(), (batch, l));
+            let ids = upload(&dev, x.to_vec(), (batch, l), "clean_log_scores (tokens)")?;
             let out = model.forward_with(params, &ids, &vec![sigma0; batch], tape);
             return Ok((out, vec![1.0; batch * l]));
         }
@@ -88,7 +88,7 @@ where
         weight[b * l + p] = scale;
     }
     let r = rows.len();
-    let ids = dev.tensor_from_vec(tokens, (r, l));
+    let ids = upload(&dev, tokens, (r, l), "clean_log_scores (masked tokens)")?;
     let out = model.forward_with(params, &ids, &vec![sigma0; r], tape); // [r, L, N]
                                                                         // Row r's masked position: gather its [N] scores into place (b, p). Positions not read point both
                                                                         // indices at the same entry, so their difference is exactly 0.
@@ -103,8 +103,13 @@ where
         }
     }
     let flat = out.reshape_like(&(flat_len,));
-    let index = dev.tensor_from_vec(index, (batch * l * n,));
-    let self_index = dev.tensor_from_vec(self_index, (batch * l * n,));
+    let index = upload(&dev, index, (batch * l * n,), "clean_log_scores (index)")?;
+    let self_index = upload(
+        &dev,
+        self_index,
+        (batch * l * n,),
+        "clean_log_scores (self index)",
+    )?;
     let picked = flat.with_empty_tape().gather(index);
     let own = flat.gather(self_index);
     let log_s = (picked - own).reshape_like(&(batch, l, n));
@@ -113,9 +118,8 @@ where
     for i in 0..batch * l {
         keep[i * n + mask] = from_f64(0.0);
     }
-    let keep = dev
-        .tensor_from_vec(keep, (batch, l, n))
-        .gt(from_f64::<M::Elem>(0.5));
+    let keep =
+        upload(&dev, keep, (batch, l, n), "clean_log_scores (keep)")?.gt(from_f64::<M::Elem>(0.5));
     Ok((keep.choose(log_s, dev.zeros_like(&(batch, l, n))), weight))
 }
 

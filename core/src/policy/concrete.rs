@@ -7,7 +7,7 @@ use crate::diffusion::Diffusion;
 use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::loss::{ppo_clip, PpoObjective, PpoStats, PpoTerms};
-use crate::nn::{from_f64, from_f64s, to_f64s, Grads};
+use crate::nn::{from_f64, to_f64s, upload_f64s, Grads};
 use crate::policy::{clean_log_scores, neighbour_log_weights, CleanScores, NeighbourWeights};
 use crate::schedule::NoiseSchedule;
 use crate::score::ModelGrads;
@@ -127,7 +127,12 @@ impl ConcreteScore {
             }
         }
         let dev = model.params().device();
-        let ls_old = dev.tensor_from_vec(from_f64s::<M::Elem>(&ls_old_host), (batch, l, n));
+        let ls_old = upload_f64s::<M::Elem, _, _>(
+            dev,
+            &ls_old_host,
+            (batch, l, n),
+            "concrete surrogate (old log-scores)",
+        )?;
         // Δ = log s_old − log s_θ, so ρ = c·e^Δ and ∇ρ = −ρ ∇ log s_θ.
         let delta = (ls_theta.negate() + ls_old).reshape_like(&(batch, l * n));
         ppo_clip(

@@ -44,7 +44,7 @@ use rand::Rng;
 use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::loss::{ppo_coefficients, PpoObjective, PpoStats, PpoTerms};
-use crate::nn::{from_f64s, to_f64s, Grads, ParamStore};
+use crate::nn::{to_f64s, upload, upload_f64s, Grads, ParamStore};
 use crate::policy::GRAD_TOKENS;
 use crate::sample::{StepKind, Trajectory};
 use crate::score::head::log_expm1;
@@ -207,10 +207,15 @@ where
     )?;
     let picked = out
         .reshape_like(&(r * l * n,))
-        .gather(dev.tensor_from_vec(index, (r * real.len(),)))
+        .gather(upload(
+            &dev,
+            index,
+            (r * real.len(),),
+            "event_log_conditionals (index)",
+        )?)
         .reshape_like(&(r, real.len()))
         .log_softmax::<Axis<1>>();
-    Ok(picked.select(dev.tensor_from_vec(taken, (r,))))
+    Ok(picked.select(upload(&dev, taken, (r,), "event_log_conditionals (taken)")?))
 }
 
 /// Errors unless, in every context forwarded under a Tweedie or Euler step, every free masked position has
@@ -403,7 +408,12 @@ where
             .collect();
         if multiplier.iter().any(|&m| m != 0.0) {
             let dev = model.params().device().clone();
-            let m = dev.tensor_from_vec(from_f64s::<M::Elem>(&multiplier), (rows.len(),));
+            let m = upload_f64s::<M::Elem, _, _>(
+                &dev,
+                &multiplier,
+                (rows.len(),),
+                "event gradient (multiplier)",
+            )?;
             let loss = (theta * m).sum::<Rank0, _>();
             grads.add_assign(&Grads::collect(model.params(), &mut loss.backward())?);
         }

@@ -13,7 +13,7 @@ use rand::Rng;
 
 use crate::error::{Error, Result};
 use crate::graph::Graph;
-use crate::nn::{from_f64s, to_f64s};
+use crate::nn::{to_f64s, upload, upload_f64s};
 use crate::policy::{clean_log_scores, neighbour_log_weights, CleanScores, NeighbourWeights};
 use crate::score::{EnergyModel, Policy};
 use crate::sequences::Sequences;
@@ -187,7 +187,7 @@ impl Ift {
         let n = graph.num_states();
         let kind = match self.state_gradient {
             StateGradient::Energy => {
-                let ids = dev.tensor_from_vec(x.to_vec(), (batch, l));
+                let ids = upload(&dev, x.to_vec(), (batch, l), "Ift::surrogate (tokens)")?;
                 let phi = model
                     .log_potential_with(params, &ids, tape)
                     .ok_or_else(|| {
@@ -198,7 +198,12 @@ impl Ift {
                         )
                     })?;
                 let values = to_f64s(&phi.retaped::<NoneTape>().as_vec());
-                let w = dev.tensor_from_vec(from_f64s::<M::Elem>(weights), (batch,));
+                let w = upload_f64s::<M::Elem, _, _>(
+                    &dev,
+                    weights,
+                    (batch,),
+                    "Ift::surrogate (weights)",
+                )?;
                 return Ok(Surrogate {
                     loss: (phi * w).sum::<Rank0, _>().negate(),
                     values,
@@ -263,7 +268,12 @@ impl Ift {
             .enumerate()
             .map(|(i, o)| weights[i / (l * n)] * o)
             .collect();
-        let coef = dev.tensor_from_vec(from_f64s::<M::Elem>(&coef), (batch, l, n));
+        let coef = upload_f64s::<M::Elem, _, _>(
+            &dev,
+            &coef,
+            (batch, l, n),
+            "Ift::surrogate (coefficients)",
+        )?;
         Ok(Surrogate {
             loss: (ls * coef).sum::<Rank0, _>(),
             values,

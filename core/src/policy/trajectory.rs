@@ -11,7 +11,7 @@ use dfdx::prelude::*;
 use crate::error::Result;
 use crate::graph::Graph;
 use crate::loss::{ppo_coefficients, PpoObjective, PpoStats, PpoTerms};
-use crate::nn::{from_f64s, to_f64s, Grads, ParamStore};
+use crate::nn::{to_f64s, upload_f64s, Grads, ParamStore};
 use crate::sample::{step_log_prob, Trajectory};
 use crate::score::ScoreModel;
 
@@ -72,7 +72,12 @@ where
     // ∂loss/∂(log p_step,b) = κ_b e^{Δ_b}, the same for every step of path b.
     let multiplier: Vec<f64> = coeff.iter().zip(&delta).map(|(k, d)| k * d.exp()).collect();
     let dev = model.params().device().clone();
-    let multiplier = dev.tensor_from_vec(from_f64s::<E>(&multiplier), (batch,));
+    let multiplier = upload_f64s::<E, _, _>(
+        &dev,
+        &multiplier,
+        (batch,),
+        "trajectory gradient (multiplier)",
+    )?;
     let mut grads = Grads::zeros(model.params());
     if multiplier.as_vec().iter().all(|m| m.to_f64() == Some(0.0)) {
         return Ok((grads, stats));

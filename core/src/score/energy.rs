@@ -35,6 +35,7 @@ impl<E: Dtype, D: Device<E>> EnergyModel for Tabular<E, D> {
         let index: Vec<usize> = (0..b)
             .map(|i| self.index_of(&x[i * l..(i + 1) * l]))
             .collect();
+        // Stays `tensor_from_vec`: the trait method returns no `Result`; `index` has `b` entries by construction.
         let index = tokens.device().tensor_from_vec(index, (b,));
         Some(params.vector(self.logits_id()).put_tape(tape).gather(index))
     }

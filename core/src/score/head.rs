@@ -53,6 +53,8 @@ impl ScoreHead {
                 keep.push(from_f64::<E>(if pinned { 0.0 } else { 1.0 }));
             }
         }
+        // The uploads in `apply` stay `tensor_from_vec`: it is public and returns a tensor, and every
+        // buffer is built from `shape` (`b·l·n` or `b·l` entries).
         let keep = dev.tensor_from_vec(keep, shape).gt(from_f64::<E>(0.5));
         let zeros: Tensor<(usize, usize, usize), E, D> = dev.zeros_like(&shape);
         let scores = match self {

@@ -271,7 +271,8 @@ impl<E: Dtype, D: Device<E>> Mlp<E, D> {
             let feats = sigma_features(s, self.config.sigma_freqs);
             input[row * width + l * n..(row + 1) * width].copy_from_slice(&feats);
         }
-        // The tape starts on the constant input, the left operand of the first product.
+        // The tape starts on the constant input, the left operand of the first product. Stays
+        // `tensor_from_vec`: public `logits_with` returns no `Result`; `input` is `b·width` by construction.
         let mut h = params
             .device()
             .tensor_from_vec(from_f64s::<E>(&input), (b, width))

@@ -204,6 +204,7 @@ where
     let mut out = Vec::with_capacity(rows * seq_len * model.num_states());
     for start in (0..rows).step_by(chunk) {
         let end = (start + chunk).min(rows);
+        // Stays `tensor_from_vec`: public, returns a `Vec`; the slice is `(end − start)·seq_len` (asserted).
         let ids = dev.tensor_from_vec(
             tokens[start * seq_len..end * seq_len].to_vec(),
             (end - start, seq_len),

@@ -362,6 +362,8 @@ impl<E: Dtype, D: Device<E>> ScoreModel for Tabular<E, D> {
             }
         }
         let total = b * l * n * terms;
+        // The four uploads here stay `tensor_from_vec`: `forward_with` returns no `Result`, and every
+        // buffer is filled to its shape by the loops above.
         let index = dev.tensor_from_vec(index, (total,));
         let log_coef = dev.tensor_from_vec(log_coef, (b * l * n, terms));
         let count = self.num_sequences();

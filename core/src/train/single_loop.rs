@@ -23,7 +23,7 @@ use crate::flow::{
     consensus, path_log_potential, step as chain_step, LocallyBalanced, ModelScores, PositionScores,
 };
 use crate::graph::Graph;
-use crate::nn::{AdamW, AdamWState, Grads};
+use crate::nn::{upload, AdamW, AdamWState, Grads};
 use crate::policy::{ift_weights, EnergyModel, Ift, SurrogateWeights};
 use crate::reward::{evaluate_flat, Reward};
 use crate::score::{Params, Policy};
@@ -364,7 +364,12 @@ impl<M: EnergyModel, G: Graph> SingleLoop<M, G> {
         let beta = self.config.beta;
         if self.config.ratio == RatioMode::Exact && beta > 0.0 {
             let dev = self.model.params().device().clone();
-            let ids = dev.tensor_from_vec(self.particles.clone(), (self.batch, l));
+            let ids = upload(
+                &dev,
+                self.particles.clone(),
+                (self.batch, l),
+                "SingleLoop::update (particles)",
+            )?;
             let theta = self
                 .model
                 .log_potential_with(self.model.params(), &ids, NoneTape);

@@ -25,7 +25,7 @@ use dfdx::prelude::*;
 
 use crate::error::Result;
 use crate::graph::Graph;
-use crate::nn::{from_f64, from_f64s, to_f64s, Grads, ParamStore};
+use crate::nn::{from_f64, to_f64s, upload_f64s, Grads, ParamStore};
 use crate::sample::{step_probs, taken_log_prob, Step, StepProbs, Trajectory};
 use crate::score::ScoreModel;
 
@@ -97,7 +97,7 @@ where
     let mut grads = Grads::zeros(model.params());
     let dev = model.params().device().clone();
     let batch = steps.first().map_or(0, |s| s.batch);
-    let tensor = |v: &[f64]| dev.tensor_from_vec(from_f64s::<E>(v), (batch,));
+    let tensor = |v: &[f64]| upload_f64s::<E, _, _>(&dev, v, (batch,), "path_kl (step weights)");
     for (k, step) in steps.iter().enumerate() {
         let lp_w = &w.log_prob[k];
         let kl_w = (k >= first).then(|| &w.kl[k - first]);
@@ -109,11 +109,11 @@ where
         let kl_term = match kl_w {
             Some(kl_w) => {
                 let log_q = reference_log_probs(model, reference, graph, step)?;
-                Some(per_sequence_kl(p.with_empty_tape(), log_q) * tensor(kl_w))
+                Some(per_sequence_kl(p.with_empty_tape(), log_q) * tensor(kl_w)?)
             }
             None => None,
         };
-        let mut surrogate = taken_log_prob(graph, p, step)? * tensor(lp_w);
+        let mut surrogate = taken_log_prob(graph, p, step)? * tensor(lp_w)?;
         if let Some(kl_term) = kl_term {
             surrogate = kl_term + surrogate;
         }

@@ -9,20 +9,19 @@ pub(crate) mod tweedie;
 
 use dfdx::prelude::*;
 
-use crate::error::{Error, Result};
-use crate::nn::from_f64s;
+use crate::error::Result;
+use crate::nn::upload_f64s;
 
 /// Per-position transition probabilities `P[b, l, y] = P(x_{b,l} → y)` `[B, L, N]`.
 pub type StepProbs<E, D, T> = Tensor<(usize, usize, usize), E, D, T>;
 
-/// A constant tensor from host `f64` values.
+/// A constant tensor from host `f64` values ([`upload_f64s`] under the sampler's name).
 pub(crate) fn constant<E: Dtype, D: Device<E>, S: Shape>(
     dev: &D,
     values: &[f64],
     shape: S,
 ) -> Result<Tensor<S, E, D>> {
-    dev.try_tensor_from_vec(from_f64s::<E>(values), shape)
-        .map_err(Error::device("sampler constant"))
+    upload_f64s(dev, values, shape, "sampler constant")
 }
 
 /// `[B, L, N]` indicator of the current token, `1` at `y = x_{b,l}`, scaled by `keep(b·L + l)`.

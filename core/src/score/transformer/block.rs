@@ -54,6 +54,7 @@ impl<E: Dtype, D: Device<E>> Rope<E, D> {
                 }
             }
         }
+        // Stays `tensor_from_vec`: public `new` returns `Self`; both tables are `len·head_dim` by construction.
         Self {
             cos: dev.tensor_from_vec(from_f64s(&cos), (len, head_dim)),
             sin: dev.tensor_from_vec(from_f64s(&sin), (len, head_dim)),

@@ -129,6 +129,7 @@ impl SigmaEmbedder {
         tape: T,
     ) -> Tensor<(usize, usize), E, D, T> {
         let feats = sinusoidal_features(sigma_bar, self.freq_dim, MAX_PERIOD);
+        // Stays `tensor_from_vec`: public `forward` returns a tensor; `feats` is `[B, freq_dim]` by construction.
         let feats = store
             .device()
             .tensor_from_vec(from_f64s::<E>(&feats), (sigma_bar.len(), self.freq_dim))

@@ -309,6 +309,7 @@ impl<E: Dtype, D: Device<E>> ScoreModel for Transformer<E, D> {
             .gather(tokens.clone());
         if let Some(pos) = self.pos_embed {
             let (b, dim) = (tokens.shape().0, self.config.dim);
+            // Stays `tensor_from_vec`: `forward_with` returns no `Result`; `0..len` has `len` entries.
             let positions = params
                 .device()
                 .tensor_from_vec((0..len).collect::<Vec<usize>>(), (len,));

@@ -8,7 +8,7 @@ use super::{Finetuner, KlMode, LogProb};
 use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::loss::{path_kl, KlBaseline, KlGradient, PpoObjective};
-use crate::nn::Grads;
+use crate::nn::{upload, Grads};
 use crate::policy::{clean_entropy, clean_log_scores, CleanScores, GRAD_TOKENS};
 use crate::reward::Reward;
 use crate::sample::{Samples, Trajectory};
@@ -166,7 +166,8 @@ where
                     })
                 })
                 .collect();
-            let log_c = (ls + dev.tensor_from_vec(bias, shape)).log_softmax::<Axis<2>>();
+            let bias = upload(&dev, bias, shape, "entropy bonus (mask bias)")?;
+            let log_c = (ls + bias).log_softmax::<Axis<2>>();
             let c = log_c.with_empty_tape().exp();
             // −bonus·H = bonus·Σ w c log c / (B·L), this chunk's share of the batch.
             let scale = self.config.entropy_bonus / (batch * l) as f64;
@@ -174,7 +175,7 @@ where
                 .iter()
                 .flat_map(|&w| std::iter::repeat_n(crate::nn::from_f64(w * scale), n))
                 .collect();
-            let w = dev.tensor_from_vec(w, shape);
+            let w = upload(&dev, w, shape, "entropy bonus (weights)")?;
             let loss = (c * log_c * w).sum::<Rank0, _>();
             grads.add_assign(&Grads::collect(self.model.params(), &mut loss.backward())?);
         }
