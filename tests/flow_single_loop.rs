@@ -145,3 +145,53 @@ fn single_loop_beats_fresh_chains_on_a_small_budget() {
         assert!(a < b, "seed {seed}: {a} vs {b}");
     }
 }
+
+/// An update is transactional: a reward that fails mid-update (here on every call after the first
+/// update) leaves the particles, their log-ratios, the weights and the counters as they were, and the
+/// run continues from there once the reward works again.
+#[test]
+fn a_failed_update_changes_nothing() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let fail = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&fail);
+    let mut t = trainer(64, 0.05, LrSchedule::Constant, 3);
+    let graph = Absorbing::with_tokens(4).unwrap();
+    let model = Tabular::<f64, Cpu>::new(&graph, L, reference_logits(), &Cpu::default()).unwrap();
+    let reward = FnReward::new("twos, or NaN", move |x: &[usize]| {
+        if flag.load(Ordering::Relaxed) {
+            f64::NAN
+        } else {
+            twos(x)
+        }
+    });
+    let particles = t.particles().to_vec();
+    t = SingleLoop::new(
+        model,
+        graph,
+        Box::new(reward),
+        t.config().clone(),
+        particles,
+        64,
+    )
+    .unwrap();
+    t.step().unwrap();
+    let before = (
+        t.particles().to_vec(),
+        t.log_ratios().to_vec(),
+        t.model.params().flat_f64(),
+        (t.updates(), t.evaluations(), t.rewards().to_vec()),
+    );
+    fail.store(true, Ordering::Relaxed);
+    assert!(t.step().is_err());
+    let after = (
+        t.particles().to_vec(),
+        t.log_ratios().to_vec(),
+        t.model.params().flat_f64(),
+        (t.updates(), t.evaluations(), t.rewards().to_vec()),
+    );
+    assert_eq!(before, after);
+    fail.store(false, Ordering::Relaxed);
+    t.step().unwrap();
+    assert_eq!(t.updates(), 2);
+}

@@ -263,6 +263,11 @@ impl<M: EnergyModel, G: Graph> SingleLoop<M, G> {
         self.evaluations
     }
 
+    /// The configuration.
+    pub fn config(&self) -> &SingleLoopConfig {
+        &self.config
+    }
+
     /// Updates taken so far.
     pub fn updates(&self) -> u64 {
         self.update
