@@ -29,7 +29,7 @@ use sepo::reward::MotifCount;
 use sepo::sample::{sample, SamplerConfig};
 use sepo::score::{Counting, Transformer, TransformerConfig};
 use sepo::train::{
-    FinetuneConfig, Finetuner, FlowLr, LogProb, RatioMode, SamplerKind, SingleLoop,
+    FinetuneConfig, Finetuner, LogProb, LrSchedule, RatioMode, SamplerKind, SingleLoop,
     SingleLoopConfig,
 };
 
@@ -274,7 +274,7 @@ fn flow_config(beta: f64, positions: usize) -> SingleLoopConfig {
         ratio: RatioMode::Tracked,
         beta,
         optimizer: AdamW::with_lr(3e-4),
-        lr_decay: FlowLr::Constant,
+        lr_schedule: LrSchedule::Constant,
         grad_clip: Some(1.0),
         max_batch: 4096,
         seed: 0,

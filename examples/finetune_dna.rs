@@ -58,7 +58,7 @@ use sepo::reward::{evaluate, CnnClassifier, MotifCount, Reward};
 use sepo::sample::{first_hitting, SamplerConfig};
 use sepo::score::{Counting, Transformer};
 use sepo::train::{
-    FinetuneConfig, Finetuner, FlowLr, KlMode, LogProb, MetricsWriter, RatioMode, SamplerKind,
+    FinetuneConfig, Finetuner, KlMode, LogProb, LrSchedule, MetricsWriter, RatioMode, SamplerKind,
     SingleLoop, SingleLoopConfig,
 };
 
@@ -310,7 +310,7 @@ fn single_loop(
         ratio,
         beta,
         optimizer: AdamW::with_lr(lr),
-        lr_decay: FlowLr::Constant,
+        lr_schedule: LrSchedule::Constant,
         grad_clip: Some(1.0),
         max_batch: 4096,
         seed: 1,

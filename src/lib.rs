@@ -81,7 +81,7 @@ pub mod __private {
         RunOptions, SamplerKind,
     };
     pub use sepo_core::train::{Adaptive, Allocation, Neyman, Sequential};
-    pub use sepo_core::train::{FlowLr, FlowRun, InitialParticles, RatioMode, SingleLoopConfig};
+    pub use sepo_core::train::{FlowRun, InitialParticles, RatioMode, SingleLoopConfig};
     pub use sepo_core::weight::Baseline;
     pub use sepo_core::Diffusion;
     pub use serde;

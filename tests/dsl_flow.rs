@@ -25,7 +25,7 @@ policy! {
         log_prob: Ift(h = Conditional, clean = Masked, ratio = Tracked),
         kl: 0.05,
         optimizer: Adam(lr = 1e-2),
-        lr_decay: InvSqrt(scale = 100),
+        lr_schedule: InvSqrt(scale = 100),
         batch: 64,
         iterations: 40,
         seed: 1,
@@ -123,7 +123,7 @@ fn a_single_loop_policy_raises_the_reward_of_its_particles() {
     let history = run.fit().unwrap();
     assert_eq!(history.len(), 40);
     assert!(history.iter().all(|m| m.reward.is_finite() && m.lr > 0.0));
-    // `lr_decay: InvSqrt(scale = 100)` at update 39.
+    // `lr_schedule: InvSqrt(scale = 100)` at update 39.
     let lr = 1e-2 / (1.0 + 39.0 / 100.0f64).sqrt();
     assert!((history[39].lr - lr).abs() < 1e-12, "{}", history[39].lr);
     let (after, var_after) = rewards(&run);

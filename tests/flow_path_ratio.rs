@@ -14,7 +14,7 @@ use sepo::policy::{CleanScores, Ift, StateGradient};
 use sepo::prelude::*;
 use sepo::reward::FnReward;
 use sepo::sample::categorical;
-use sepo::train::{FlowLr, RatioMode, SingleLoop, SingleLoopConfig};
+use sepo::train::{LrSchedule, RatioMode, SingleLoop, SingleLoopConfig};
 
 type Loop = SingleLoop<Tabular<f64, Cpu>, Absorbing>;
 
@@ -60,7 +60,7 @@ fn config(
     clean: CleanScores,
     beta: f64,
     lr: f64,
-    decay: FlowLr,
+    decay: LrSchedule,
     seed: u64,
 ) -> SingleLoopConfig {
     SingleLoopConfig {
@@ -74,7 +74,7 @@ fn config(
         ratio,
         beta,
         optimizer: AdamW::with_lr(lr),
-        lr_decay: decay,
+        lr_schedule: decay,
         grad_clip: Some(1.0),
         max_batch: 4096,
         seed,
@@ -147,7 +147,7 @@ fn path_log_ratio_is_a_function_of_the_state() {
         (RatioMode::PathSubset { positions: 2 }, CleanScores::Masked),
         (RatioMode::Tracked, CleanScores::Unmasked),
     ] {
-        let decay = FlowLr::Constant;
+        let decay = LrSchedule::Constant;
         let mut t = trainer(tokens, len, batch, config(ratio, clean, 0.5, 0.1, decay, 3));
         let (mut worst, mut pairs, mut centred) = (0.0f64, 0, 0.0f64);
         for _ in 0..updates {
@@ -191,7 +191,7 @@ fn run_4x4_with(
         4,
         4,
         256,
-        config(ratio, clean, 0.5, 0.05, FlowLr::Constant, seed),
+        config(ratio, clean, 0.5, 0.05, LrSchedule::Constant, seed),
     );
     let p_star = target(&t.model.probabilities_with(&t.reference), 4, 4, 0.5);
     let mut reported = false;

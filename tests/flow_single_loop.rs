@@ -12,7 +12,7 @@ use sepo::policy::{CleanScores, Ift, StateGradient};
 use sepo::prelude::*;
 use sepo::reward::FnReward;
 use sepo::sample::categorical;
-use sepo::train::{FlowLr, RatioMode, SingleLoop, SingleLoopConfig};
+use sepo::train::{LrSchedule, RatioMode, SingleLoop, SingleLoopConfig};
 
 const L: usize = 4;
 const BETA: f64 = 0.5;
@@ -49,7 +49,7 @@ fn tv(a: &[f64], b: &[f64]) -> f64 {
 fn trainer(
     batch: usize,
     lr: f64,
-    decay: FlowLr,
+    decay: LrSchedule,
     seed: u64,
 ) -> SingleLoop<Tabular<f64, Cpu>, Absorbing> {
     let graph = Absorbing::with_tokens(4).unwrap();
@@ -70,7 +70,7 @@ fn trainer(
         ratio: RatioMode::Exact,
         beta: BETA,
         optimizer: AdamW::with_lr(lr),
-        lr_decay: decay,
+        lr_schedule: decay,
         grad_clip: Some(1.0),
         max_batch: 4096,
         seed,
@@ -89,7 +89,7 @@ fn trainer(
 /// Must-show 6, first half: within 10⁶ model evaluations the single loop reaches TV(π_θ, p*) < 0.01.
 #[test]
 fn single_loop_reaches_the_tilted_law_within_a_million_evaluations() {
-    let mut t = trainer(256, 0.05, FlowLr::InvSqrt { scale: 50.0 }, 1);
+    let mut t = trainer(256, 0.05, LrSchedule::InvSqrt { scale: 50.0 }, 1);
     let p_star = target(&t.model.probabilities());
     let start = tv(&t.model.probabilities(), &p_star);
     while t.evaluations() < 1_000_000 {
@@ -118,13 +118,13 @@ fn single_loop_reaches_the_tilted_law_within_a_million_evaluations() {
 fn single_loop_beats_fresh_chains_on_a_small_budget() {
     let budget = 10_000;
     for seed in [11, 12, 13] {
-        let mut single = trainer(64, 0.05, FlowLr::InvSqrt { scale: 50.0 }, seed);
+        let mut single = trainer(64, 0.05, LrSchedule::InvSqrt { scale: 50.0 }, seed);
         let p_ref = single.model.probabilities();
         let p_star = target(&p_ref);
         while single.evaluations() + 256 <= budget {
             single.step().unwrap();
         }
-        let mut fresh = trainer(64, 0.05, FlowLr::InvSqrt { scale: 50.0 }, seed);
+        let mut fresh = trainer(64, 0.05, LrSchedule::InvSqrt { scale: 50.0 }, seed);
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed + 100);
         while fresh.evaluations() + 64 * 16 + 4 * 64 <= budget {
             let x: Vec<usize> = (0..64)
@@ -144,4 +144,54 @@ fn single_loop_beats_fresh_chains_on_a_small_budget() {
         );
         assert!(a < b, "seed {seed}: {a} vs {b}");
     }
+}
+
+/// An update is transactional: a reward that fails mid-update (here on every call after the first
+/// update) leaves the particles, their log-ratios, the weights and the counters as they were, and the
+/// run continues from there once the reward works again.
+#[test]
+fn a_failed_update_changes_nothing() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let fail = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&fail);
+    let mut t = trainer(64, 0.05, LrSchedule::Constant, 3);
+    let graph = Absorbing::with_tokens(4).unwrap();
+    let model = Tabular::<f64, Cpu>::new(&graph, L, reference_logits(), &Cpu::default()).unwrap();
+    let reward = FnReward::new("twos, or NaN", move |x: &[usize]| {
+        if flag.load(Ordering::Relaxed) {
+            f64::NAN
+        } else {
+            twos(x)
+        }
+    });
+    let particles = t.particles().to_vec();
+    t = SingleLoop::new(
+        model,
+        graph,
+        Box::new(reward),
+        t.config().clone(),
+        particles,
+        64,
+    )
+    .unwrap();
+    t.step().unwrap();
+    let before = (
+        t.particles().to_vec(),
+        t.log_ratios().to_vec(),
+        t.model.params().flat_f64(),
+        (t.updates(), t.evaluations(), t.rewards().to_vec()),
+    );
+    fail.store(true, Ordering::Relaxed);
+    assert!(t.step().is_err());
+    let after = (
+        t.particles().to_vec(),
+        t.log_ratios().to_vec(),
+        t.model.params().flat_f64(),
+        (t.updates(), t.evaluations(), t.rewards().to_vec()),
+    );
+    assert_eq!(before, after);
+    fail.store(false, Ordering::Relaxed);
+    t.step().unwrap();
+    assert_eq!(t.updates(), 2);
 }

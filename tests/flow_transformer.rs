@@ -20,7 +20,7 @@ use sepo::policy::{Ift, StateGradient};
 use sepo::prelude::*;
 use sepo::reward::{evaluate, CnnClassifier, MotifCount};
 use sepo::score::{Counting, Transformer, TransformerConfig};
-use sepo::train::{FlowLr, RatioMode, SingleLoop, SingleLoopConfig};
+use sepo::train::{LrSchedule, RatioMode, SingleLoop, SingleLoopConfig};
 
 const LEN: usize = 32;
 const TATA: [usize; 4] = [3, 0, 3, 0];
@@ -159,7 +159,7 @@ fn single_loop_raises_training_and_held_out_reward_on_a_transformer() {
         ratio: RatioMode::Tracked,
         beta: BETA,
         optimizer: AdamW::with_lr(5e-4),
-        lr_decay: FlowLr::Constant,
+        lr_schedule: LrSchedule::Constant,
         grad_clip: Some(1.0),
         max_batch: 4096,
         seed: 1,

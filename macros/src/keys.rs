@@ -62,7 +62,6 @@ pub const POLICY_KEYS: &[&str] = &[
     "kl_last_steps",
     "optimizer",
     "lr_schedule",
-    "lr_decay",
     "grad_clip",
     "batch",
     "groups",
@@ -105,7 +104,7 @@ pub const KL_MODES: &[&str] = &["InReward", "Path"];
 /// Optimisers of `policy!` (one: AdamW, also spelt `Adam`).
 pub const OPTIMIZERS: &[&str] = &["Adam", "AdamW"];
 /// Learning-rate schedules of `policy!` (`LrSchedule`).
-pub const LR_SCHEDULES: &[&str] = &["Constant", "Warmup", "WarmupCosine"];
+pub const LR_SCHEDULES: &[&str] = &["Constant", "Warmup", "WarmupCosine", "Linear", "InvSqrt"];
 /// Allocation strategies of `policy!` (`Allocation`).
 pub const ALLOCATIONS: &[&str] = &["Uniform", "Adaptive", "Neyman", "Sequential"];
 /// Training modes of `policy!`: SEPO's two loops (sample a round, then optimise) or the gradient-flow
@@ -122,8 +121,6 @@ pub const RATES: &[&str] = &["HeatBath", "Barker", "Metropolis", "Sqrt", "Correc
 pub const STATE_GRADIENTS: &[&str] = &["Conditional", "Energy", "Neighbour"];
 /// Ratio modes of `Ift(ratio = ..)` (`RatioMode`).
 pub const RATIOS: &[&str] = &["Tracked", "Exact", "Path", "PathSubset"];
-/// Learning-rate decays of `lr_decay` (`FlowLr`), single loop only.
-pub const LR_DECAYS: &[&str] = &["Constant", "Linear", "InvSqrt"];
 /// Keys that mean nothing in `mode: SingleLoop`, each with the reason given in its error.
 pub const TWO_LOOP_ONLY: &[(&str, &str)] = &[
     (
@@ -163,9 +160,5 @@ pub const TWO_LOOP_ONLY: &[(&str, &str)] = &[
     (
         "allocation",
         "single-loop runs are unconditional, with no prompts to allocate draws to",
-    ),
-    (
-        "lr_schedule",
-        "the learning rate decays over updates with `lr_decay`",
     ),
 ];

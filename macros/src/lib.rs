@@ -333,8 +333,7 @@ pub fn estimator(input: TokenStream) -> TokenStream {
 /// | `kl_mode` | TwoLoop: `InReward` or `Path` | `InReward` |
 /// | `kl_last_steps` | TwoLoop: KL over the last `n` sampler steps | all steps |
 /// | `optimizer` | `Adam(lr, weight_decay, beta1, beta2, eps)` (AdamW) | `Adam(lr = 1e-4)` (`0.0`, `0.9`, `0.999`, `1e-8`); SingleLoop: `Adam(lr = 1e-3)` |
-/// | `lr_schedule` | TwoLoop: `Constant`, `Warmup(warmup = n)` or `WarmupCosine(warmup = n, total = n, min_ratio = r)`, over optimiser steps | `Constant` (`WarmupCosine`: `warmup = 0`, `min_ratio = 0.0`) |
-/// | `lr_decay` | SingleLoop: `Constant`, `Linear` (to 0 at `iterations`) or `InvSqrt(scale = s)` (`lr/√(1 + i/s)` at update `i`) | `InvSqrt(scale = 100)` |
+/// | `lr_schedule` | `Constant`, `Warmup(warmup = n)`, `WarmupCosine(warmup = n, total = n, min_ratio = r)`, `Linear` (to 0 at `iterations`) or `InvSqrt(scale = s)` (`lr/√(1 + i/s)`), over optimiser steps (TwoLoop) or updates (SingleLoop) | TwoLoop `Constant`, SingleLoop `InvSqrt(scale = 100)` (`WarmupCosine`: `warmup = 0`, `min_ratio = 0.0`) |
 /// | `grad_clip` | global gradient-norm bound `> 0`, or `None` | `1.0` |
 /// | `batch` | samples per round, `groups × group_size`; SingleLoop: the number of particles (`≥ 2`) | `32` |
 /// | `groups` | TwoLoop: groups per round | `4` (or `batch / group_size`) |
@@ -356,7 +355,7 @@ pub fn estimator(input: TokenStream) -> TokenStream {
 /// groups, a first-hitting sampler on a uniform graph, an adaptive `allocation` without `prompts`,
 /// `groups` or `batch` beside `prompts`, a missing required option (`Warmup` without `warmup`,
 /// `Adaptive` without `budget`), every `estimator!` rule for an inline mixture, and the mode's rules:
-/// a two-loop key (`epochs`, `estimator`, ..) with `mode: SingleLoop` or `lr_decay` without it (at the
+/// a two-loop key (`epochs`, `estimator`, ..) with `mode: SingleLoop` (at the
 /// key), a two-loop `sampler`/`log_prob` in a single loop or `Flow(..)`/`Ift(..)` in two (at the
 /// value, naming the mode it needs), unbounded `rates` (`Sqrt`, `Corrector`), `t0` outside [0, 1],
 /// and fewer than 2 particles. Every number literal gets the range its core type checks at run time,

@@ -11,12 +11,14 @@ pub mod io;
 pub mod layers;
 pub mod optim;
 pub mod param;
+pub mod schedule;
 pub mod upload;
 
 pub use grads::Grads;
 pub use layers::{Embedding, LayerNorm, Linear};
 pub use optim::{AdamW, AdamWState, Ema};
 pub use param::{stop_gradient_vec, Init, Param, ParamId, ParamStore};
+pub use schedule::{LrSchedule, Optimizer, Update};
 pub use upload::{upload, upload_f64s};
 
 use dfdx::prelude::*;

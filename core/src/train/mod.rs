@@ -13,6 +13,7 @@ pub mod planner;
 pub mod pretrain;
 pub mod single_loop;
 
+pub use crate::nn::{LrSchedule, Optimizer};
 pub use allocation::{Allocation, Allocator, Neyman, Sequential, SequentialOutcome};
 pub use build::{seq_len_of, FromStates, Run, RunOptions};
 pub use checkpoint::{Checkpoint, ModelKind};
@@ -22,8 +23,8 @@ pub use finetune::{
 pub use flow_run::{FlowRun, InitialParticles};
 pub use metrics::{progress_bar, MetricsWriter};
 pub use planner::{Adaptive, Planner};
-pub use pretrain::{Corpus, LrSchedule, PretrainConfig, Pretrainer, StepStats};
-pub use single_loop::{FlowLr, RatioMode, SingleLoop, SingleLoopConfig, UpdateMetrics};
+pub use pretrain::{Corpus, PretrainConfig, Pretrainer, StepStats};
+pub use single_loop::{RatioMode, SingleLoop, SingleLoopConfig, UpdateMetrics};
 
 use rand::SeedableRng;
 

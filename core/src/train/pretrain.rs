@@ -10,7 +10,7 @@ use crate::diffusion::Diffusion;
 use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::loss::{dwdse_loss, Dwdse};
-use crate::nn::{AdamW, AdamWState, Ema, Grads};
+use crate::nn::{AdamW, AdamWState, Ema, Grads, LrSchedule, Optimizer};
 use crate::schedule::NoiseSchedule;
 use crate::score::ScoreModel;
 use crate::train::checkpoint::{Checkpoint, ModelKind};
@@ -79,86 +79,6 @@ impl Corpus {
     }
 }
 
-/// Learning-rate schedule as a function of the step.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub enum LrSchedule {
-    /// `lr(i) = lr`.
-    Constant,
-    /// Linear warm-up over `warmup` steps, then constant (SEDD).
-    Warmup {
-        /// Warm-up length.
-        warmup: u64,
-    },
-    /// Linear warm-up, then cosine decay to `min_ratio·lr` at `total`.
-    WarmupCosine {
-        /// Warm-up length.
-        warmup: u64,
-        /// Step at which the decay ends.
-        total: u64,
-        /// Final fraction of the peak rate.
-        min_ratio: f64,
-    },
-}
-
-impl LrSchedule {
-    /// Validates the schedule: `WarmupCosine` needs `min_ratio ∈ [0, 1]` (NaN made NaN rates, a
-    /// negative one a negative rate, i.e. gradient ascent on the loss) and `total > warmup` (the decay
-    /// must end after the warm-up does).
-    pub fn check(&self) -> Result<()> {
-        if let LrSchedule::WarmupCosine {
-            warmup,
-            total,
-            min_ratio,
-        } = *self
-        {
-            if !(0.0..=1.0).contains(&min_ratio) {
-                return Err(Error::invalid(
-                    "min_ratio",
-                    min_ratio,
-                    "is a fraction of the peak rate: must be in [0, 1]",
-                ));
-            }
-            if total <= warmup {
-                return Err(Error::invalid(
-                    "total",
-                    total,
-                    format!("the cosine decay must end after the warm-up: need total > warmup = {warmup}"),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// Learning rate at `step` (0-based) for peak `lr`.
-    pub fn at(&self, lr: f64, step: u64) -> f64 {
-        let warm = |w: u64| {
-            if w == 0 {
-                1.0
-            } else {
-                ((step + 1) as f64 / w as f64).min(1.0)
-            }
-        };
-        match *self {
-            LrSchedule::Constant => lr,
-            LrSchedule::Warmup { warmup } => lr * warm(warmup),
-            LrSchedule::WarmupCosine {
-                warmup,
-                total,
-                min_ratio,
-            } => {
-                if step < warmup {
-                    lr * warm(warmup)
-                } else {
-                    let span = total.saturating_sub(warmup).max(1) as f64;
-                    let progress = ((step - warmup) as f64 / span).min(1.0);
-                    let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
-                    lr * (min_ratio + (1.0 - min_ratio) * cosine)
-                }
-            }
-        }
-    }
-}
-
 /// Pretraining hyper-parameters.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PretrainConfig {
@@ -194,6 +114,16 @@ impl Default for PretrainConfig {
 }
 
 impl PretrainConfig {
+    /// The optimiser this configuration describes: `optimizer` under `lr_schedule`, clipped at
+    /// `grad_clip`.
+    pub fn to_optimizer(&self) -> Optimizer {
+        Optimizer {
+            adamw: self.optimizer,
+            schedule: self.lr_schedule,
+            clip: self.grad_clip,
+        }
+    }
+
     /// Validates every field.
     pub fn check(&self) -> Result<()> {
         crate::check::nonzero("batch_size", self.batch_size)?;
@@ -303,22 +233,20 @@ impl<M: ScoreModel, G: Graph, S: NoiseSchedule> Pretrainer<M, G, S> {
             return Err(Error::Diverged { what: "loss", step });
         }
         let mut grads = Grads::collect(self.model.params(), &mut loss.backward())?;
-        let grad_norm = match self.config.grad_clip {
-            Some(c) => grads.clip_norm(c),
-            None => grads.global_norm(),
-        };
-        let lr = self.config.lr_schedule.at(self.config.optimizer.lr, step);
-        self.config
-            .optimizer
-            .step(lr, self.model.params_mut(), &mut self.state, &grads)?;
+        let update = self.config.to_optimizer().apply(
+            step,
+            self.model.params_mut(),
+            &mut self.state,
+            &mut grads,
+        )?;
         if let Some(ema) = &mut self.ema {
             ema.update(self.model.params());
         }
         Ok(StepStats {
             step,
             loss: loss_value,
-            grad_norm,
-            learning_rate: lr,
+            grad_norm: update.grad_norm,
+            learning_rate: update.lr,
         })
     }
 

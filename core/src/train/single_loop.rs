@@ -23,7 +23,7 @@ use crate::flow::{
     consensus, path_log_potential, step as chain_step, LocallyBalanced, ModelScores, PositionScores,
 };
 use crate::graph::Graph;
-use crate::nn::{upload, AdamW, AdamWState, Grads};
+use crate::nn::{upload, AdamW, AdamWState, Grads, LrSchedule, Optimizer, ParamStore};
 use crate::policy::{ift_weights, EnergyModel, Ift, SurrogateWeights};
 use crate::reward::{evaluate_flat, Reward};
 use crate::score::{Params, Policy};
@@ -54,34 +54,6 @@ pub enum RatioMode {
     },
 }
 
-/// Learning-rate decay over updates `i = 0, 1, …`.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub enum FlowLr {
-    /// `lr`.
-    Constant,
-    /// `lr·(1 − i/total)`, reaching 0 at `total`.
-    Linear {
-        /// Update at which the rate reaches 0.
-        total: u64,
-    },
-    /// `lr/√(1 + i/scale)`.
-    InvSqrt {
-        /// Updates per unit of the decay.
-        scale: f64,
-    },
-}
-
-impl FlowLr {
-    /// The rate at update `i`.
-    pub fn at(&self, lr: f64, i: u64) -> f64 {
-        match *self {
-            FlowLr::Constant => lr,
-            FlowLr::Linear { total } => lr * (1.0 - i as f64 / total.max(1) as f64).max(0.0),
-            FlowLr::InvSqrt { scale } => lr / (1.0 + i as f64 / scale.max(1e-12)).sqrt(),
-        }
-    }
-}
-
 /// Hyper-parameters of the single loop.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SingleLoopConfig {
@@ -100,8 +72,8 @@ pub struct SingleLoopConfig {
     pub beta: f64,
     /// AdamW (its `lr` is the initial rate).
     pub optimizer: AdamW,
-    /// Learning-rate decay.
-    pub lr_decay: FlowLr,
+    /// Learning rate over updates `i = 0, 1, …` from the peak `optimizer.lr`.
+    pub lr_schedule: LrSchedule,
     /// Global gradient-norm clip.
     pub grad_clip: Option<f64>,
     /// Largest forward batch of the chain.
@@ -121,7 +93,7 @@ impl Default for SingleLoopConfig {
             ratio: RatioMode::Tracked,
             beta: 0.0,
             optimizer: AdamW::with_lr(1e-3),
-            lr_decay: FlowLr::InvSqrt { scale: 100.0 },
+            lr_schedule: LrSchedule::InvSqrt { scale: 100.0 },
             grad_clip: Some(1.0),
             max_batch: 4096,
             seed: 0,
@@ -130,6 +102,16 @@ impl Default for SingleLoopConfig {
 }
 
 impl SingleLoopConfig {
+    /// The optimiser this configuration describes: `optimizer` under `lr_schedule`, clipped at
+    /// `grad_clip`.
+    pub fn to_optimizer(&self) -> Optimizer {
+        Optimizer {
+            adamw: self.optimizer,
+            schedule: self.lr_schedule,
+            clip: self.grad_clip,
+        }
+    }
+
     /// Validates every field.
     pub fn check(&self, num_tokens: usize) -> Result<()> {
         crate::check::nonzero("steps_per_update", self.steps_per_update)?;
@@ -169,6 +151,19 @@ pub struct UpdateMetrics {
     pub evaluations: u64,
     /// Wall time of the update, seconds.
     pub seconds: f64,
+}
+
+/// Everything an update changes, kept to restore on error.
+struct Saved<E: Dtype, D: Device<E>> {
+    params: ParamStore<E, D>,
+    state: AdamWState<E, D>,
+    particles: Vec<usize>,
+    rewards: Vec<f64>,
+    log_ratio: Vec<f64>,
+    anchor: Vec<usize>,
+    reference_path: Vec<Option<f64>>,
+    update: u64,
+    evaluations: u64,
 }
 
 /// The single-loop trainer.
@@ -266,6 +261,11 @@ impl<M: EnergyModel, G: Graph> SingleLoop<M, G> {
     /// Model evaluations spent so far (chain steps, reference reads, surrogates).
     pub fn evaluations(&self) -> u64 {
         self.evaluations
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SingleLoopConfig {
+        &self.config
     }
 
     /// Updates taken so far.
@@ -423,17 +423,10 @@ impl<M: EnergyModel, G: Graph> SingleLoop<M, G> {
         )?;
         self.evaluations += surrogate.evaluations;
         let mut grads = Grads::collect(self.model.params(), &mut surrogate.loss.backward())?;
-        let norm = match self.config.grad_clip {
-            Some(c) => grads.clip_norm(c),
-            None => grads.global_norm(),
-        };
-        let lr = self
-            .config
-            .lr_decay
-            .at(self.config.optimizer.lr, self.update);
-        self.config
-            .optimizer
-            .step(lr, self.model.params_mut(), &mut self.state, &grads)?;
+        let optimizer = self.config.to_optimizer();
+        let params = self.model.params_mut();
+        let applied = optimizer.apply(self.update, params, &mut self.state, &mut grads)?;
+        let (norm, lr) = (applied.grad_norm, applied.lr);
         if self.config.ratio == RatioMode::Tracked && beta > 0.0 {
             // + Δθ·ĥ_b ≈ h_b(θ_new) − h_b(θ), same frozen weights and positions.
             let mut sub = step_rng(seed, 0);
@@ -527,8 +520,39 @@ impl<M: EnergyModel, G: Graph> SingleLoop<M, G> {
         Ok(())
     }
 
-    /// One full iteration: `k` chain steps, then one update.
+    /// One full iteration: `k` chain steps, then one update. Transactional: on error the model, the
+    /// optimiser state, the particles with their rewards and log-ratios, and the counters are as they
+    /// were before the call.
     pub fn step(&mut self) -> Result<UpdateMetrics> {
+        let saved = Saved {
+            params: self.model.params().clone(),
+            state: self.state.clone(),
+            particles: self.particles.clone(),
+            rewards: self.rewards.clone(),
+            log_ratio: self.log_ratio.clone(),
+            anchor: self.anchor.clone(),
+            reference_path: self.reference_path.clone(),
+            update: self.update,
+            evaluations: self.evaluations,
+        };
+        match self.step_inner() {
+            Ok(m) => Ok(m),
+            Err(e) => {
+                *self.model.params_mut() = saved.params;
+                self.state = saved.state;
+                self.particles = saved.particles;
+                self.rewards = saved.rewards;
+                self.log_ratio = saved.log_ratio;
+                self.anchor = saved.anchor;
+                self.reference_path = saved.reference_path;
+                self.update = saved.update;
+                self.evaluations = saved.evaluations;
+                Err(e)
+            }
+        }
+    }
+
+    fn step_inner(&mut self) -> Result<UpdateMetrics> {
         let clock = Instant::now();
         let mut rng = step_rng(self.config.seed, self.update);
         let jumps = self.advance(self.config.steps_per_update, &mut rng)?;

@@ -13,7 +13,7 @@ use proc_macro2::{Literal, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use super::ir::{Clean, Float, GradClip, Policy, Sampler, SamplerKind, Weights};
+use super::ir::{Clean, Float, GradClip, LrSchedule, Policy, Sampler, SamplerKind, Weights};
 
 /// `Snis(draws = 2)`: `NeighbourWeights::Snis` has no default draw count.
 pub const SNIS_DRAWS: usize = 2;
@@ -303,4 +303,42 @@ pub fn build_from_checkpoint(
             }
         }
     })
+}
+
+/// `InvSqrt(scale = 100)`: `LrSchedule::InvSqrt` has no default scale (`SingleLoopConfig::default()`'s
+/// schedule is `InvSqrt { scale: 100.0 }`).
+const INV_SQRT_SCALE: f64 = 100.0;
+
+/// `config.lr_schedule = ..;` when the policy sets `lr_schedule` (either mode: one `LrSchedule`).
+/// `WarmupCosine` has no warm-up and decays to 0 unless given; `Linear` reaches 0 at `iterations`.
+pub fn lr_schedule(policy: &Policy) -> Option<TokenStream> {
+    let path = quote!(::sepo::__private::LrSchedule);
+    let value = match policy.lr_schedule.as_ref()? {
+        LrSchedule::Constant => quote!(#path::Constant),
+        LrSchedule::Warmup { warmup } => quote!(#path::Warmup { warmup: #warmup }),
+        LrSchedule::WarmupCosine(options) => {
+            let total = &options.total;
+            let warmup = count_or(options.warmup.as_ref(), 0);
+            let min_ratio = options
+                .min_ratio
+                .as_ref()
+                .map_or_else(|| quote!(0.0), float);
+            quote!(#path::WarmupCosine { warmup: #warmup, total: #total, min_ratio: #min_ratio })
+        }
+        LrSchedule::Linear => {
+            let total = rounds(policy);
+            quote!(#path::Linear { total: #total })
+        }
+        LrSchedule::InvSqrt { scale } => {
+            let scale = scale.as_ref().map_or_else(
+                || {
+                    let s = Literal::f64_unsuffixed(INV_SQRT_SCALE);
+                    quote!(#s)
+                },
+                float,
+            );
+            quote!(#path::InvSqrt { scale: #scale })
+        }
+    };
+    Some(quote!(config.lr_schedule = #value;))
 }

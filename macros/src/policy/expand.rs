@@ -11,7 +11,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use super::emit::{self, Bodies, SUBSET_POSITIONS};
-use super::ir::{AllocationKind, EstimatorValue, LogProb, LrSchedule, Policy};
+use super::ir::{AllocationKind, EstimatorValue, LogProb, Policy};
 use super::parse::Item;
 
 /// `Sequential(chunk = 4, ..)`: `Sequential::new(chunk, cap)` has no default for either.
@@ -128,10 +128,7 @@ fn config(policy: &Policy) -> TokenStream {
         sets.push(quote!(config.kl_mode = #root::KlMode::#mode;));
     }
     sets.extend(emit::optimizer(policy));
-    if let Some(schedule) = &policy.lr_schedule {
-        let value = lr_schedule(schedule);
-        sets.push(quote!(config.lr_schedule = #value;));
-    }
+    sets.extend(emit::lr_schedule(policy));
     sets.extend(emit::grad_clip(policy));
     let given = |key: &str| emit::option(policy.plain(key).map(|e| quote!(#e)));
     match policy.plain("batch") {
@@ -194,24 +191,6 @@ fn log_prob_value(log_prob: &LogProb) -> TokenStream {
                 quote!(#root::ConcreteScore { #(#fields,)* ..#default })
             };
             quote!(#root::LogProb::ConcreteScore(#value))
-        }
-    }
-}
-
-/// An `LrSchedule` value (`WarmupCosine`: no warm-up and a decay to 0 unless given).
-fn lr_schedule(schedule: &LrSchedule) -> TokenStream {
-    let path = quote!(::sepo::__private::LrSchedule);
-    match schedule {
-        LrSchedule::Constant => quote!(#path::Constant),
-        LrSchedule::Warmup { warmup } => quote!(#path::Warmup { warmup: #warmup }),
-        LrSchedule::WarmupCosine(options) => {
-            let total = &options.total;
-            let warmup = emit::count_or(options.warmup.as_ref(), 0);
-            let min_ratio = options
-                .min_ratio
-                .as_ref()
-                .map_or_else(|| quote!(0.0), emit::float);
-            quote!(#path::WarmupCosine { warmup: #warmup, total: #total, min_ratio: #min_ratio })
         }
     }
 }

@@ -1,11 +1,10 @@
 //! The values of a `policy!` that only a gradient-flow single loop (`mode: SingleLoop`) reads:
-//! `sampler: Flow(..)` (the chain), `log_prob: Ift(..)` (the estimator) and `lr_decay` (its rate over
-//! updates). Each is read into its IR value, mistakes recorded at the user's span; whether the mode
+//! `sampler: Flow(..)` (the chain) and `log_prob: Ift(..)` (the estimator). Each is read into its IR value, mistakes recorded at the user's span; whether the mode
 //! fits them is checked in `validate.rs`.
 
 use syn::Expr;
 
-use super::ir::{Float, Flow, Ift, LrDecay, Ratio, StateGradient};
+use super::ir::{Float, Flow, Ift, Ratio, StateGradient};
 use super::read::{count, float, int, named, optional};
 use super::shared::{clean, sampler, weights};
 use crate::call::{self, Call};
@@ -133,36 +132,4 @@ fn time(cx: &Ctxt, value: &Expr) -> Option<Float> {
         }
     }
     float(cx, value, "t0")
-}
-
-/// `lr_decay: Constant | Linear | InvSqrt(scale = s)` (`scale > 0`).
-pub fn lr_decay(cx: &Ctxt, value: &Expr) -> Option<LrDecay> {
-    let call = named(
-        cx,
-        value,
-        "lr_decay",
-        keys::LR_DECAYS,
-        "`Constant`, `Linear` (to 0 at `iterations`) or `InvSqrt(scale = 100)`",
-    )?;
-    match call.name.to_string().as_str() {
-        "Constant" => {
-            call.check_options(cx, &[], "");
-            Some(LrDecay::Constant)
-        }
-        "Linear" => {
-            call.check_options(cx, &[], "");
-            Some(LrDecay::Linear)
-        }
-        _ => {
-            call.check_options(cx, &["scale"], "`scale = s` (updates per unit of decay)");
-            let scale = optional(call.option("scale"), |s| {
-                if call::number(s).is_some_and(|(v, _)| v <= 0.0) {
-                    cx.error_spanned_by(s, "`scale` must be > 0");
-                    return None;
-                }
-                float(cx, s, "scale")
-            })?;
-            Some(LrDecay::InvSqrt { scale })
-        }
-    }
 }

@@ -9,14 +9,11 @@ use proc_macro2::TokenStream;
 use quote::quote;
 
 use super::emit::{self, Bodies, SUBSET_POSITIONS};
-use super::ir::{LrDecay, Policy, Ratio, StateGradient};
+use super::ir::{Policy, Ratio, StateGradient};
 use super::parse::Item;
 
 /// `batch`: the number of particles, which `InitialParticles` has no default for.
 const PARTICLES: usize = 32;
-/// `InvSqrt(scale = 100)`: `FlowLr::InvSqrt` has no default scale (`SingleLoopConfig::default()`'s
-/// decay is `InvSqrt { scale: 100.0 }`).
-const INV_SQRT_SCALE: f64 = 100.0;
 
 /// The struct and its constructors.
 pub fn item(item: &Item, policy: &Policy, bodies: Bodies) -> TokenStream {
@@ -147,26 +144,7 @@ fn config(policy: &Policy) -> TokenStream {
         sets.push(quote!(config.beta = #beta;));
     }
     sets.extend(emit::optimizer(policy));
-    if let Some(decay) = &policy.lr_decay {
-        let decay = match decay {
-            LrDecay::Constant => quote!(#root::FlowLr::Constant),
-            LrDecay::Linear => {
-                let total = emit::rounds(policy);
-                quote!(#root::FlowLr::Linear { total: #total })
-            }
-            LrDecay::InvSqrt { scale } => {
-                let scale = scale.as_ref().map_or_else(
-                    || {
-                        let s = proc_macro2::Literal::f64_unsuffixed(INV_SQRT_SCALE);
-                        quote!(#s)
-                    },
-                    emit::float,
-                );
-                quote!(#root::FlowLr::InvSqrt { scale: #scale })
-            }
-        };
-        sets.push(quote!(config.lr_decay = #decay;));
-    }
+    sets.extend(emit::lr_schedule(policy));
     sets.extend(emit::grad_clip(policy));
     if let Some(seed) = policy.plain("seed") {
         sets.push(quote!(config.seed = #seed;));

@@ -36,8 +36,6 @@ pub struct Policy {
     pub flow: Option<Flow>,
     /// `log_prob: Ift(..)`: the single loop's estimator.
     pub ift: Option<Ift>,
-    /// `lr_decay: ..`: the single loop's learning-rate decay.
-    pub lr_decay: Option<LrDecay>,
     /// `kl_mode: InReward | Path`, as written.
     pub kl_mode: Option<Ident>,
     /// `lr_schedule: ..`.
@@ -193,6 +191,13 @@ pub enum LrSchedule {
     },
     /// `WarmupCosine(warmup = n, total = n, min_ratio = r)` (boxed: the largest variant by far).
     WarmupCosine(Box<WarmupCosine>),
+    /// `Linear`: to 0 at `iterations`.
+    Linear,
+    /// `InvSqrt(scale = s)`.
+    InvSqrt {
+        /// Steps per unit of decay.
+        scale: Option<Float>,
+    },
 }
 
 /// The options of `WarmupCosine(..)`.
@@ -298,18 +303,5 @@ pub enum Ratio {
     PathSubset {
         /// `positions = m`.
         positions: Option<Expr>,
-    },
-}
-
-/// `lr_decay: ..` (`FlowLr`).
-pub enum LrDecay {
-    /// `Constant`.
-    Constant,
-    /// `Linear`: to 0 at `iterations`.
-    Linear,
-    /// `InvSqrt(scale = s)`.
-    InvSqrt {
-        /// Updates per unit of decay.
-        scale: Option<Float>,
     },
 }

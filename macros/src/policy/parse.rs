@@ -135,7 +135,6 @@ pub fn policy(cx: &Ctxt, item: &Item) -> Policy {
                     Mode::TwoLoop
                 });
             }),
-            "lr_decay" => flow::lr_decay(cx, value).map(|d| policy.lr_decay = Some(d)),
             "estimator" => {
                 policy.estimator = Some(estimator_value(cx, value));
                 Some(())

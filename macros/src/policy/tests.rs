@@ -89,7 +89,7 @@ fn expansion_of_a_small_single_loop_policy() {
             reward: GcContent::default(),
             log_prob: Ift(t0 = 1e-4),
             kl: 1,
-            lr_decay: Linear,
+            lr_schedule: Linear,
             batch: 16,
             iterations: 50,
         }
@@ -134,7 +134,7 @@ fn expansion_of_a_small_single_loop_policy() {
                 config.rates = ::sepo::__private::LocallyBalanced::Barker;
                 config.estimator.sigma0 = ::sepo::__private::sigma_at(&Self::schedule(), 1e-4)?;
                 config.beta = 1f64;
-                config.lr_decay = ::sepo::__private::FlowLr::Linear { total: 50 };
+                config.lr_schedule = ::sepo::__private::LrSchedule::Linear { total: 50 };
                 ::std::result::Result::Ok(config)
             }
             #[doc = " The noise schedule: the `init` sampler's, and the one `t0` is read under."]

@@ -11,19 +11,36 @@ use crate::call::{self, Call};
 use crate::ctxt::Ctxt;
 use crate::keys;
 
-/// `lr_schedule: Constant | Warmup(warmup = n) | WarmupCosine(warmup = n, total = n, min_ratio = r)`.
+/// `lr_schedule: Constant | Warmup(warmup = n) | WarmupCosine(warmup = n, total = n, min_ratio = r)
+/// | Linear | InvSqrt(scale = s)`, in either mode.
 pub fn lr_schedule(cx: &Ctxt, value: &Expr) -> Option<LrSchedule> {
     let call = named(
         cx,
         value,
         "lr_schedule",
         keys::LR_SCHEDULES,
-        "`Constant`, `Warmup(warmup = 100)` or `WarmupCosine(warmup = 100, total = 1000, min_ratio = 0.1)`",
+        "`Constant`, `Warmup(warmup = 100)`, `WarmupCosine(warmup = 100, total = 1000, min_ratio = 0.1)`, \
+         `Linear` (to 0 at `iterations`) or `InvSqrt(scale = 100)`",
     )?;
     match call.name.to_string().as_str() {
         "Constant" => {
             call.check_options(cx, &[], "");
             Some(LrSchedule::Constant)
+        }
+        "Linear" => {
+            call.check_options(cx, &[], "");
+            Some(LrSchedule::Linear)
+        }
+        "InvSqrt" => {
+            call.check_options(cx, &["scale"], "`scale = s` (steps per unit of decay)");
+            let scale = optional(call.option("scale"), |s| {
+                if call::number(s).is_some_and(|(v, _)| v <= 0.0) {
+                    cx.error_spanned_by(s, "`scale` must be > 0");
+                    return None;
+                }
+                float(cx, s, "scale")
+            })?;
+            Some(LrSchedule::InvSqrt { scale })
         }
         "Warmup" => {
             call.check_options(cx, &["warmup"], "`warmup = n` (optimiser steps)");

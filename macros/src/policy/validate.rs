@@ -69,7 +69,7 @@ fn batch_splits_into_groups(cx: &Ctxt, policy: &Policy) {
     }
 }
 
-/// Two-loop keys mean nothing in a single loop (each error says why); `lr_decay` means nothing in two.
+/// Two-loop keys mean nothing in a single loop (each error says why).
 fn keys_fit_the_mode(cx: &Ctxt, item: &Item, policy: &Policy) {
     for (key, _) in &item.entries {
         let word = key.to_string();
@@ -80,12 +80,6 @@ fn keys_fit_the_mode(cx: &Ctxt, item: &Item, policy: &Policy) {
                     format!("`{word}` means nothing in `mode: SingleLoop` ({reason})"),
                 );
             }
-        } else if word == "lr_decay" {
-            cx.error_spanned_by(
-                key,
-                "`lr_decay` decays a single loop's rate over its updates: it needs `mode: SingleLoop` \
-                 (two-loop runs use `lr_schedule`)",
-            );
         }
     }
 }

@@ -3,10 +3,10 @@
 
 use crate::error::{Error, Result};
 use crate::nn::AdamW;
+use crate::nn::{LrSchedule, Optimizer};
 use crate::policy::{ConcreteScore, Mixture};
 use crate::sample::{SamplerConfig, SamplerKind};
 use crate::train::Allocation;
-use crate::train::LrSchedule;
 use crate::weight::Baseline;
 
 /// Which log-probability estimator the policy gradient uses (docs/sepo.md §3–4).
@@ -126,6 +126,16 @@ pub struct FinetuneConfig {
 }
 
 impl FinetuneConfig {
+    /// The optimiser this configuration describes: `optimizer` under `lr_schedule`, clipped at
+    /// `grad_clip`.
+    pub fn to_optimizer(&self) -> Optimizer {
+        Optimizer {
+            adamw: self.optimizer,
+            schedule: self.lr_schedule,
+            clip: self.grad_clip,
+        }
+    }
+
     /// Defaults for sequences of length `seq_len`: 4 groups of 8, Tweedie with 32 steps, the
     /// `Trajectory` log-probability, GRPO advantages, ε = 0.2, K = 5 epochs in minibatches of 16, AdamW
     /// lr 1e-4 without weight decay, clip 1.0, no KL (in the reward when `kl > 0`), no entropy bonus, uniform

@@ -102,6 +102,7 @@ where
         let (mut clip_sum, mut norm_sum, mut loss_sum, mut kl_sum, mut updates) =
             (0.0, 0.0, 0.0, 0.0, 0usize);
         let mut lr = c.optimizer.lr;
+        let optimizer = c.to_optimizer();
         let mut order: Vec<usize> = (0..batch.div_ceil(c.minibatch)).collect();
         for _ in 0..c.epochs {
             order.shuffle(&mut rng);
@@ -109,19 +110,11 @@ where
                 let rows = chunk * c.minibatch..((chunk + 1) * c.minibatch).min(batch);
                 let (mut grads, stats, kl) =
                     self.minibatch_grads(&old, &samples, rows, &adv, &mut rng)?;
-                let norm = match c.grad_clip {
-                    Some(m) => grads.clip_norm(m),
-                    None => grads.global_norm(),
-                };
-                if !norm.is_finite() {
-                    return Err(Error::Diverged {
-                        what: "gradient norm",
-                        step: self.state.step,
-                    });
-                }
-                lr = c.lr_schedule.at(c.optimizer.lr, self.state.step);
-                c.optimizer
-                    .step(lr, self.model.params_mut(), &mut self.state, &grads)?;
+                let index = self.state.step;
+                let params = self.model.params_mut();
+                let update = optimizer.apply(index, params, &mut self.state, &mut grads)?;
+                let (norm, rate) = (update.grad_norm, update.lr);
+                lr = rate;
                 clip_sum += stats.clip_ratio;
                 norm_sum += norm;
                 loss_sum += stats.loss;

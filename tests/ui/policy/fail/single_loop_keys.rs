@@ -16,13 +16,6 @@ policy! {
         checkpoint_dir: "runs/flow",
         prompts: vec![vec![0]],
         allocation: Uniform,
-        lr_schedule: Constant,
-    }
-
-    /// `lr_decay` needs the single loop.
-    TwoLoops {
-        reward: sepo::reward::GcContent::default(),
-        lr_decay: Linear,
     }
 }
 

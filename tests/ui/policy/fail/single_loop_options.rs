@@ -7,7 +7,7 @@ policy! {
         reward: sepo::reward::GcContent::default(),
         sampler: Flow(rates = Sqrt, step = 2, init = Tweedy),
         log_prob: Ift(h = Neighbor, t0 = 2.0, ratio = Exactly),
-        lr_decay: InvSqrt(scale = 0),
+        lr_schedule: InvSqrt(scale = 0),
         batch: 1,
     }
 
@@ -15,7 +15,7 @@ policy! {
     Typos {
         mode: Singleloop,
         reward: sepo::reward::GcContent::default(),
-        lr_decay: Linaer,
+        lr_schedule: Linaer,
     }
 
     /// Zero steps, and the other unbounded rates.

@@ -2,7 +2,7 @@ use sepo::flow::LocallyBalanced;
 use sepo::policy::{Ift, StateGradient};
 use sepo::prelude::*;
 use sepo::reward::GcContent;
-use sepo::train::{FlowLr, FlowRun, RatioMode, SingleLoopConfig};
+use sepo::train::{LrSchedule, FlowRun, RatioMode, SingleLoopConfig};
 
 noise_schedule! {
     Cosine(eps: f64 = 1e-3) = -ln(cos(PI / 2.0 * (1.0 - eps) * t));
@@ -20,7 +20,7 @@ policy! {
         log_prob: Ift(h = Energy, clean = MaskedSubset(positions = 3), t0 = 1e-4, ratio = Exact),
         kl: 1,
         optimizer: Adam(lr = 3e-4, weight_decay = 0.01),
-        lr_decay: InvSqrt(scale = 50),
+        lr_schedule: InvSqrt(scale = 50),
         grad_clip: 0.5,
         batch: 64,
         iterations: 200,
@@ -42,7 +42,7 @@ policy! {
         sampler: Flow(rates = Metropolis, init = FirstHitting),
         log_prob: Ift(h = Conditional, clean = Unmasked, ratio = Tracked),
         reward: GcContent::default(),
-        lr_decay: Linear,
+        lr_schedule: Linear,
         iterations: 40,
         grad_clip: None,
     }
@@ -58,7 +58,7 @@ policy! {
             ratio = PathSubset(positions = 2),
         ),
         reward: GcContent::default(),
-        lr_decay: Constant,
+        lr_schedule: Constant,
     }
 
     /// SEPO's neighbour weights with their default, the full path log-ratio.
@@ -87,7 +87,7 @@ fn main() {
     assert_eq!(full.ratio, RatioMode::Exact);
     assert_eq!(full.beta, 1.0);
     assert_eq!(full.optimizer, AdamW { lr: 3e-4, weight_decay: 0.01, ..AdamW::with_lr(1e-3) });
-    assert_eq!(full.lr_decay, FlowLr::InvSqrt { scale: 50.0 });
+    assert_eq!(full.lr_schedule, LrSchedule::InvSqrt { scale: 50.0 });
     assert_eq!(full.grad_clip, Some(0.5));
 
     // The defaults are the core's, with `sigma0 = σ̄(1e-5)` under the default schedule.
@@ -103,10 +103,10 @@ fn main() {
     assert_eq!(others.estimator.state_gradient, StateGradient::Conditional);
     assert_eq!(others.estimator.clean, CleanScores::Unmasked);
     assert_eq!(others.ratio, RatioMode::Tracked);
-    assert_eq!(others.lr_decay, FlowLr::Linear { total: 40 });
+    assert_eq!(others.lr_schedule, LrSchedule::Linear { total: 40 });
     assert_eq!(others.grad_clip, None);
     let named = Named::config(4).unwrap();
-    assert_eq!((named.rates, named.lr_decay), (LocallyBalanced::HeatBath, FlowLr::Constant));
+    assert_eq!((named.rates, named.lr_schedule), (LocallyBalanced::HeatBath, LrSchedule::Constant));
     assert_eq!(named.estimator.clean, CleanScores::Masked);
     assert_eq!(named.ratio, RatioMode::PathSubset { positions: 2 });
     assert_eq!(
