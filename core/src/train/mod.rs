@@ -5,6 +5,7 @@
 
 pub mod build;
 pub mod checkpoint;
+pub mod commit;
 pub mod finetune;
 pub mod flow_run;
 pub mod metrics;
