@@ -93,6 +93,10 @@ impl<E: Dtype, D: Device<E>, M: ScoreModel<E, D>> ScoreModel<E, D> for Counting<
         self.inner.params_mut()
     }
 
+    fn description(&self) -> Option<crate::train::ModelDescription> {
+        self.inner.description()
+    }
+
     /// The inner forward; adds `B` to the evaluations (and to `taped` when `T` owns a tape).
     fn forward_with<T: Tape<E, D>>(
         &self,

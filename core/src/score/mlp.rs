@@ -213,6 +213,10 @@ impl<E: Dtype, D: Device<E>> ScoreModel<E, D> for Mlp<E, D> {
         &mut self.store
     }
 
+    fn description(&self) -> Option<crate::train::ModelDescription> {
+        Some(crate::train::ModelDescription::of(self))
+    }
+
     /// As the trait's, and the length must be exactly `len` (the input layer is position-wise).
     fn check_input(
         &self,

@@ -44,6 +44,14 @@ pub trait ScoreModel<E: Dtype, D: Device<E>> {
     /// Mutable access for optimisers and checkpoint loading.
     fn params_mut(&mut self) -> &mut ParamStore<E, D>;
 
+    /// What a checkpoint's `config.json` records about this model, so that trainers generic over
+    /// any score model save directories [`crate::train::Checkpoint::load_model`] can rebuild: `Some`
+    /// for the architectures implementing [`crate::train::ModelKind`], `None` (the default, no
+    /// `config.json`) for the others.
+    fn description(&self) -> Option<crate::train::ModelDescription> {
+        None
+    }
+
     /// `log s(x, σ̄)_{l,v}` for `tokens [B, L]` and per-sequence total noise `sigma_bar [B]`, evaluated with
     /// the weights in `params` (this model's, a snapshot's or a reference's: same layout), recording on
     /// `tape`. Inputs must already be validated (see [`ScoreModel::check_input`]).

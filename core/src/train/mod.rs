@@ -13,7 +13,7 @@ pub mod pretrain;
 pub mod single_loop;
 
 pub use build::{seq_len_of, FromStates, Run, RunOptions};
-pub use checkpoint::{Checkpoint, ModelKind};
+pub use checkpoint::{Checkpoint, ModelDescription, ModelKind};
 pub use finetune::{
     FinetuneConfig, Finetuner, GradientEstimate, KlMode, LogProb, RoundMetrics, SamplerKind,
 };

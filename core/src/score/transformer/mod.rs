@@ -288,6 +288,10 @@ impl<E: Dtype, D: Device<E>> ScoreModel<E, D> for Transformer<E, D> {
         &mut self.store
     }
 
+    fn description(&self) -> Option<crate::train::ModelDescription> {
+        Some(crate::train::ModelDescription::of(self))
+    }
+
     fn forward_with<T: Tape<E, D>>(
         &self,
         params: &ParamStore<E, D>,
