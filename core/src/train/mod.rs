@@ -15,10 +15,11 @@ pub mod single_loop;
 pub use build::{seq_len_of, FromStates, Run, RunOptions};
 pub use checkpoint::{Checkpoint, ModelDescription, ModelKind};
 pub use finetune::{
-    FinetuneConfig, Finetuner, GradientEstimate, KlMode, LogProb, RoundMetrics, SamplerKind,
+    FinetuneConfig, Finetuner, GradientEstimate, KlMode, LogProb, Periodic, Resumed, RoundMetrics,
+    SamplerKind,
 };
 pub use flow_run::FlowRun;
-pub use metrics::{progress_bar, MetricsWriter};
+pub use metrics::{progress_bar, MetricsMark, MetricsWriter};
 pub use pretrain::{Corpus, LrSchedule, PretrainConfig, Pretrainer, StepStats};
 pub use single_loop::{FlowLr, RatioMode, SingleLoop, SingleLoopConfig, UpdateMetrics};
 
