@@ -47,7 +47,11 @@ fn a_resumed_run_is_bit_identical_to_a_straight_one_and_logs_each_round_once() {
     let mark = r.metrics.expect("saved with a metrics file");
     assert_eq!(mark.path, log);
     mark.rewind().unwrap();
-    assert_eq!(metric_lines(&log).len() as u64, K, "the lost round's line is gone");
+    assert_eq!(
+        metric_lines(&log).len() as u64,
+        K,
+        "the lost round's line is gone"
+    );
     let mut w = MetricsWriter::append(&log).unwrap();
     resumed
         .fit_checkpointed(K, false, Some(&mut w), Some((&ckpt, periodic)))
@@ -213,5 +217,52 @@ fn a_fine_tuned_directory_loads_like_a_pretrained_one() {
     assert_eq!(extra["round"], 2);
     assert_eq!(extra["finetune"]["seed"], 11);
     assert!(ckpt.exists());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A full disk in the middle of a save (the optimiser's file, half written) returns the I/O error and
+/// leaves the previous checkpoint published and whole: a resume gets round 2, not a mix.
+#[test]
+fn a_full_disk_during_a_save_leaves_the_last_checkpoint_intact() {
+    use std::sync::Arc;
+    let dir = fresh_dir("full");
+    let ckpt = Checkpoint::new(dir.join("ckpt"));
+    let mut ft = tiny(1);
+    ft.fit(2, false, None).unwrap();
+    ft.save(&ckpt).unwrap();
+    let at_two = state_bits(&ft);
+    ft.fit(1, false, None).unwrap();
+    sepo::train::commit::set_fault_hook(
+        &ckpt.dir,
+        Some(Arc::new(|point: &str| {
+            if point == "write optimizer.safetensors" {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::StorageFull,
+                    "no space left on device",
+                ))
+            } else {
+                Ok(())
+            }
+        })),
+    );
+    match ft.save(&ckpt) {
+        Err(sepo::Error::Io { source, .. }) => {
+            assert_eq!(source.kind(), std::io::ErrorKind::StorageFull)
+        }
+        other => panic!("expected the disk-full error, got {other:?}"),
+    }
+    sepo::train::commit::set_fault_hook(&ckpt.dir, None);
+    let mut back = tiny(7);
+    assert_eq!(back.resume(&ckpt).unwrap().round, 2);
+    assert_eq!(state_bits(&back), at_two);
+    let names: Vec<String> = std::fs::read_dir(&ckpt.dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.ends_with(".tmp")),
+        "the failed save left {names:?}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

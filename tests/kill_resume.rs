@@ -102,11 +102,7 @@ fn spawn(dir: &Path, stop: Option<u64>, trace: bool, piped: bool) -> Child {
     .env(CHILD_DIR, dir)
     .env_remove(CHILD_STOP)
     .env_remove(CHILD_TRACE)
-    .stdout(if piped {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
+    .stdout(if piped { Stdio::piped() } else { Stdio::null() })
     .stderr(Stdio::null());
     if let Some(n) = stop {
         cmd.env(CHILD_STOP, n.to_string());
@@ -171,7 +167,7 @@ fn kill_after(dir: &Path, delay: Duration) -> Outcome {
 
 /// The uninterrupted run: its state after each round and its metrics lines.
 struct Reference {
-    states: Vec<(Vec<u32>, Vec<u32>, Vec<u32>, u64, u64)>,
+    states: Vec<StateBits>,
     lines: Vec<serde_json::Value>,
 }
 

@@ -80,8 +80,11 @@ pub fn bits(store: &ParamStore<f32, Cpu>) -> Vec<u32> {
         .collect()
 }
 
+/// Policy, reference and AdamW moments as bits, the AdamW step and the round.
+pub type StateBits = (Vec<u32>, Vec<u32>, Vec<u32>, u64, u64);
+
 /// Everything a round depends on, as bits: policy, reference, AdamW step and moments, round.
-pub fn state_bits(ft: &Tiny) -> (Vec<u32>, Vec<u32>, Vec<u32>, u64, u64) {
+pub fn state_bits(ft: &Tiny) -> StateBits {
     let moments = ft
         .state
         .m
@@ -107,7 +110,12 @@ pub fn metric_lines(path: &Path) -> Vec<serde_json::Value> {
         .map(|l| {
             let mut v: serde_json::Value = serde_json::from_str(l).expect("whole JSON lines");
             let obj = v.as_object_mut().unwrap();
-            for k in ["samples_per_s", "time_sample", "time_score", "time_backward"] {
+            for k in [
+                "samples_per_s",
+                "time_sample",
+                "time_score",
+                "time_backward",
+            ] {
                 obj.remove(k);
             }
             v

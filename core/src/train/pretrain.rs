@@ -9,11 +9,11 @@ use rand::Rng;
 use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::loss::{dwdse_loss, Dwdse};
+use crate::nn::io::{adamw_to_bytes, load_adamw_bytes};
 use crate::nn::{AdamW, AdamWState, Ema, Grads};
 use crate::schedule::NoiseSchedule;
 use crate::score::ScoreModel;
 use crate::train::checkpoint::{Checkpoint, ModelKind};
-use crate::nn::io::{adamw_to_bytes, load_adamw_bytes};
 use crate::train::checkpoint::{ModelDescription, MODEL_FILE, OPTIMIZER_FILE};
 use crate::train::commit::DEFAULT_KEEP_LAST;
 use crate::train::{step_rng, MetricsWriter};
@@ -395,7 +395,10 @@ impl<
         let description = ModelDescription::of(&self.model);
         let mut files = Checkpoint::model_files(self.model.params(), Some(&description), extra)?;
         if let Some(ema) = &self.ema {
-            files.push((EMA_FILE, ema.params.to_safetensors_bytes(&Default::default())?));
+            files.push((
+                EMA_FILE,
+                ema.params.to_safetensors_bytes(&Default::default())?,
+            ));
         }
         files.push((
             OPTIMIZER_FILE,

@@ -468,7 +468,8 @@ pub fn commit(root: &Path, files: &[(&str, &[u8])], keep_last: usize) -> Result<
     if result.is_err() {
         remove(&tmp);
         // Renamed but not published (the error came before the manifest's rename): an orphan.
-        let published_now = matches!(Committed::open(root), Ok(Some(c)) if c.generation() == Some(n));
+        let published_now =
+            matches!(Committed::open(root), Ok(Some(c)) if c.generation() == Some(n));
         if !published_now {
             remove(&dest);
         }

@@ -16,7 +16,9 @@ const B: &[(&str, &[u8])] = &[
 ];
 
 fn published(root: &Path) -> Committed {
-    Committed::open(root).unwrap().expect("a published generation")
+    Committed::open(root)
+        .unwrap()
+        .expect("a published generation")
 }
 
 /// Every entry of `root` that is not a generation, the manifest or the lock.
@@ -142,7 +144,10 @@ fn stale_temporaries_are_cleaned_and_nothing_else_is() {
 
     let removed = clean(&root).unwrap();
     assert_eq!(removed.len(), 4, "{removed:?}");
-    assert_eq!(leftovers(&root), vec!["model.safetensors.tmpx", "notes.txt"]);
+    assert_eq!(
+        leftovers(&root),
+        vec!["model.safetensors.tmpx", "notes.txt"]
+    );
     assert_eq!(generations(&root), vec![1]);
     published(&root).verify().unwrap();
 
@@ -150,7 +155,10 @@ fn stale_temporaries_are_cleaned_and_nothing_else_is() {
     fs::create_dir(&stale_gen).unwrap();
     fs::create_dir(generation_dir(&root, 7)).unwrap();
     assert_eq!(commit(&root, B, 2).unwrap(), 2);
-    assert_eq!(leftovers(&root), vec!["model.safetensors.tmpx", "notes.txt"]);
+    assert_eq!(
+        leftovers(&root),
+        vec!["model.safetensors.tmpx", "notes.txt"]
+    );
     assert_eq!(generations(&root), vec![1, 2]);
     fs::remove_dir_all(&root).ok();
 }
@@ -193,7 +201,11 @@ fn a_full_disk_at_any_step_leaves_the_last_commit_intact() {
         assert_eq!(c.generation(), Some(1), "{point}");
         assert_eq!(c.read("model.safetensors").unwrap(), b"weights-a");
         c.verify().unwrap();
-        assert!(leftovers(&root).is_empty(), "{point}: {:?}", leftovers(&root));
+        assert!(
+            leftovers(&root).is_empty(),
+            "{point}: {:?}",
+            leftovers(&root)
+        );
         assert_eq!(generations(&root), vec![1], "{point}");
     }
     set_fault_hook(&root, None);
@@ -231,10 +243,7 @@ fn bad_commit_arguments_are_typed_errors() {
         name(commit(&root, &[("a", b"x"), ("a", b"y")], 1)),
         "file name"
     );
-    assert!(matches!(
-        commit(&root, &[], 1),
-        Err(Error::Empty { .. })
-    ));
+    assert!(matches!(commit(&root, &[], 1), Err(Error::Empty { .. })));
     fs::remove_dir_all(&root).ok();
 }
 

@@ -68,7 +68,11 @@ impl Periodic {
     /// Validates both fields.
     pub fn check(&self) -> Result<()> {
         if self.every == 0 {
-            return Err(Error::invalid("every", 0, "checkpoint at least every round (≥ 1)"));
+            return Err(Error::invalid(
+                "every",
+                0,
+                "checkpoint at least every round (≥ 1)",
+            ));
         }
         crate::check::nonzero("keep_last", self.keep_last).map(|_| ())
     }
@@ -119,7 +123,10 @@ where
     pub fn resolved_config(&self) -> Value {
         let mut v = serde_json::to_value(&self.config).unwrap_or(Value::Null);
         let schedule: Vec<f64> = (0..=SCHEDULE_POINTS)
-            .map(|k| self.schedule.total(f64::from(k) / f64::from(SCHEDULE_POINTS)))
+            .map(|k| {
+                self.schedule
+                    .total(f64::from(k) / f64::from(SCHEDULE_POINTS))
+            })
             .collect();
         if let Value::Object(map) = &mut v {
             map.insert("dtype".into(), dtype_name::<E>().into());
@@ -134,7 +141,8 @@ where
     /// Commits the run (policy, model config, reference, optimiser state, trainer state) to
     /// `checkpoint` as one generation; see [`Finetuner::save_with`].
     pub fn save(&self, checkpoint: &Checkpoint) -> Result<()> {
-        self.save_with(checkpoint, None, DEFAULT_KEEP_LAST).map(|_| ())
+        self.save_with(checkpoint, None, DEFAULT_KEEP_LAST)
+            .map(|_| ())
     }
 
     /// Commits the run to `checkpoint` as one generation, keeping the `keep_last` newest, and returns
@@ -204,12 +212,15 @@ where
             }
         };
         let path = committed.path(TRAINER_FILE);
-        let file: TrainerFile = serde_json::from_slice(&committed.read(TRAINER_FILE)?)
-            .map_err(|e| Error::CorruptCheckpoint {
-                path: path.clone(),
-                reason: e.to_string(),
+        let file: TrainerFile =
+            serde_json::from_slice(&committed.read(TRAINER_FILE)?).map_err(|e| {
+                Error::CorruptCheckpoint {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                }
             })?;
-        if let Some((key, saved, resuming)) = first_difference(&file.config, &self.resolved_config())
+        if let Some((key, saved, resuming)) =
+            first_difference(&file.config, &self.resolved_config())
         {
             return Err(Error::ResumeMismatch {
                 path: checkpoint.dir.clone(),
