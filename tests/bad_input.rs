@@ -190,18 +190,29 @@ fn oversized_model_configs_are_refused_before_allocating() {
     checkpoint
         .save_model(&mlp(3), serde_json::Value::Null)
         .unwrap();
-    let config_path = checkpoint.config_path();
-    let original = std::fs::read_to_string(&config_path).unwrap();
-    let mut json: serde_json::Value = serde_json::from_str(&original).unwrap();
+    let committed = checkpoint.open().unwrap();
+    let weights = committed.read("model.safetensors").unwrap();
+    let original = committed.read("config.json").unwrap();
+    let mut json: serde_json::Value = serde_json::from_slice(&original).unwrap();
+    // Committed with the checkpoint (an edited file would fail its checksum before being parsed).
+    let commit_config = |json: &serde_json::Value| {
+        let config = serde_json::to_vec(json).unwrap();
+        checkpoint
+            .commit(
+                &[("model.safetensors", &weights), ("config.json", &config)],
+                1,
+            )
+            .unwrap();
+    };
     for (key, value) in [("hidden", 200_000_000u64), ("len", u64::MAX / 2)] {
         let mut edited = json.clone();
         edited["model"][key] = value.into();
-        std::fs::write(&config_path, serde_json::to_string(&edited).unwrap()).unwrap();
+        commit_config(&edited);
         let loaded = checkpoint.load_model::<Mlp<f32, Cpu>>(&Cpu::default());
         assert_eq!(invalid_name(loaded.map(|_| ())), "MlpConfig", "{key}");
     }
     json["model"]["hidden"] = 128.into();
-    std::fs::write(&config_path, serde_json::to_string(&json).unwrap()).unwrap();
+    commit_config(&json);
     assert!(checkpoint
         .load_model::<Mlp<f32, Cpu>>(&Cpu::default())
         .is_ok());

@@ -1,6 +1,7 @@
 //! Checkpoints: bit-identical round trips, resumable pretraining, and typed errors for damaged files
 //! (issue "core", must-show 6).
 
+use sepo::error::Integrity;
 use sepo::graph::Absorbing;
 use sepo::prelude::*;
 
@@ -78,14 +79,22 @@ fn damaged_or_mismatched_checkpoints_are_typed_errors_and_change_nothing() {
     let mut b = trainer(4);
     let before = bits(b.model.params());
 
+    // A file damaged after its commit fails its size or CRC-64 check before anything parses it.
     std::fs::write(ckpt.model_path(), &model_bytes[..model_bytes.len() / 2]).unwrap();
-    assert!(matches!(
-        b.resume(&ckpt),
-        Err(sepo::Error::CorruptCheckpoint { .. })
-    ));
-    assert!(matches!(
-        ckpt.load_model::<Mlp<f32, Cpu>>(&Cpu::default()),
-        Err(sepo::Error::CorruptCheckpoint { .. })
+    let truncated = |r: &sepo::Error| {
+        matches!(
+            r,
+            sepo::Error::CheckpointIntegrity {
+                problem: Integrity::Size { .. },
+                ..
+            }
+        )
+    };
+    assert!(truncated(&b.resume(&ckpt).unwrap_err()));
+    assert!(truncated(
+        &ckpt
+            .load_model::<Mlp<f32, Cpu>>(&Cpu::default())
+            .unwrap_err()
     ));
     assert_eq!(
         bits(b.model.params()),
@@ -95,6 +104,19 @@ fn damaged_or_mismatched_checkpoints_are_typed_errors_and_change_nothing() {
 
     std::fs::write(ckpt.model_path(), &model_bytes).unwrap();
     std::fs::write(ckpt.config_path(), b"{ not json").unwrap();
+    assert!(matches!(
+        ckpt.load_model::<Mlp<f32, Cpu>>(&Cpu::default()),
+        Err(sepo::Error::CheckpointIntegrity { .. })
+    ));
+    // Committed as such, a config that does not parse is corrupt.
+    ckpt.commit(
+        &[
+            ("model.safetensors", &model_bytes),
+            ("config.json", b"{ not json"),
+        ],
+        2,
+    )
+    .unwrap();
     assert!(matches!(
         ckpt.load_model::<Mlp<f32, Cpu>>(&Cpu::default()),
         Err(sepo::Error::CorruptCheckpoint { .. })
@@ -127,5 +149,11 @@ fn damaged_or_mismatched_checkpoints_are_typed_errors_and_change_nothing() {
         Err(sepo::Error::CheckpointMismatch { .. })
     ));
     std::fs::remove_file(ckpt.optimizer_path()).unwrap();
-    assert!(matches!(b.resume(&ckpt), Err(sepo::Error::Io { .. })));
+    assert!(matches!(
+        b.resume(&ckpt),
+        Err(sepo::Error::CheckpointIntegrity {
+            problem: Integrity::Missing,
+            ..
+        })
+    ));
 }

@@ -153,7 +153,7 @@ fn runtime_mistakes_are_typed_errors() {
     ));
     assert!(matches!(
         Loaded::build(&Cpu::default()),
-        Err(sepo::Error::Io { .. })
+        Err(sepo::Error::NoCheckpoint { .. })
     ));
 }
 

@@ -112,7 +112,7 @@ fn a_run_built_in_code_fits_its_rounds() {
 fn a_missing_checkpoint_is_a_typed_error() {
     assert!(matches!(
         Loaded::build(&Cpu::default()),
-        Err(sepo::Error::Io { .. })
+        Err(sepo::Error::NoCheckpoint { .. })
     ));
 }
 

@@ -180,6 +180,40 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A committed checkpoint's file is missing, or its size or checksum differs from what the
+    /// manifest recorded when it was committed (a damaged file, never a half-written one: see
+    /// [`crate::train::commit`]).
+    #[error("checkpoint file {path}: {problem}")]
+    CheckpointIntegrity {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: Integrity,
+    },
+    /// The directory holds no committed checkpoint (nothing was ever published there).
+    #[error("no committed checkpoint in {path}")]
+    NoCheckpoint {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// Another process (or another writer in this one) holds the checkpoint directory's lock.
+    #[error("checkpoint directory {path} is locked by another writer")]
+    CheckpointBusy {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// A resume whose configuration differs from the saved run's in a key that changes the run.
+    #[error("cannot resume from {path}: `{key}` is {saved} in the checkpoint but {resuming} now")]
+    ResumeMismatch {
+        /// The checkpoint directory.
+        path: PathBuf,
+        /// The first differing key (`seed`, `optimizer.lr`, `estimator.components[0].clip`, ...).
+        key: String,
+        /// Its value in the checkpoint (JSON).
+        saved: String,
+        /// Its value in the resuming run (JSON).
+        resuming: String,
+    },
 
     // === Device ===
     /// The tensor backend failed (allocation, kernel launch).
@@ -190,6 +224,42 @@ pub enum Error {
         /// The backend's message.
         message: String,
     },
+}
+
+/// What is wrong with one file of a committed checkpoint ([`Error::CheckpointIntegrity`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Integrity {
+    /// The file is not there, or the committed checkpoint does not list it.
+    Missing,
+    /// Its length differs from the committed one (a truncated or appended file).
+    Size {
+        /// Bytes recorded in the manifest.
+        expected: u64,
+        /// Bytes found.
+        found: u64,
+    },
+    /// Same length, different CRC-64 (a flipped byte, an edited file).
+    Checksum {
+        /// CRC-64/XZ recorded in the manifest (hex).
+        expected: String,
+        /// CRC-64/XZ of the bytes found (hex).
+        found: String,
+    },
+}
+
+impl std::fmt::Display for Integrity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Integrity::Missing => write!(f, "missing from the committed checkpoint"),
+            Integrity::Size { expected, found } => {
+                write!(f, "{found} bytes where {expected} were committed")
+            }
+            Integrity::Checksum { expected, found } => {
+                write!(f, "CRC-64 {found} where {expected} was committed")
+            }
+        }
+    }
 }
 
 impl Error {

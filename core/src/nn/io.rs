@@ -145,18 +145,38 @@ fn is_f32<E: Dtype>() -> bool {
 impl<E: Dtype, D: Device<E>> ParamStore<E, D> {
     /// Saves every parameter (under its name) atomically, with `metadata` in the header.
     pub fn save(&self, path: &Path, metadata: &BTreeMap<String, String>) -> Result<()> {
+        write_atomic(path, &self.to_safetensors_bytes(metadata)?)
+    }
+
+    /// The safetensors bytes [`ParamStore::save`] writes (every parameter under its name, in the
+    /// store's dtype, with `metadata` in the header).
+    pub fn to_safetensors_bytes(&self, metadata: &BTreeMap<String, String>) -> Result<Vec<u8>> {
         let tensors: Vec<_> = self
             .params()
             .iter()
             .map(|p| (p.name.clone(), p.shape.clone(), to_f64s(&p.tensor.as_vec())))
             .collect();
-        write_atomic(path, &to_safetensors(&tensors, is_f32::<E>(), metadata)?)
+        to_safetensors(&tensors, is_f32::<E>(), metadata)
     }
 
     /// Loads every parameter by name; the file must hold each of them with the same shape.
     /// Nothing is changed unless the whole file fits. Returns the file's metadata.
     pub fn load(&mut self, path: &Path) -> Result<BTreeMap<String, String>> {
-        let (tensors, metadata) = read_safetensors(path)?;
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        self.load_bytes(&bytes, path)
+    }
+
+    /// [`ParamStore::load`] from bytes already read (and checked) from `path`, which names the file
+    /// in errors.
+    pub fn load_bytes(&mut self, bytes: &[u8], path: &Path) -> Result<BTreeMap<String, String>> {
+        let (tensors, metadata) =
+            parse_safetensors(bytes).map_err(|reason| Error::CorruptCheckpoint {
+                path: path.to_path_buf(),
+                reason,
+            })?;
         let mut values = Vec::with_capacity(self.len());
         for p in self.params() {
             let t = tensors
@@ -190,6 +210,14 @@ pub fn save_adamw<E: Dtype, D: Device<E>>(
     state: &AdamWState<E, D>,
     path: &Path,
 ) -> Result<()> {
+    write_atomic(path, &adamw_to_bytes(store, state)?)
+}
+
+/// The safetensors bytes [`save_adamw`] writes.
+pub fn adamw_to_bytes<E: Dtype, D: Device<E>>(
+    store: &ParamStore<E, D>,
+    state: &AdamWState<E, D>,
+) -> Result<Vec<u8>> {
     let mut tensors = Vec::with_capacity(2 * store.len());
     for (i, p) in store.params().iter().enumerate() {
         tensors.push((
@@ -205,7 +233,7 @@ pub fn save_adamw<E: Dtype, D: Device<E>>(
     }
     let mut meta = BTreeMap::new();
     meta.insert("step".to_string(), state.step.to_string());
-    write_atomic(path, &to_safetensors(&tensors, is_f32::<E>(), &meta)?)
+    to_safetensors(&tensors, is_f32::<E>(), &meta)
 }
 
 /// Loads AdamW state saved by [`save_adamw`] for the same store layout.
@@ -213,7 +241,23 @@ pub fn load_adamw<E: Dtype, D: Device<E>>(
     store: &ParamStore<E, D>,
     path: &Path,
 ) -> Result<AdamWState<E, D>> {
-    let (tensors, meta) = read_safetensors(path)?;
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    load_adamw_bytes(store, &bytes, path)
+}
+
+/// [`load_adamw`] from bytes already read (and checked) from `path`, which names the file in errors.
+pub fn load_adamw_bytes<E: Dtype, D: Device<E>>(
+    store: &ParamStore<E, D>,
+    bytes: &[u8],
+    path: &Path,
+) -> Result<AdamWState<E, D>> {
+    let (tensors, meta) = parse_safetensors(bytes).map_err(|reason| Error::CorruptCheckpoint {
+        path: path.to_path_buf(),
+        reason,
+    })?;
     let corrupt = |reason: String| Error::CorruptCheckpoint {
         path: path.to_path_buf(),
         reason,

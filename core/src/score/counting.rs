@@ -96,6 +96,10 @@ impl<E: Dtype, D: Device<E>, M: ScoreModel<Elem = E, Device = D>> ScoreModel for
         self.inner.params_mut()
     }
 
+    fn description(&self) -> Option<crate::score::ModelDescription> {
+        self.inner.description()
+    }
+
     /// The inner forward; adds `B` to the evaluations (and to `taped` when `T` owns a tape).
     fn forward_with<T: Tape<E, D>>(
         &self,

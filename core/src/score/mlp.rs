@@ -216,6 +216,10 @@ impl<E: Dtype, D: Device<E>> ScoreModel for Mlp<E, D> {
         &mut self.store
     }
 
+    fn description(&self) -> Option<crate::score::ModelDescription> {
+        Some(crate::score::ModelDescription::of(self))
+    }
+
     /// As the trait's, and the length must be exactly `len` (the input layer is position-wise).
     fn check_input(
         &self,

@@ -6,6 +6,7 @@
 //! itself).
 
 pub mod counting;
+pub mod description;
 pub mod energy;
 pub mod head;
 pub mod mlp;
@@ -17,6 +18,7 @@ pub mod transformer;
 pub mod view;
 
 pub use counting::Counting;
+pub use description::{dtype_name, ModelDescription, ModelKind};
 pub use energy::EnergyModel;
 pub use head::ScoreHead;
 pub use mlp::{Mlp, MlpConfig};
@@ -69,6 +71,14 @@ pub trait ScoreModel {
 
     /// Mutable access for optimisers and checkpoint loading.
     fn params_mut(&mut self) -> &mut ParamStore<Self::Elem, Self::Device>;
+
+    /// What a checkpoint's `config.json` records about this model, so that trainers generic over
+    /// any score model save directories [`crate::train::Checkpoint::load_model`] can rebuild: `Some`
+    /// for the architectures implementing [`crate::train::ModelKind`], `None` (the default, no
+    /// `config.json`) for the others.
+    fn description(&self) -> Option<ModelDescription> {
+        None
+    }
 
     /// `log s(x, σ̄)_{l,v}` for `tokens [B, L]` and per-sequence total noise `sigma_bar [B]`, evaluated with
     /// the weights in `params` (this model's, a snapshot's or a reference's: same layout), recording on

@@ -24,7 +24,7 @@ use crate::graph::{Absorbing, Graph, Uniform};
 use crate::reward::{BoxedReward, Reward};
 use crate::schedule::NoiseSchedule;
 use crate::score::ScoreModel;
-use crate::train::{Checkpoint, Finetuner, MetricsWriter, RoundMetrics};
+use crate::train::{Checkpoint, Finetuner, MetricsWriter, Periodic, RoundMetrics};
 
 /// A graph built for a model's number of states, so a configuration can say `Absorbing` and take
 /// the vocabulary from the model.
@@ -72,7 +72,9 @@ pub struct RunOptions {
     pub progress: bool,
     /// Append each round's [`RoundMetrics`] as a JSON line to this file.
     pub metrics: Option<PathBuf>,
-    /// Save the run here after `fit` (policy, reference, optimiser, round counter).
+    /// Commit the run here (policy and its `config.json`, reference, optimiser, trainer state) when
+    /// `fit` starts, every [`Run::periodic`] rounds and after the last round; [`Run::resume`] restores
+    /// it.
     pub checkpoint: Option<PathBuf>,
 }
 
@@ -101,6 +103,9 @@ where
     pub finetuner: Finetuner<M, G, S, R>,
     /// Rounds, progress, metrics and checkpoint.
     pub options: RunOptions,
+    /// How often `fit` checkpoints to [`RunOptions::checkpoint`] (default: every 10 rounds, keeping
+    /// 2 generations).
+    pub periodic: Periodic,
 }
 
 impl<M, G, S, R> Run<M, G, S, R>
@@ -112,7 +117,11 @@ where
 {
     /// A run of `finetuner` with `options`.
     pub fn new(finetuner: Finetuner<M, G, S, R>, options: RunOptions) -> Self {
-        Self { finetuner, options }
+        Self {
+            finetuner,
+            options,
+            periodic: Periodic::default(),
+        }
     }
 
     /// The policy being fine-tuned.
@@ -121,7 +130,8 @@ where
     }
 
     /// Runs the remaining rounds (up to [`RunOptions::rounds`] in total) with the configured progress
-    /// bar and metrics file, then saves a checkpoint if a directory is configured. Returns the metrics
+    /// bar and metrics file, committing a checkpoint at the start, every [`Run::periodic`] rounds and
+    /// at the end if a directory is configured ([`Finetuner::fit_checkpointed`]). Returns the metrics
     /// of the rounds run by this call. On error the finetuner keeps the last completed round.
     pub fn fit(&mut self) -> Result<Vec<RoundMetrics>> {
         let mut writer = match &self.options.metrics {
@@ -129,26 +139,34 @@ where
             None => None,
         };
         let remaining = self.options.rounds.saturating_sub(self.finetuner.round);
-        let history = self
-            .finetuner
-            .fit(remaining, self.options.progress, writer.as_mut())?;
-        if let Some(dir) = &self.options.checkpoint {
-            self.finetuner.save(&Checkpoint::new(dir))?;
-        }
-        Ok(history)
+        let checkpoint = self.options.checkpoint.as_ref().map(Checkpoint::new);
+        self.finetuner.fit_checkpointed(
+            remaining,
+            self.options.progress,
+            writer.as_mut(),
+            checkpoint.as_ref().map(|c| (c, self.periodic)),
+        )
     }
 
-    /// Restores the run saved in the checkpoint directory by an earlier [`Run::fit`], if there is one:
-    /// `Ok(true)` if it resumed, `Ok(false)` if no directory is configured or nothing was saved yet.
+    /// Restores the run committed in the checkpoint directory by an earlier [`Run::fit`], if there is
+    /// one, and cuts the metrics file back to what that checkpoint covers (when it is the file
+    /// configured now), so no round is logged twice. `Ok(true)` if it resumed, `Ok(false)` if no
+    /// directory is configured or nothing was committed there yet; a damaged checkpoint or a changed
+    /// configuration is an error ([`Finetuner::resume`]).
     pub fn resume(&mut self) -> Result<bool> {
         let Some(dir) = &self.options.checkpoint else {
             return Ok(false);
         };
-        let checkpoint = Checkpoint::new(dir);
-        if !checkpoint.dir.join("trainer.json").exists() {
-            return Ok(false);
+        let resumed = match self.finetuner.resume(&Checkpoint::new(dir)) {
+            Ok(r) => r,
+            Err(Error::NoCheckpoint { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        if let (Some(mark), Some(path)) = (&resumed.metrics, &self.options.metrics) {
+            if mark.path == *path {
+                mark.rewind()?;
+            }
         }
-        self.finetuner.resume(&checkpoint)?;
         Ok(true)
     }
 }

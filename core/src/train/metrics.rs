@@ -1,4 +1,8 @@
 //! Metrics as JSON lines: one object per step or round, appended to a file and flushed.
+//!
+//! A checkpoint records how far the file was committed ([`MetricsWriter::mark`]: flushed, fsynced,
+//! its length in bytes); resuming from it cuts the file back to that length ([`MetricsMark::rewind`]),
+//! so the rounds a crash made the run repeat are not logged twice.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -33,6 +37,27 @@ impl MetricsWriter {
         })
     }
 
+    /// The file written to.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Flushes and fsyncs the file and returns its length: everything up to the mark is durable.
+    pub fn mark(&mut self) -> Result<MetricsMark> {
+        let io = |source| Error::Io {
+            path: self.path.clone(),
+            source,
+        };
+        self.file.flush().map_err(io)?;
+        let f = self.file.get_ref();
+        f.sync_data().map_err(io)?;
+        let bytes = f.metadata().map_err(io)?.len();
+        Ok(MetricsMark {
+            path: self.path.clone(),
+            bytes,
+        })
+    }
+
     /// Writes one record and flushes it.
     pub fn write<T: serde::Serialize>(&mut self, record: &T) -> Result<()> {
         let io = |source| Error::Io {
@@ -45,6 +70,46 @@ impl MetricsWriter {
         })?;
         writeln!(self.file, "{line}").map_err(io)?;
         self.file.flush().map_err(io)
+    }
+}
+
+/// How much of a metrics file a checkpoint covers: its path (as given to [`MetricsWriter::append`])
+/// and its length in bytes when the checkpoint was committed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MetricsMark {
+    /// The metrics file.
+    pub path: PathBuf,
+    /// Its committed length.
+    pub bytes: u64,
+}
+
+impl MetricsMark {
+    /// Cuts the file back to the committed length (dropping the lines of rounds after the checkpoint,
+    /// and any torn last line) and fsyncs it. A file shorter than the mark was changed by someone
+    /// else: [`Error::CheckpointMismatch`], and the file is left alone.
+    pub fn rewind(&self) -> Result<()> {
+        let io = |source| Error::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        if len < self.bytes {
+            return Err(Error::CheckpointMismatch {
+                path: self.path.clone(),
+                what: "metrics file length".into(),
+                expected: format!("at least {} bytes", self.bytes),
+                found: format!("{len} bytes"),
+            });
+        }
+        if len > self.bytes {
+            file.set_len(self.bytes).map_err(io)?;
+            file.sync_all().map_err(io)?;
+        }
+        Ok(())
     }
 }
 

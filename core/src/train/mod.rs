@@ -6,6 +6,7 @@
 pub mod allocation;
 pub mod build;
 pub mod checkpoint;
+pub mod commit;
 pub mod finetune;
 pub mod flow_run;
 pub mod metrics;
@@ -14,14 +15,17 @@ pub mod pretrain;
 pub mod single_loop;
 
 pub use crate::nn::{LrSchedule, Optimizer};
+pub use crate::score::ModelDescription;
+pub use crate::score::ModelKind;
 pub use allocation::{Allocation, Allocator, Neyman, Sequential, SequentialOutcome};
 pub use build::{seq_len_of, FromStates, Run, RunOptions};
-pub use checkpoint::{Checkpoint, ModelKind};
+pub use checkpoint::Checkpoint;
 pub use finetune::{
-    FinetuneConfig, Finetuner, GradientEstimate, KlMode, LogProb, RoundMetrics, SamplerKind,
+    FinetuneConfig, Finetuner, GradientEstimate, KlMode, LogProb, Periodic, Resumed, RoundMetrics,
+    SamplerKind,
 };
 pub use flow_run::{FlowRun, InitialParticles};
-pub use metrics::{progress_bar, MetricsWriter};
+pub use metrics::{progress_bar, MetricsMark, MetricsWriter};
 pub use planner::{Adaptive, Planner};
 pub use pretrain::{Corpus, PretrainConfig, Pretrainer, StepStats};
 pub use single_loop::{RatioMode, SingleLoop, SingleLoopConfig, UpdateMetrics};

@@ -10,11 +10,19 @@ use crate::diffusion::Diffusion;
 use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::loss::{dwdse_loss, Dwdse};
+use crate::nn::io::{adamw_to_bytes, load_adamw_bytes};
 use crate::nn::{AdamW, AdamWState, Ema, Grads, LrSchedule, Optimizer};
 use crate::schedule::NoiseSchedule;
+use crate::score::ModelDescription;
+use crate::score::ModelKind;
 use crate::score::ScoreModel;
-use crate::train::checkpoint::{Checkpoint, ModelKind};
+use crate::train::checkpoint::Checkpoint;
+use crate::train::checkpoint::{MODEL_FILE, OPTIMIZER_FILE};
+use crate::train::commit::DEFAULT_KEEP_LAST;
 use crate::train::{step_rng, MetricsWriter};
+
+/// File name of the EMA weights in a pretraining checkpoint.
+pub const EMA_FILE: &str = "ema.safetensors";
 
 /// A corpus of equal-length clean sequences.
 #[derive(Debug, Clone)]
@@ -296,7 +304,8 @@ impl<M: ScoreModel, G: Graph, S: NoiseSchedule> Pretrainer<M, G, S> {
 impl<M: ModelKind, G: Graph + serde::Serialize, S: NoiseSchedule + serde::Serialize>
     Pretrainer<M, G, S>
 {
-    /// Writes model, configuration (with graph, schedule and training config) and optimiser state.
+    /// Commits model, configuration (with graph, schedule and training config), optimiser state and the
+    /// EMA weights (if any) as one generation ([`crate::train::commit`]).
     pub fn save(&self, checkpoint: &Checkpoint) -> Result<()> {
         let extra = serde_json::json!({
             "graph": self.diffusion.graph,
@@ -304,24 +313,38 @@ impl<M: ModelKind, G: Graph + serde::Serialize, S: NoiseSchedule + serde::Serial
             "pretrain": self.config,
             "step": self.state.step,
         });
-        checkpoint.save_model(&self.model, extra)?;
+        let description = ModelDescription::of(&self.model);
+        let mut files = Checkpoint::model_files(self.model.params(), Some(&description), extra)?;
         if let Some(ema) = &self.ema {
-            ema.params
-                .save(&checkpoint.dir.join("ema.safetensors"), &Default::default())?;
+            files.push((
+                EMA_FILE,
+                ema.params.to_safetensors_bytes(&Default::default())?,
+            ));
         }
-        checkpoint.save_optimizer(self.model.params(), &self.state)
+        files.push((
+            OPTIMIZER_FILE,
+            adamw_to_bytes(self.model.params(), &self.state)?,
+        ));
+        let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (*n, b.as_slice())).collect();
+        checkpoint.commit(&refs, DEFAULT_KEEP_LAST).map(|_| ())
     }
 
     /// Restores model weights and optimiser state saved by [`Pretrainer::save`] into this trainer
-    /// (same architecture); training then continues bit-identically.
+    /// (same architecture); training then continues bit-identically. Every file is checked against
+    /// the manifest first.
     pub fn resume(&mut self, checkpoint: &Checkpoint) -> Result<()> {
+        let committed = checkpoint.open()?;
         let mut params = self.model.params().clone();
-        params.load(&checkpoint.model_path())?;
-        let state = checkpoint.load_optimizer(&params)?;
+        params.load_bytes(&committed.read(MODEL_FILE)?, &committed.path(MODEL_FILE))?;
+        let state = load_adamw_bytes(
+            &params,
+            &committed.read(OPTIMIZER_FILE)?,
+            &committed.path(OPTIMIZER_FILE),
+        )?;
         let ema = match &self.ema {
             Some(ema) => {
                 let mut avg = ema.params.clone();
-                avg.load(&checkpoint.dir.join("ema.safetensors"))?;
+                avg.load_bytes(&committed.read(EMA_FILE)?, &committed.path(EMA_FILE))?;
                 Some(Ema {
                     decay: ema.decay,
                     params: avg,

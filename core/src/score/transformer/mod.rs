@@ -291,6 +291,10 @@ impl<E: Dtype, D: Device<E>> ScoreModel for Transformer<E, D> {
         &mut self.store
     }
 
+    fn description(&self) -> Option<crate::score::ModelDescription> {
+        Some(crate::score::ModelDescription::of(self))
+    }
+
     fn forward_with<T: Tape<E, D>>(
         &self,
         params: &ParamStore<E, D>,

@@ -11,14 +11,17 @@
 
 //!
 //! Files: `config.rs` (the configuration and the round's metrics), `round.rs` (drawing, allocation,
-//! advantages, the optimisation loop), `gradients.rs` (the surrogate, KL and entropy gradients).
+//! advantages, the optimisation loop), `gradients.rs` (the surrogate, KL and entropy gradients),
+//! `persist.rs` (crash-consistent saves, checked resumes).
 
 mod config;
 mod gradients;
+mod persist;
 mod round;
 
 pub use crate::sample::SamplerKind;
 pub use config::{FinetuneConfig, KlMode, LogProb, RoundMetrics};
+pub use persist::{Periodic, Resumed, REFERENCE_FILE, TRAINER_FILE};
 pub use round::GradientEstimate;
 
 use rand::Rng;
@@ -26,13 +29,13 @@ use rand::Rng;
 use crate::diffusion::Diffusion;
 use crate::error::{Error, Result};
 use crate::graph::Graph;
-use crate::nn::io::write_atomic;
 use crate::nn::AdamWState;
 use crate::reward::Reward;
 use crate::sample::{Condition, Samples};
 use crate::schedule::NoiseSchedule;
 use crate::score::ScoreModel;
 use crate::score::{Params, Policy};
+use crate::train::commit::fault_point;
 use crate::train::Planner;
 use crate::train::{Checkpoint, MetricsWriter};
 
@@ -217,16 +220,37 @@ where
     }
 
     /// Runs `rounds` rounds with a progress bar (if `progress`) and metrics as JSON lines (if given).
-    /// Stops at the first error, with the state of the last completed round intact.
+    /// Stops at the first error, with the state of the last completed round intact. Saves nothing:
+    /// [`Finetuner::fit_checkpointed`] does.
     pub fn fit(
         &mut self,
         rounds: u64,
         progress: bool,
-        mut metrics: Option<&mut MetricsWriter>,
+        metrics: Option<&mut MetricsWriter>,
     ) -> Result<Vec<RoundMetrics>> {
+        self.fit_checkpointed(rounds, progress, metrics, None)
+    }
+
+    /// [`Finetuner::fit`], committing a checkpoint to `checkpoint.0` before the first round, after
+    /// every round whose count is a multiple of `checkpoint.1.every`, and after the last, each
+    /// recording how much of the metrics file it covers. A crash then loses at most `every` rounds,
+    /// and [`Finetuner::resume`] plus [`MetricsMark::rewind`](crate::train::MetricsMark::rewind) (what
+    /// [`crate::train::Run::resume`] does) continue the run as if it had not happened: the same
+    /// parameters bit for bit on CPU, and each round's metrics line once.
+    pub fn fit_checkpointed(
+        &mut self,
+        rounds: u64,
+        progress: bool,
+        mut metrics: Option<&mut MetricsWriter>,
+        checkpoint: Option<(&Checkpoint, Periodic)>,
+    ) -> Result<Vec<RoundMetrics>> {
+        if let Some((ckpt, periodic)) = checkpoint {
+            periodic.check()?;
+            self.save_with(ckpt, metrics.as_deref_mut(), periodic.keep_last)?;
+        }
         let bar = crate::train::progress_bar(rounds, "fine-tune", progress);
-        let mut out = Vec::with_capacity(rounds as usize);
-        for _ in 0..rounds {
+        let mut out = Vec::with_capacity(rounds.min(1 << 20) as usize);
+        for i in 0..rounds {
             let m = self.round()?;
             let eval = m
                 .eval_reward
@@ -237,73 +261,18 @@ where
             if let Some(w) = metrics.as_deref_mut() {
                 w.write(&m)?;
             }
+            if let Some((ckpt, periodic)) = checkpoint {
+                fault_point(&ckpt.dir, "metrics written").map_err(|source| Error::Io {
+                    path: ckpt.dir.clone(),
+                    source,
+                })?;
+                if self.round.is_multiple_of(periodic.every) || i + 1 == rounds {
+                    self.save_with(ckpt, metrics.as_deref_mut(), periodic.keep_last)?;
+                }
+            }
             out.push(m);
         }
         bar.finish();
         Ok(out)
-    }
-
-    /// Writes the policy, the reference, the optimiser state and the round counter (with the config) to
-    /// `checkpoint`'s directory, each file atomically.
-    pub fn save(&self, checkpoint: &Checkpoint) -> Result<()> {
-        let meta = std::collections::BTreeMap::new();
-        self.model.params().save(&checkpoint.model_path(), &meta)?;
-        self.reference
-            .save(&checkpoint.dir.join("reference.safetensors"), &meta)?;
-        checkpoint.save_optimizer(self.model.params(), &self.state)?;
-        let state = serde_json::json!({
-            "round": self.round,
-            "finetune": self.config,
-            "planner": self.planner,
-        });
-        write_atomic(
-            &checkpoint.dir.join("trainer.json"),
-            &serde_json::to_vec_pretty(&state).expect("serialisable"),
-        )
-    }
-
-    /// Restores a run saved by [`Finetuner::save`] (same architecture and configuration); rounds then
-    /// continue bit-identically on CPU, since round `k` draws from `step_rng(seed, k)`. Nothing changes
-    /// unless every file loads.
-    pub fn resume(&mut self, checkpoint: &Checkpoint) -> Result<()> {
-        let path = checkpoint.dir.join("trainer.json");
-        let bytes = std::fs::read(&path).map_err(|source| Error::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let json: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| Error::CorruptCheckpoint {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
-        let round = json["round"]
-            .as_u64()
-            .ok_or_else(|| Error::CorruptCheckpoint {
-                path: path.clone(),
-                reason: "no integer `round`".into(),
-            })?;
-        let mut params = self.model.params().clone();
-        params.load(&checkpoint.model_path())?;
-        let mut reference = self.reference.clone();
-        reference.load(&checkpoint.dir.join("reference.safetensors"))?;
-        let state = checkpoint.load_optimizer(&params)?;
-        let planner: Option<Planner> =
-            match json.get("planner") {
-                None | Some(serde_json::Value::Null) => None,
-                Some(p) => Some(serde_json::from_value(p.clone()).map_err(|e| {
-                    Error::CorruptCheckpoint {
-                        path: path.clone(),
-                        reason: format!("`planner`: {e}"),
-                    }
-                })?),
-            };
-        if planner.is_some() {
-            self.planner = planner;
-        }
-        *self.model.params_mut() = params;
-        self.reference = reference;
-        self.state = state;
-        self.round = round;
-        Ok(())
     }
 }
