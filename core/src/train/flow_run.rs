@@ -106,22 +106,14 @@ where
             .options
             .rounds
             .saturating_sub(self.single_loop.updates());
-        let bar = crate::train::progress_bar(remaining, "flow", self.options.progress);
-        let mut out = Vec::with_capacity(remaining as usize);
-        for _ in 0..remaining {
-            let m = self.single_loop.step()?;
-            bar.set_message(format!(
-                "reward {:.3} log-ratio {:.3} evals {}",
-                m.reward, m.log_ratio, m.evaluations
-            ));
-            bar.inc(1);
-            if let Some(w) = writer.as_mut() {
-                w.write(&m)?;
-            }
-            out.push(m);
-        }
-        bar.finish();
-        Ok(out)
+        let progress = self.options.progress;
+        crate::train::fit(
+            &mut self.single_loop,
+            remaining,
+            progress,
+            writer.as_mut(),
+            None,
+        )
     }
 }
 

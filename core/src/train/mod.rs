@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod planner;
 pub mod pretrain;
 pub mod single_loop;
+pub mod trainer;
 
 pub use crate::nn::{LrSchedule, Optimizer};
 pub use crate::score::ModelDescription;
@@ -21,7 +22,7 @@ pub use allocation::{Allocation, Allocator, Neyman, Sequential, SequentialOutcom
 pub use build::{seq_len_of, FromStates, Run, RunOptions};
 pub use checkpoint::Checkpoint;
 pub use finetune::{
-    FinetuneConfig, Finetuner, GradientEstimate, KlMode, LogProb, Periodic, Resumed, RoundMetrics,
+    FinetuneConfig, Finetuner, GradientEstimate, KlMode, LogProb, Resumed, RoundMetrics,
     SamplerKind,
 };
 pub use flow_run::{FlowRun, InitialParticles};
@@ -29,6 +30,7 @@ pub use metrics::{progress_bar, MetricsMark, MetricsWriter};
 pub use planner::{Adaptive, Planner};
 pub use pretrain::{Corpus, PretrainConfig, Pretrainer, StepStats};
 pub use single_loop::{RatioMode, SingleLoop, SingleLoopConfig, UpdateMetrics};
+pub use trainer::{fit, Periodic, Trainer};
 
 use rand::SeedableRng;
 

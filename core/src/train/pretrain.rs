@@ -264,40 +264,14 @@ impl<M: ScoreModel, G: Graph, S: NoiseSchedule> Pretrainer<M, G, S> {
         corpus: &Corpus,
         steps: u64,
         progress: bool,
-        mut metrics: Option<&mut MetricsWriter>,
+        metrics: Option<&mut MetricsWriter>,
     ) -> Result<Vec<StepStats>> {
-        let bar = if progress {
-            let bar = indicatif::ProgressBar::new(steps);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{prefix} [{bar:30}] {pos}/{len} {msg} ({eta})",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
-            );
-            bar.set_prefix("pretrain");
-            bar
-        } else {
-            indicatif::ProgressBar::hidden()
+        let mut run = Pretraining {
+            pretrainer: self,
+            corpus,
+            running: f64::NAN,
         };
-        let mut out = Vec::with_capacity(steps as usize);
-        let mut running = f64::NAN;
-        for _ in 0..steps {
-            let stats = self.step(corpus)?;
-            running = if running.is_nan() {
-                stats.loss
-            } else {
-                0.95 * running + 0.05 * stats.loss
-            };
-            bar.set_message(format!("loss {running:.4}"));
-            bar.inc(1);
-            if let Some(m) = metrics.as_deref_mut() {
-                m.write(&stats)?;
-            }
-            out.push(stats);
-        }
-        bar.finish();
-        Ok(out)
+        crate::train::fit(&mut run, steps, progress, metrics, None)
     }
 }
 
@@ -357,6 +331,36 @@ impl<M: ModelKind, G: Graph + serde::Serialize, S: NoiseSchedule + serde::Serial
         self.state = state;
         self.ema = ema;
         Ok(())
+    }
+}
+
+/// A [`Pretrainer`] on its corpus, as a [`Trainer`](crate::train::Trainer): what [`Pretrainer::fit`]
+/// drives. The progress message is the loss's exponential moving average (weight 0.05).
+struct Pretraining<'a, M: ScoreModel, G: Graph, S: NoiseSchedule> {
+    pretrainer: &'a mut Pretrainer<M, G, S>,
+    corpus: &'a Corpus,
+    running: f64,
+}
+
+impl<M: ScoreModel, G: Graph, S: NoiseSchedule> crate::train::Trainer for Pretraining<'_, M, G, S> {
+    type Metrics = StepStats;
+    const LABEL: &'static str = "pretrain";
+
+    fn step(&mut self) -> Result<StepStats> {
+        self.pretrainer.step(self.corpus)
+    }
+
+    fn completed(&self) -> u64 {
+        self.pretrainer.state.step
+    }
+
+    fn message(&mut self, stats: &StepStats) -> String {
+        self.running = if self.running.is_nan() {
+            stats.loss
+        } else {
+            0.95 * self.running + 0.05 * stats.loss
+        };
+        format!("loss {:.4}", self.running)
     }
 }
 

@@ -575,3 +575,24 @@ impl<M: EnergyModel, G: Graph> SingleLoop<M, G> {
         self.rewards.iter().sum::<f64>() / self.batch as f64
     }
 }
+
+impl<M: EnergyModel, G: Graph> crate::train::Trainer for SingleLoop<M, G> {
+    type Metrics = UpdateMetrics;
+    const LABEL: &'static str = "flow";
+
+    /// [`SingleLoop::step`]: `k` chain steps and one update.
+    fn step(&mut self) -> Result<UpdateMetrics> {
+        SingleLoop::step(self)
+    }
+
+    fn completed(&self) -> u64 {
+        self.update
+    }
+
+    fn message(&mut self, m: &UpdateMetrics) -> String {
+        format!(
+            "reward {:.3} log-ratio {:.3} evals {}",
+            m.reward, m.log_ratio, m.evaluations
+        )
+    }
+}

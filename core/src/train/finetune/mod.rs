@@ -21,7 +21,7 @@ mod round;
 
 pub use crate::sample::SamplerKind;
 pub use config::{FinetuneConfig, KlMode, LogProb, RoundMetrics};
-pub use persist::{Periodic, Resumed, REFERENCE_FILE, TRAINER_FILE};
+pub use persist::{Resumed, REFERENCE_FILE, TRAINER_FILE};
 pub use round::GradientEstimate;
 
 use rand::Rng;
@@ -35,9 +35,8 @@ use crate::sample::{Condition, Samples};
 use crate::schedule::NoiseSchedule;
 use crate::score::ScoreModel;
 use crate::score::{Params, Policy};
-use crate::train::commit::fault_point;
 use crate::train::Planner;
-use crate::train::{Checkpoint, MetricsWriter};
+use crate::train::{Checkpoint, MetricsWriter, Periodic, Trainer};
 
 /// A fine-tuning run: the policy, its reference, the forward process, the rewards and the optimiser.
 pub struct Finetuner<M: ScoreModel, G: Graph, S: NoiseSchedule, R: Reward> {
@@ -241,38 +240,47 @@ where
         &mut self,
         rounds: u64,
         progress: bool,
-        mut metrics: Option<&mut MetricsWriter>,
+        metrics: Option<&mut MetricsWriter>,
         checkpoint: Option<(&Checkpoint, Periodic)>,
     ) -> Result<Vec<RoundMetrics>> {
-        if let Some((ckpt, periodic)) = checkpoint {
-            periodic.check()?;
-            self.save_with(ckpt, metrics.as_deref_mut(), periodic.keep_last)?;
-        }
-        let bar = crate::train::progress_bar(rounds, "fine-tune", progress);
-        let mut out = Vec::with_capacity(rounds.min(1 << 20) as usize);
-        for i in 0..rounds {
-            let m = self.round()?;
-            let eval = m
-                .eval_reward
-                .map_or(String::new(), |e| format!(" eval {e:.3}"));
-            let kl = m.kl.map_or(String::new(), |k| format!(" kl {k:.3}"));
-            bar.set_message(format!("reward {:.3}{eval}{kl}", m.reward));
-            bar.inc(1);
-            if let Some(w) = metrics.as_deref_mut() {
-                w.write(&m)?;
-            }
-            if let Some((ckpt, periodic)) = checkpoint {
-                fault_point(&ckpt.dir, "metrics written").map_err(|source| Error::Io {
-                    path: ckpt.dir.clone(),
-                    source,
-                })?;
-                if self.round.is_multiple_of(periodic.every) || i + 1 == rounds {
-                    self.save_with(ckpt, metrics.as_deref_mut(), periodic.keep_last)?;
-                }
-            }
-            out.push(m);
-        }
-        bar.finish();
-        Ok(out)
+        crate::train::fit(self, rounds, progress, metrics, checkpoint)
+    }
+}
+
+impl<M, G, S, R> Trainer for Finetuner<M, G, S, R>
+where
+    M: ScoreModel,
+    G: Graph,
+    S: NoiseSchedule,
+    R: Reward,
+{
+    type Metrics = RoundMetrics;
+    const LABEL: &'static str = "fine-tune";
+
+    /// [`Finetuner::round`].
+    fn step(&mut self) -> Result<RoundMetrics> {
+        self.round()
+    }
+
+    fn completed(&self) -> u64 {
+        self.round
+    }
+
+    fn message(&mut self, m: &RoundMetrics) -> String {
+        let eval = m
+            .eval_reward
+            .map_or(String::new(), |e| format!(" eval {e:.3}"));
+        let kl = m.kl.map_or(String::new(), |k| format!(" kl {k:.3}"));
+        format!("reward {:.3}{eval}{kl}", m.reward)
+    }
+
+    /// [`Finetuner::save_with`].
+    fn save(
+        &self,
+        checkpoint: &Checkpoint,
+        metrics: Option<&mut MetricsWriter>,
+        keep_last: usize,
+    ) -> Result<()> {
+        self.save_with(checkpoint, metrics, keep_last).map(|_| ())
     }
 }

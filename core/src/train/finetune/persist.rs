@@ -44,40 +44,6 @@ pub const REFERENCE_FILE: &str = "reference.safetensors";
 /// File name of the trainer state.
 pub const TRAINER_FILE: &str = "trainer.json";
 
-/// How often [`Finetuner::fit_checkpointed`] (and [`crate::train::Run::fit`]) commit a checkpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Periodic {
-    /// Save after every round whose count is a multiple of this (and after the last one), so a crash
-    /// loses at most `every` rounds.
-    pub every: u64,
-    /// Generations kept on disk (the newest included; `≥ 1`).
-    pub keep_last: usize,
-}
-
-impl Default for Periodic {
-    /// Every 10 rounds, keeping 2 generations.
-    fn default() -> Self {
-        Self {
-            every: 10,
-            keep_last: DEFAULT_KEEP_LAST,
-        }
-    }
-}
-
-impl Periodic {
-    /// Validates both fields.
-    pub fn check(&self) -> Result<()> {
-        if self.every == 0 {
-            return Err(Error::invalid(
-                "every",
-                0,
-                "checkpoint at least every round (≥ 1)",
-            ));
-        }
-        crate::check::nonzero("keep_last", self.keep_last).map(|_| ())
-    }
-}
-
 /// What [`Finetuner::resume`] restored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resumed {
