@@ -54,6 +54,17 @@ fn ranges(sizes: &[usize]) -> Vec<std::ops::Range<usize>> {
         .collect()
 }
 
+/// A round's samples with what the optimisation reads: the snapshot `θ_old` they were drawn from,
+/// the draw, the shaped rewards (and the mean path log-ratio when the KL is in the reward) and the
+/// advantages, one vector per estimator component.
+struct Prepared<P> {
+    old: P,
+    drawn: Drawn,
+    shaped: Vec<f64>,
+    kl_in_reward: Option<f64>,
+    advantages: Vec<Vec<f64>>,
+}
+
 impl<M, G, S, R> Finetuner<M, G, S, R>
 where
     M: ScoreModel,
@@ -61,14 +72,41 @@ where
     S: NoiseSchedule,
     R: Reward,
 {
+    /// The stages of a round before the optimisation, shared by [`Finetuner::round`] and
+    /// [`Finetuner::gradient_estimate`]: snapshot `θ_old`, **draw** and score the samples
+    /// ([`Self::draw`]), **shape** the rewards with the KL ([`Self::shaped_rewards`]) and compute
+    /// the **advantages** of every estimator component ([`Self::advantages`]).
+    fn prepare<Rn: Rng>(&self, rng: &mut Rn) -> Result<Prepared<Params<M>>> {
+        let old = self.model.params().snapshot();
+        let drawn = self.draw(&old, self.records_paths(), rng)?;
+        let (shaped, kl_in_reward) = self.shaped_rewards(&drawn.samples, &drawn.rewards)?;
+        let advantages = self.advantages(
+            &old,
+            &drawn.samples,
+            (&drawn.rewards, &shaped),
+            drawn.sizes.as_deref(),
+            rng,
+        )?;
+        Ok(Prepared {
+            old,
+            drawn,
+            shaped,
+            kl_in_reward,
+            advantages,
+        })
+    }
+
     pub(super) fn round_inner(&mut self) -> Result<RoundMetrics> {
         let c = self.config.clone();
         let mut rng = step_rng(c.seed, self.round);
-        let old = self.model.params().snapshot();
-        let record = self.records_paths();
-
-        let drawn = self.draw(&old, record, &mut rng)?;
-        let (samples, rewards) = (drawn.samples, drawn.rewards);
+        let Prepared {
+            old,
+            drawn,
+            shaped,
+            kl_in_reward,
+            advantages: adv,
+        } = self.prepare(&mut rng)?;
+        let (samples, rewards) = (&drawn.samples, &drawn.rewards);
         let batch = samples.batch;
         let (time_sample, mut time_score) = (drawn.time_sample, drawn.time_score);
         let clock = Instant::now();
@@ -80,23 +118,15 @@ where
             None => None,
         };
         time_score += clock.elapsed().as_secs_f64();
-        let (shaped, kl_in_reward) = self.shape(&samples, &rewards)?;
-        let adv = self.advantages(
-            &old,
-            &samples,
-            (&rewards, &shaped),
-            drawn.sizes.as_deref(),
-            &mut rng,
-        )?;
         let groups = self.commit_allocation(
             drawn.planner,
             &drawn.sizes,
             &old,
-            &samples,
+            samples,
             &shaped,
             &mut rng,
         )?;
-        let zero_groups = zero_std_groups(&groups, &rewards);
+        let zero_groups = zero_std_groups(&groups, rewards);
 
         let clock = Instant::now();
         let (mut clip_sum, mut norm_sum, mut loss_sum, mut kl_sum, mut updates) =
@@ -109,7 +139,7 @@ where
             for &chunk in &order {
                 let rows = chunk * c.minibatch..((chunk + 1) * c.minibatch).min(batch);
                 let (mut grads, stats, kl) =
-                    self.minibatch_grads(&old, &samples, rows, &adv, &mut rng)?;
+                    self.minibatch_grads(&old, samples, rows, &adv, &mut rng)?;
                 let index = self.state.step;
                 let params = self.model.params_mut();
                 let update = optimizer.apply(index, params, &mut self.state, &mut grads)?;
@@ -138,7 +168,7 @@ where
             });
         }
 
-        let entropy = self.entropy(&samples)?;
+        let entropy = self.entropy(samples)?;
         self.round += 1;
         if let Some(every) = c.reference_refresh {
             if self.round.is_multiple_of(every) {
@@ -168,9 +198,13 @@ where
         })
     }
 
-    /// The rewards the gradient sees: with the KL in the reward, `r − β·[log P_θ_old(path) −
+    /// Reward shaping: the rewards the gradient sees. With the KL in the reward, `r − β·[log P_θ_old(path) −
     /// log P_ref(path)]` over the recorded paths (and the mean log-ratio), else the rewards as they are.
-    fn shape(&self, samples: &Samples, rewards: &[f64]) -> Result<(Vec<f64>, Option<f64>)> {
+    fn shaped_rewards(
+        &self,
+        samples: &Samples,
+        rewards: &[f64],
+    ) -> Result<(Vec<f64>, Option<f64>)> {
         let c = &self.config;
         match (&samples.trajectory, c.kl_mode) {
             (Some(t), KlMode::InReward) if c.kl > 0.0 => {
@@ -221,17 +255,13 @@ where
     /// seeds its draws.
     pub fn gradient_estimate(&mut self, seed: u64) -> Result<GradientEstimate> {
         let mut rng = step_rng(seed, u64::MAX - self.round);
-        let old = self.model.params().snapshot();
-        let record = self.records_paths();
-        let drawn = self.draw(&old, record, &mut rng)?;
-        let (shaped, _) = self.shape(&drawn.samples, &drawn.rewards)?;
-        let adv = self.advantages(
-            &old,
-            &drawn.samples,
-            (&drawn.rewards, &shaped),
-            drawn.sizes.as_deref(),
-            &mut rng,
-        )?;
+        let Prepared {
+            old,
+            drawn,
+            shaped,
+            advantages: adv,
+            ..
+        } = self.prepare(&mut rng)?;
         // On any error below the planner is as it was: the estimate is all or nothing.
         let saved = self.planner.clone();
         let result = self.estimate_after_draw(&old, drawn, &shaped, &adv, &mut rng);
