@@ -146,7 +146,7 @@ pub struct UpdateMetrics {
     /// Particles that moved during the chain steps.
     pub jumps: usize,
     /// Learning rate used.
-    pub lr: f64,
+    pub learning_rate: f64,
     /// Model evaluations (forwards on one sequence) spent since the start.
     pub evaluations: u64,
     /// Wall time of the update, seconds.
@@ -564,7 +564,7 @@ impl<M: EnergyModel, G: Graph> SingleLoop<M, G> {
             log_ratio: self.log_ratio.iter().sum::<f64>() / self.batch as f64,
             grad_norm,
             jumps,
-            lr,
+            learning_rate: lr,
             evaluations: self.evaluations,
             seconds: clock.elapsed().as_secs_f64(),
         })
