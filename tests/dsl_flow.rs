@@ -122,10 +122,16 @@ fn a_single_loop_policy_raises_the_reward_of_its_particles() {
     let (before, var_before) = rewards(&run);
     let history = run.fit().unwrap();
     assert_eq!(history.len(), 40);
-    assert!(history.iter().all(|m| m.reward.is_finite() && m.learning_rate > 0.0));
+    assert!(history
+        .iter()
+        .all(|m| m.reward.is_finite() && m.learning_rate > 0.0));
     // `lr_schedule: InvSqrt(scale = 100)` at update 39.
     let lr = 1e-2 / (1.0 + 39.0 / 100.0f64).sqrt();
-    assert!((history[39].learning_rate - lr).abs() < 1e-12, "{}", history[39].learning_rate);
+    assert!(
+        (history[39].learning_rate - lr).abs() < 1e-12,
+        "{}",
+        history[39].learning_rate
+    );
     let (after, var_after) = rewards(&run);
     assert!((after - history[39].reward).abs() < 1e-12);
     let margin = 4.0 * ((var_before + var_after) / PARTICLES as f64).sqrt();

@@ -87,11 +87,10 @@ impl SamplerKind {
             ..*self.config()
         };
         match self {
-            SamplerKind::Grid(_) => super::sample(policy, diffusion, &cfg, shape, cond, rng),
-            SamplerKind::FirstHitting(_) => {
-                super::first_hitting(policy, diffusion, &cfg, shape, cond, rng)
-            }
+            SamplerKind::Grid(_) => SamplerKind::Grid(cfg),
+            SamplerKind::FirstHitting(_) => SamplerKind::FirstHitting(cfg),
         }
+        .drive(policy, diffusion, shape, cond, rng)
     }
 
     /// Entry checks shared by every driver of the chain, in this order: the sampler settings; an
@@ -256,6 +255,52 @@ impl SamplerKind {
             }
         }
         step
+    }
+
+    /// Draws `(batch, seq_len)` sequences with this chain: the entry checks, then chunk by chunk of
+    /// at most `max_batch` sequences (one after the other, drawing from `rng` in order, so the same
+    /// seed gives the same samples) [`SamplerKind::start`] and the loop of [`SamplerKind::run`].
+    /// Recording, every chunk runs the batch-wide number of steps so that the steps line up (a
+    /// first-hitting particle with fewer masked positions idles in the last ones).
+    pub(crate) fn drive<M, G, S, R>(
+        &self,
+        policy: &Policy<'_, M>,
+        diffusion: &Diffusion<G, S>,
+        (batch, seq_len): (usize, usize),
+        condition: Option<&Condition>,
+        rng: &mut R,
+    ) -> Result<Samples>
+    where
+        M: ScoreModel,
+        G: Graph,
+        S: NoiseSchedule,
+        R: Rng,
+    {
+        let cfg = *self.config();
+        let fixed = self.check_entry(policy.model, diffusion, (batch, seq_len), condition)?;
+        let global_steps = self.num_steps(&fixed, seq_len);
+        let record = cfg.record_trajectory;
+        let mut tokens = Vec::with_capacity(batch * seq_len);
+        let mut chunks = Vec::new();
+        for start in (0..batch).step_by(cfg.max_batch) {
+            let rows = cfg.max_batch.min(batch - start);
+            let chunk_fixed = &fixed[start * seq_len..(start + rows) * seq_len];
+            let steps = if record {
+                global_steps
+            } else {
+                self.num_steps(chunk_fixed, seq_len)
+            };
+            let particles = self.start(diffusion, chunk_fixed, seq_len, rng);
+            let (x, trajectory) = self.run(policy, diffusion, particles, (steps, record), rng)?;
+            tokens.extend(x);
+            chunks.push(trajectory);
+        }
+        Ok(Samples {
+            tokens,
+            batch,
+            seq_len,
+            trajectory: record.then(|| Trajectory::concat(chunks)),
+        })
     }
 
     /// Runs `particles` (from [`SamplerKind::start`]) along the chain for `steps` steps with [`take`],

@@ -17,20 +17,20 @@
 
 use rand::Rng;
 
-use super::{Condition, SamplerConfig, SamplerKind, Samples, Trajectory};
+use super::{Condition, SamplerConfig, SamplerKind, Samples};
 use crate::diffusion::Diffusion;
 use crate::error::Result;
 use crate::graph::Graph;
 use crate::schedule::NoiseSchedule;
 use crate::score::{Policy, ScoreModel};
 
-/// Draws `batch` sequences of length `seq_len` with the first-hitting sampler (see the module docs).
+/// Draws `shape = (batch, seq_len)` sequences with the first-hitting sampler (see the module docs).
 ///
 /// Starts all-mask at `t = 1` (fixed positions of `condition` at their tokens) and takes exactly one
 /// network call per masked position of each sequence, batched across sequences with per-sequence `σ̄`.
 /// Reads `cfg.max_batch` and `cfg.record_trajectory`; `predictor`, `steps` and `eps` do not apply.
-/// Recorded steps are [`StepKind::FirstHitting`](super::StepKind::FirstHitting), one per event (sequences with fewer masked positions
-/// idle in the last steps).
+/// Recorded steps are [`StepKind::FirstHitting`](super::StepKind::FirstHitting), one per event
+/// (sequences with fewer masked positions idle in the last steps).
 ///
 /// Errors: [`crate::Error::InvalidParameter`] on a graph without a mask state, and the checks of
 /// [`sample`](super::sample).
@@ -38,7 +38,7 @@ pub fn first_hitting<M, G, S, R>(
     policy: &Policy<'_, M>,
     diffusion: &Diffusion<G, S>,
     cfg: &SamplerConfig,
-    (batch, seq_len): (usize, usize),
+    shape: (usize, usize),
     condition: Option<&Condition>,
     rng: &mut R,
 ) -> Result<Samples>
@@ -48,30 +48,5 @@ where
     S: NoiseSchedule,
     R: Rng,
 {
-    let kind = SamplerKind::FirstHitting(*cfg);
-    let fixed = kind.check_entry(policy.model, diffusion, (batch, seq_len), condition)?;
-    // Every chunk runs the batch-wide number of events when recording, so steps line up.
-    let global_rounds = kind.num_steps(&fixed, seq_len);
-    let mut tokens = Vec::with_capacity(batch * seq_len);
-    let mut chunks = Vec::new();
-    for start in (0..batch).step_by(cfg.max_batch) {
-        let rows = cfg.max_batch.min(batch - start);
-        let chunk_fixed = &fixed[start * seq_len..(start + rows) * seq_len];
-        let record = cfg.record_trajectory;
-        let rounds = if record {
-            global_rounds
-        } else {
-            kind.num_steps(chunk_fixed, seq_len)
-        };
-        let particles = kind.start(diffusion, chunk_fixed, seq_len, rng);
-        let (x, trajectory) = kind.run(policy, diffusion, particles, (rounds, record), rng)?;
-        tokens.extend(x);
-        chunks.push(trajectory);
-    }
-    Ok(Samples {
-        tokens,
-        batch,
-        seq_len,
-        trajectory: cfg.record_trajectory.then(|| Trajectory::concat(chunks)),
-    })
+    SamplerKind::FirstHitting(*cfg).drive(policy, diffusion, shape, condition, rng)
 }

@@ -3,14 +3,14 @@
 
 use rand::Rng;
 
-use super::{Condition, SamplerConfig, SamplerKind, Samples, Trajectory};
+use super::{Condition, SamplerConfig, SamplerKind, Samples};
 use crate::diffusion::Diffusion;
 use crate::error::Result;
 use crate::graph::Graph;
 use crate::schedule::NoiseSchedule;
 use crate::score::{Policy, ScoreModel};
 
-/// Draws `batch` sequences of length `seq_len` by simulating the reverse process.
+/// Draws `shape = (batch, seq_len)` sequences by simulating the reverse process.
 ///
 /// Grid: `t_k = 1 − k·(1 − eps)/steps`, `k = 0..=steps` (so `t_steps = eps`). Starting from the graph's
 /// limit law ([`Graph::sample_limit`]) with the fixed positions of `condition` overwritten, it takes
@@ -26,7 +26,7 @@ pub fn sample<M, G, S, R>(
     policy: &Policy<'_, M>,
     diffusion: &Diffusion<G, S>,
     cfg: &SamplerConfig,
-    (batch, seq_len): (usize, usize),
+    shape: (usize, usize),
     condition: Option<&Condition>,
     rng: &mut R,
 ) -> Result<Samples>
@@ -36,24 +36,5 @@ where
     S: NoiseSchedule,
     R: Rng,
 {
-    let kind = SamplerKind::Grid(*cfg);
-    let fixed = kind.check_entry(policy.model, diffusion, (batch, seq_len), condition)?;
-    let steps = kind.num_steps(&fixed, seq_len);
-    let mut tokens = Vec::with_capacity(batch * seq_len);
-    let mut chunks = Vec::new();
-    for start in (0..batch).step_by(cfg.max_batch) {
-        let rows = cfg.max_batch.min(batch - start);
-        let chunk_fixed = &fixed[start * seq_len..(start + rows) * seq_len];
-        let particles = kind.start(diffusion, chunk_fixed, seq_len, rng);
-        let record = cfg.record_trajectory;
-        let (x, trajectory) = kind.run(policy, diffusion, particles, (steps, record), rng)?;
-        tokens.extend(x);
-        chunks.push(trajectory);
-    }
-    Ok(Samples {
-        tokens,
-        batch,
-        seq_len,
-        trajectory: cfg.record_trajectory.then(|| Trajectory::concat(chunks)),
-    })
+    SamplerKind::Grid(*cfg).drive(policy, diffusion, shape, condition, rng)
 }
