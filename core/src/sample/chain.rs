@@ -16,7 +16,7 @@
 //! [`sample`](super::sample) and [`first_hitting`](super::first_hitting) run this loop chunk by chunk;
 //! SMC ([`smc`](super::smc)) and value-guided decoding ([`value_guided`](super::value_guided)) run it
 //! on a population with resampling or candidate selection between steps. With the same seed, SMC under a
-//! constant potential draws exactly the sampler's sequences (tested in `guided/smc.rs`): there is one
+//! constant potential draws exactly the sampler's sequences (`tests/weight_smc.rs`): there is one
 //! chain.
 
 use dfdx::prelude::*;
