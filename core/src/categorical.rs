@@ -52,13 +52,20 @@ fn draw_overflowing<R: Rng + ?Sized>(weights: &[f64], rng: &mut R) -> usize {
 }
 
 /// Draws from `log_weights` (unnormalised log-probabilities) by subtracting the maximum first, so that
-/// no weight underflows unless it is negligible relative to the largest.
+/// no weight underflows unless it is negligible relative to the largest. NaN entries count as `−∞`;
+/// `+∞` entries share the mass equally (as in [`draw`]).
 pub fn draw_log<R: Rng + ?Sized>(log_weights: &[f64], rng: &mut R) -> usize {
     let max = log_weights
         .iter()
         .cloned()
         .fold(f64::NEG_INFINITY, f64::max);
-    let w: Vec<f64> = log_weights.iter().map(|&l| (l - max).exp()).collect();
+    let w: Vec<f64> = if max == f64::INFINITY {
+        // `∞ − ∞` is NaN: the infinite entries take all the mass.
+        let infinite = |l: f64| if l == f64::INFINITY { 1.0 } else { 0.0 };
+        log_weights.iter().map(|&l| infinite(l)).collect()
+    } else {
+        log_weights.iter().map(|&l| (l - max).exp()).collect()
+    };
     draw(&w, rng)
 }
 

@@ -170,7 +170,7 @@ impl<E: Dtype, D: Device<E>> ParamStore<E, D> {
     }
 
     /// [`ParamStore::load`] from bytes already read (and checked) from `path`, which names the file
-    /// in errors.
+    /// in errors; a non-finite weight is [`Error::CorruptCheckpoint`].
     pub fn load_bytes(&mut self, bytes: &[u8], path: &Path) -> Result<BTreeMap<String, String>> {
         let (tensors, metadata) =
             parse_safetensors(bytes).map_err(|reason| Error::CorruptCheckpoint {
@@ -193,6 +193,13 @@ impl<E: Dtype, D: Device<E>> ParamStore<E, D> {
                     what: format!("shape of {}", p.name),
                     expected: format!("{:?}", p.shape),
                     found: format!("{:?}", t.shape),
+                });
+            }
+            // A NaN or ±∞ weight (a diverged run, or bytes committed damaged) would read as NaN scores.
+            if let Some(i) = t.values.iter().position(|v| !v.is_finite()) {
+                return Err(Error::CorruptCheckpoint {
+                    path: path.to_path_buf(),
+                    reason: format!("tensor {} holds {} at index {i}", p.name, t.values[i]),
                 });
             }
             values.push(from_f64s::<E>(&t.values));

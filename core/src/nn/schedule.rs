@@ -76,7 +76,7 @@ impl LrSchedule {
             if w == 0 {
                 1.0
             } else {
-                ((step + 1) as f64 / w as f64).min(1.0)
+                (step.saturating_add(1) as f64 / w as f64).min(1.0)
             }
         };
         match *self {

@@ -112,9 +112,15 @@ impl Default for SamplerConfig {
 }
 
 impl SamplerConfig {
-    /// Checks `steps ≥ 1`, `0 < eps < 1`, `max_batch ≥ 1`.
+    /// Checks `1 ≤ steps ≤` [`crate::check::MAX_ELEMENTS`] (the grid is allocated), `0 < eps < 1`,
+    /// `max_batch ≥ 1`.
     pub fn check(&self) -> Result<()> {
         crate::check::nonzero("steps", self.steps)?;
+        crate::check::size(
+            "the time grid",
+            &[("steps", self.steps)],
+            crate::check::MAX_ELEMENTS,
+        )?;
         crate::check::nonzero("max_batch", self.max_batch)?;
         if !(self.eps > 0.0 && self.eps < 1.0) {
             return Err(Error::invalid("eps", self.eps, "must be in (0, 1)"));

@@ -85,11 +85,13 @@ pub fn advantages_by_group(
             "every group needs ≥ 1 draw",
         ));
     }
-    if sizes.iter().sum::<usize>() != rewards.len() {
+    // Checked: sizes that overflow usize cannot sum to the number of rewards either.
+    let total = sizes.iter().try_fold(0usize, |acc, &n| acc.checked_add(n));
+    if total != Some(rewards.len()) {
         return Err(Error::ShapeMismatch {
             op: "advantages_by_group (Σ sizes vs rewards)",
             expected: vec![rewards.len()],
-            got: vec![sizes.iter().sum()],
+            got: vec![total.unwrap_or(usize::MAX)],
         });
     }
     if let Some(i) = rewards.iter().position(|r| !r.is_finite()) {

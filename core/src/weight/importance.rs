@@ -101,11 +101,12 @@ impl LogWeights {
     }
 }
 
-/// `log Σ_i exp(x_i)`, stable; `−∞` for an empty slice or all `−∞`.
+/// `log Σ_i exp(x_i)`, stable; `−∞` for an empty slice or all `−∞`, `+∞` if any `x_i = +∞` (and no
+/// NaN: shifting by an infinite maximum made `∞ − ∞ = NaN`).
 pub fn log_sum_exp(x: &[f64]) -> f64 {
     let max = x.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    if max == f64::NEG_INFINITY {
-        return f64::NEG_INFINITY;
+    if max.is_infinite() {
+        return max;
     }
     max + x.iter().map(|v| (v - max).exp()).sum::<f64>().ln()
 }
