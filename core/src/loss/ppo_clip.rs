@@ -46,6 +46,22 @@ impl<'a> PpoObjective<'a> {
             clip,
         }]
     }
+
+    /// The objectives restricted to samples `start..end` (their advantages sliced; scale and clip
+    /// kept): what an estimator evaluating a batch in chunks passes for one chunk.
+    pub fn rows(
+        objectives: &[PpoObjective<'a>],
+        start: usize,
+        end: usize,
+    ) -> Vec<PpoObjective<'a>> {
+        objectives
+            .iter()
+            .map(|o| PpoObjective {
+                advantage: &o.advantage[start..end],
+                ..*o
+            })
+            .collect()
+    }
 }
 
 /// Diagnostics of one surrogate evaluation.
@@ -60,6 +76,30 @@ pub struct PpoStats {
     /// Total term weight `Σ_i w_i` behind the two weighted statistics, so that statistics of pieces
     /// of a batch combine exactly: `clip_ratio = Σ_c w_c·clip_ratio_c / Σ_c w_c`, likewise `ratio_mean`.
     pub weight: f64,
+}
+
+impl PpoStats {
+    /// Adds the statistics `s` of a chunk holding `share` of the batch's samples: the loss (a mean over
+    /// samples) by `share`, the two weighted statistics by their term weight `s.weight`.
+    pub fn add_chunk(&mut self, share: f64, s: &PpoStats) {
+        self.loss += share * s.loss;
+        self.clip_ratio += s.weight * s.clip_ratio;
+        self.ratio_mean += s.weight * s.ratio_mean;
+        self.weight += s.weight;
+    }
+
+    /// Turns the sums of [`PpoStats::add_chunk`] into means: `clip_ratio` and `ratio_mean` divided by
+    /// the total weight, or `ratio_mean = 1` (every `ρ` of an empty batch) when no term weighed
+    /// anything.
+    pub fn finish(mut self) -> Self {
+        if self.weight > 0.0 {
+            self.clip_ratio /= self.weight;
+            self.ratio_mean /= self.weight;
+        } else {
+            self.ratio_mean = 1.0;
+        }
+        self
+    }
 }
 
 /// Host part of the surrogate: for log-ratios `delta` (`[B·K]`, values only) returns coefficients `κ`

@@ -180,38 +180,18 @@ impl ConcreteScore {
         }
         let chunk = (GRAD_TOKENS / (reads * l).max(1)).clamp(1, batch);
         let mut grads = Grads::zeros(model.params());
-        let mut stats = PpoStats {
-            loss: 0.0,
-            clip_ratio: 0.0,
-            ratio_mean: 0.0,
-            weight: 0.0,
-        };
+        let mut stats = PpoStats::default();
         for start in (0..batch).step_by(chunk) {
             let end = (start + chunk).min(batch);
             let share = (end - start) as f64 / batch as f64;
-            let sub: Vec<PpoObjective<'_>> = objectives
-                .iter()
-                .map(|o| PpoObjective {
-                    advantage: &o.advantage[start..end],
-                    ..*o
-                })
-                .collect();
+            let sub = PpoObjective::rows(objectives, start, end);
             let (loss, s) = self.loss(old, diffusion, x.rows(start, end), &sub, rng)?;
             let loss = loss * from_f64::<M::Elem>(share);
             grads.add_assign(&Grads::collect(model.params(), &mut loss.backward())?);
             // The loss is a mean over samples; the ratio statistics are term-weighted means.
-            stats.loss += share * s.loss;
-            stats.clip_ratio += s.weight * s.clip_ratio;
-            stats.ratio_mean += s.weight * s.ratio_mean;
-            stats.weight += s.weight;
+            stats.add_chunk(share, &s);
         }
-        if stats.weight > 0.0 {
-            stats.clip_ratio /= stats.weight;
-            stats.ratio_mean /= stats.weight;
-        } else {
-            stats.ratio_mean = 1.0;
-        }
-        Ok((grads, stats))
+        Ok((grads, stats.finish()))
     }
 }
 

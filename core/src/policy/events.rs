@@ -382,13 +382,7 @@ where
             weight[i] = picks[b].1;
             slot[ri] = i;
         }
-        let sub: Vec<PpoObjective<'_>> = objectives
-            .iter()
-            .map(|o| PpoObjective {
-                advantage: &o.advantage[start..end],
-                ..*o
-            })
-            .collect();
+        let sub = PpoObjective::rows(objectives, start, end);
         let zeros = vec![0.0; cb * positions];
         let (coeff, s) = ppo_coefficients(
             &delta,
@@ -417,18 +411,9 @@ where
             let loss = (theta * m).sum::<Rank0, _>();
             grads.add_assign(&Grads::collect(model.params(), &mut loss.backward())?);
         }
-        stats.loss += share * s.loss;
-        stats.clip_ratio += s.weight * s.clip_ratio;
-        stats.ratio_mean += s.weight * s.ratio_mean;
-        stats.weight += s.weight;
+        stats.add_chunk(share, &s);
     }
-    if stats.weight > 0.0 {
-        stats.clip_ratio /= stats.weight;
-        stats.ratio_mean /= stats.weight;
-    } else {
-        stats.ratio_mean = 1.0;
-    }
-    Ok((grads, stats))
+    Ok((grads, stats.finish()))
 }
 
 #[cfg(test)]
