@@ -99,31 +99,15 @@ fn sepo_with_kl_moves_the_pretrained_mlp_towards_the_tilted_law() {
 /// 50,000 samples).
 #[test]
 fn every_estimator_raises_the_mean_reward_of_the_pretrained_mlp() {
-    use sepo::policy::{CleanScores, ConcreteScore, NeighbourWeights};
     use sepo::reward::FnReward;
-    use sepo::train::{Finetuner, LogProb};
+    use sepo::train::Finetuner;
     let p = data_law();
     let mean_before: f64 = p
         .iter()
         .enumerate()
         .map(|(i, q)| q * twos(&decode(i)))
         .sum();
-    for (log_prob, (pinned, sd)) in [
-        LogProb::default(),
-        LogProb::ConcreteScore(ConcreteScore::default()),
-        LogProb::ConcreteScore(ConcreteScore {
-            clean: CleanScores::Unmasked,
-            ..ConcreteScore::default()
-        }),
-        LogProb::ConcreteScore(ConcreteScore {
-            clean: CleanScores::Unmasked,
-            weights: NeighbourWeights::Snis { draws: 2 },
-            ..ConcreteScore::default()
-        }),
-    ]
-    .into_iter()
-    .zip(NO_KL_REWARD)
-    {
+    for (log_prob, (pinned, sd)) in no_kl_estimators().into_iter().zip(NO_KL_REWARD) {
         let mut ft = Finetuner::new(
             pretrained_mlp().clone(),
             Absorbing::with_tokens(4).unwrap(),
@@ -166,9 +150,10 @@ fn every_estimator_raises_the_mean_reward_of_the_pretrained_mlp() {
 #[test]
 #[ignore]
 fn events_reach_the_tilted_law_as_closely_as_trajectory() {
-    use sepo::reward::FnReward;
-    use sepo::train::{Finetuner, LogProb};
+    use sepo::train::{FinetuneConfig, LogProb};
     let beta = 1.0;
+    // The default KL mode (finetune_config leaves it as FinetuneConfig::new sets it).
+    let kl_mode = FinetuneConfig::new(L).kl_mode;
     let p = data_law();
     let tilted: Vec<f64> = (0..256)
         .map(|i| p[i] * (twos(&decode(i)) / beta).exp())
@@ -190,20 +175,7 @@ fn events_reach_the_tilted_law_as_closely_as_trajectory() {
         let mut tvs = Vec::new();
         for seed in 0..3 {
             let clock = std::time::Instant::now();
-            let config = sepo::train::FinetuneConfig {
-                seed,
-                ..finetune_config(log_prob, beta)
-            };
-            let mut ft = Finetuner::new(
-                pretrained_mlp().clone(),
-                Absorbing::with_tokens(4).unwrap(),
-                LogLinear::default(),
-                FnReward::new("twos", twos),
-                config,
-            )
-            .unwrap();
-            ft.fit(60, false, None).unwrap();
-            let tokens = sample_tuned(&ft.model, 21 + seed);
+            let tokens = finetune_run(log_prob, beta, kl_mode, 60, seed).unwrap();
             let t = tv(&tokens, L, &target);
             let reward = tokens.chunks(L).map(twos).sum::<f64>() / SAMPLES as f64;
             eprintln!(

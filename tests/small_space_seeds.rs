@@ -183,21 +183,8 @@ fn kl_modes_against_the_pretrained_models_own_tilted_law() {
 #[test]
 #[ignore]
 fn no_kl_reward_over_seeds() {
-    use sepo::policy::{CleanScores, ConcreteScore, NeighbourWeights};
-    use sepo::train::{KlMode, LogProb};
-    for log_prob in [
-        LogProb::default(),
-        LogProb::ConcreteScore(ConcreteScore::default()),
-        LogProb::ConcreteScore(ConcreteScore {
-            clean: CleanScores::Unmasked,
-            ..ConcreteScore::default()
-        }),
-        LogProb::ConcreteScore(ConcreteScore {
-            clean: CleanScores::Unmasked,
-            weights: NeighbourWeights::Snis { draws: 2 },
-            ..ConcreteScore::default()
-        }),
-    ] {
+    use sepo::train::KlMode;
+    for log_prob in no_kl_estimators() {
         let rewards: Vec<f64> = (0..5)
             .map(|seed| {
                 let tokens = finetune_run(log_prob, 0.0, KlMode::InReward, 20, seed).unwrap();

@@ -234,3 +234,23 @@ pub fn finetune_run(
     ft.fit(rounds, false, None)?;
     try_sample_tuned(&ft.model, 21 + seed)
 }
+
+/// The four estimators whose no-KL rewards docs/sepo.md §6 pins: `Trajectory` (the default) and
+/// `ConcreteScore` with masked, unmasked and unmasked-SNIS (2 draws) clean-end reads.
+pub fn no_kl_estimators() -> [sepo::train::LogProb; 4] {
+    use sepo::policy::{CleanScores, ConcreteScore, NeighbourWeights};
+    use sepo::train::LogProb;
+    [
+        LogProb::default(),
+        LogProb::ConcreteScore(ConcreteScore::default()),
+        LogProb::ConcreteScore(ConcreteScore {
+            clean: CleanScores::Unmasked,
+            ..ConcreteScore::default()
+        }),
+        LogProb::ConcreteScore(ConcreteScore {
+            clean: CleanScores::Unmasked,
+            weights: NeighbourWeights::Snis { draws: 2 },
+            ..ConcreteScore::default()
+        }),
+    ]
+}
