@@ -234,7 +234,7 @@ pub fn noise_schedule(input: TokenStream) -> TokenStream {
 ///     fn name(&self) -> String { String::from("Mixed") }
 ///     fn components(&self) -> Vec<::sepo::__private::Component> {
 ///         vec![
-///             Component { name: "grpo".into(), weight: 0.8, baseline: Baseline::Grpo { delta: 1e-8 },
+///             Component { name: "grpo".into(), weight: 0.8, baseline: Baseline::GRPO,
 ///                         group: Some(16), clip: Some(0.2), reweight: Reweight::None },
 ///             Component { name: "reinforce".into(), weight: 0.2, baseline: Baseline::LeaveOneOut,
 ///                         group: None, clip: None, reweight: Reweight::None },
@@ -243,6 +243,9 @@ pub fn noise_schedule(input: TokenStream) -> TokenStream {
 /// }
 /// impl From<Mixed> for ::sepo::__private::Mixture { /* Mixture { components } */ }
 /// ```
+///
+/// An omitted option expands to core's named default (`Baseline::GRPO` for δ,
+/// `Component::DEFAULT_CLIP`, `Reweight::DEFAULT_TEMPERATURE`), so the defaults live in one place.
 #[proc_macro]
 pub fn estimator(input: TokenStream) -> TokenStream {
     estimator::estimator(input.into()).into()

@@ -37,6 +37,10 @@ pub struct Component {
 }
 
 impl Component {
+    /// The PPO clip range `ε = 0.2` a clipped component uses when none is given (PPO's and the
+    /// reference's value; `estimator!` and `policy!` expand an omitted `clip` to this constant).
+    pub const DEFAULT_CLIP: f64 = 0.2;
+
     /// Advantages of `rewards` for this component, with `default_group` unless it sets its own.
     pub fn advantages(&self, rewards: &[f64], default_group: usize) -> Result<Vec<f64>> {
         advantages(rewards, self.group.unwrap_or(default_group), self.baseline)

@@ -52,6 +52,9 @@ pub enum Reweight {
 }
 
 impl Reweight {
+    /// The temperature `τ = 1` of [`Reweight::Snis`] when none is given (`estimator!`'s `snis()`).
+    pub const DEFAULT_TEMPERATURE: f64 = 1.0;
+
     /// Checks `τ > 0` (finite).
     pub fn check(&self) -> Result<()> {
         if let Reweight::Snis { temperature } = *self {

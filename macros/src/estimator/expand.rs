@@ -7,11 +7,6 @@ use quote::quote;
 
 use super::parse::{Baseline, Item, Kind, Mixture, Term};
 
-/// Defaults of the options, as documented on the entry point.
-const DEFAULT_CLIP: f64 = 0.2;
-const DEFAULT_DELTA: f64 = 1e-8;
-const DEFAULT_TEMPERATURE: f64 = 1.0;
-
 /// What the generated `components` does.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Bodies {
@@ -63,14 +58,17 @@ pub fn components(mixture: &Mixture) -> TokenStream {
 fn component(term: &Term) -> TokenStream {
     let name = term.kind.name();
     let weight = float(term.weight.as_ref().map_or(1.0, |w| w.0));
-    let delta = term.delta.as_ref().map_or(DEFAULT_DELTA, |d| d.0);
     let baseline = match (term.kind, term.baseline.as_ref().map(|b| b.0)) {
         // `snis` forms its own advantages from the rewards.
         (Kind::Snis, _) => quote!(::sepo::__private::Baseline::None),
-        (Kind::Grpo, _) => {
-            let delta = float(delta);
-            quote!(::sepo::__private::Baseline::Grpo { delta: #delta })
-        }
+        // An omitted option expands to core's named default, never to a literal re-typed here.
+        (Kind::Grpo, _) => match &term.delta {
+            Some(d) => {
+                let delta = float(d.0);
+                quote!(::sepo::__private::Baseline::Grpo { delta: #delta })
+            }
+            None => quote!(::sepo::__private::Baseline::GRPO),
+        },
         (_, None | Some(Baseline::Mean)) => quote!(::sepo::__private::Baseline::Mean),
         (_, Some(Baseline::None)) => quote!(::sepo::__private::Baseline::None),
         (_, Some(Baseline::LeaveOneOut)) => quote!(::sepo::__private::Baseline::LeaveOneOut),
@@ -87,18 +85,25 @@ fn component(term: &Term) -> TokenStream {
         (Kind::Reinforce, _) | (Kind::Snis | Kind::ControlVariate, None) => {
             quote!(::std::option::Option::None)
         }
-        (_, clip) => {
-            let clip = float(clip.as_ref().map_or(DEFAULT_CLIP, |c| c.0));
+        (_, Some(clip)) => {
+            let clip = float(clip.0);
             quote!(::std::option::Option::Some(#clip))
+        }
+        (_, None) => {
+            quote!(::std::option::Option::Some(
+                ::sepo::__private::Component::DEFAULT_CLIP
+            ))
         }
     };
     let reweight = match term.kind {
         Kind::Snis => {
-            let t = float(
-                term.temperature
-                    .as_ref()
-                    .map_or(DEFAULT_TEMPERATURE, |t| t.0),
-            );
+            let t = match &term.temperature {
+                Some(t) => {
+                    let t = float(t.0);
+                    quote!(#t)
+                }
+                None => quote!(::sepo::__private::Reweight::DEFAULT_TEMPERATURE),
+            };
             quote!(::sepo::__private::Reweight::Snis { temperature: #t })
         }
         Kind::ControlVariate => quote!(::sepo::__private::Reweight::ControlVariate),

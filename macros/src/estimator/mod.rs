@@ -52,6 +52,23 @@ mod tests {
         text.split_whitespace().collect()
     }
 
+    /// Omitted options expand to core's named defaults, not to literals re-typed in the macro.
+    #[test]
+    fn omitted_options_expand_to_core_defaults() {
+        let got = squash(&estimator(quote! { pub G = 0.5 * grpo + 0.5 * snis; }).to_string());
+        for path in [
+            "::sepo::__private::Baseline::GRPO",
+            "::std::option::Option::Some(::sepo::__private::Component::DEFAULT_CLIP)",
+            "temperature:::sepo::__private::Reweight::DEFAULT_TEMPERATURE",
+        ] {
+            assert!(got.contains(&squash(path)), "{path} missing from {got}");
+        }
+        assert!(
+            !got.contains("0.2f64") && !got.contains("0.00000001f64"),
+            "{got}"
+        );
+    }
+
     /// The readable expansion promised in the docs of the `estimator` entry point.
     #[test]
     fn expansion_of_a_two_component_mixture() {
@@ -72,7 +89,7 @@ mod tests {
                         ::sepo::__private::Component {
                             name: ::std::string::String::from("grpo"),
                             weight: 0.8f64,
-                            baseline: ::sepo::__private::Baseline::Grpo { delta: 0.00000001f64 },
+                            baseline: ::sepo::__private::Baseline::GRPO,
                             group: ::std::option::Option::Some(16usize),
                             clip: ::std::option::Option::Some(0.2f64),
                             reweight: ::sepo::__private::Reweight::None,
