@@ -8,7 +8,7 @@
 //! `<cache>` is `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `$XDG_CACHE_HOME/huggingface/hub`, else
 //! `~/.cache/huggingface/hub` (huggingface_hub's order), so models fetched by Python's
 //! `huggingface_hub` (or `git clone` into a snapshot folder) are found without a network. With the
-//! `hub` feature, [`HubCache::download`] fills the same layout through the `hf-hub` crate.
+//! `hub` feature, `HubCache::download` fills the same layout through the `hf-hub` crate.
 
 use std::path::{Path, PathBuf};
 
