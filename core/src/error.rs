@@ -190,6 +190,25 @@ pub enum Error {
         /// What is wrong with it.
         problem: Integrity,
     },
+    /// A weight file in a format or element type sepo does not read (a legacy pickle, integer
+    /// weights, a PyTorch archive without the `pytorch` feature, an unknown published layout).
+    #[error("unsupported weights {path}: {reason}")]
+    UnsupportedWeights {
+        /// The file (or model directory).
+        path: PathBuf,
+        /// What sepo cannot read, and what would work.
+        reason: String,
+    },
+    /// A model id is not in the local hub cache (`models--<org>--<name>/snapshots/<revision>`).
+    #[error("model {id} (revision {revision}) is not in the hub cache {cache}")]
+    ModelNotCached {
+        /// The model id (`org/name`).
+        id: String,
+        /// The revision asked for (a branch, tag or commit).
+        revision: String,
+        /// The cache directory searched.
+        cache: PathBuf,
+    },
     /// The directory holds no committed checkpoint (nothing was ever published there).
     #[error("no committed checkpoint in {path}")]
     NoCheckpoint {

@@ -34,7 +34,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     result.map_err(io)
 }
 
-/// One tensor read from a file: its shape and values (converted to `f64`).
+/// One tensor read from a file: its shape and values (converted to `f64`, exactly: every accepted
+/// dtype, F32, F64, F16 and BF16, is representable).
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostTensor {
     /// Shape as stored.
@@ -82,11 +83,11 @@ pub fn to_safetensors(
     })
 }
 
-/// Reads a safetensors file into host tensors plus its metadata.
+/// Reads a safetensors file (memory-mapped) into host tensors plus its metadata.
 pub fn read_safetensors(
     path: &Path,
 ) -> Result<(BTreeMap<String, HostTensor>, BTreeMap<String, String>)> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+    let bytes = filebuffer::FileBuffer::open(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
         source,
     })?;
@@ -106,18 +107,12 @@ fn parse_safetensors(bytes: &[u8]) -> std::result::Result<Parsed, String> {
     let mut out = BTreeMap::new();
     for (name, view) in st.tensors() {
         let data = view.data();
-        let values = match view.dtype() {
-            ::safetensors::Dtype::F32 => data
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
-                .collect(),
-            ::safetensors::Dtype::F64 => data
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-                .collect(),
-            other => {
+        let values = match crate::nn::weights::WeightDtype::from_safetensors(view.dtype()) {
+            Some(dtype) => crate::nn::weights::decode::<f64>(dtype, data),
+            None => {
                 return Err(format!(
-                    "tensor {name} has dtype {other:?}; sepo reads F32 and F64"
+                    "tensor {name} has dtype {:?}; sepo reads F32, F16, BF16 and F64",
+                    view.dtype()
                 ))
             }
         };
@@ -159,14 +154,15 @@ impl<E: Dtype, D: Device<E>> ParamStore<E, D> {
         to_safetensors(&tensors, is_f32::<E>(), metadata)
     }
 
-    /// Loads every parameter by name; the file must hold each of them with the same shape.
-    /// Nothing is changed unless the whole file fits. Returns the file's metadata.
+    /// Loads every parameter by name; the file must hold each of them with the same shape (F32,
+    /// F64, F16 or BF16, converted to the store's dtype). The file is memory-mapped, not read into
+    /// memory. Nothing is changed unless the whole file fits. Returns the file's metadata.
     pub fn load(&mut self, path: &Path) -> Result<BTreeMap<String, String>> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        let map = filebuffer::FileBuffer::open(path).map_err(|source| Error::Io {
             path: path.to_path_buf(),
             source,
         })?;
-        self.load_bytes(&bytes, path)
+        self.load_bytes(&map, path)
     }
 
     /// [`ParamStore::load`] from bytes already read (and checked) from `path`, which names the file
@@ -248,7 +244,7 @@ pub fn load_adamw<E: Dtype, D: Device<E>>(
     store: &ParamStore<E, D>,
     path: &Path,
 ) -> Result<AdamWState<E, D>> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+    let bytes = filebuffer::FileBuffer::open(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
         source,
     })?;

@@ -13,6 +13,7 @@ pub mod optim;
 pub mod param;
 pub mod schedule;
 pub mod upload;
+pub mod weights;
 
 pub use grads::Grads;
 pub use layers::{Embedding, LayerNorm, Linear};

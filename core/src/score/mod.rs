@@ -9,6 +9,7 @@ pub mod counting;
 pub mod description;
 pub mod energy;
 pub mod head;
+pub mod import;
 pub mod mlp;
 pub mod reading;
 pub mod tabular;
