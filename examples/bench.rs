@@ -507,7 +507,7 @@ fn main() {
         return;
     }
     if std::env::args().any(|a| a == "--traffic") {
-        traffic::main(|name| flag::<usize>(name));
+        traffic::main(flag::<usize>);
         return;
     }
     let tiny_only = std::env::args().any(|a| a == "--tiny");

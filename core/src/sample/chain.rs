@@ -333,13 +333,7 @@ impl SamplerKind {
             if idle {
                 step.after.clone_from(&step.before);
             } else {
-                take_with(
-                    policy,
-                    &diffusion.graph,
-                    &mut step,
-                    (k, cache.as_mut()),
-                    rng,
-                )?;
+                take_with(policy, &diffusion.graph, &mut step, k, cache.as_mut(), rng)?;
             }
             // Fixed positions have P(stay) = 1 exactly; forcing them again only guards the invariant.
             super::condition::apply(&mut step.after, &particles.fixed);

@@ -183,7 +183,7 @@ where
     G: Graph,
     R: Rng,
 {
-    take_with(policy, graph, step, (index, None), rng)
+    take_with(policy, graph, step, index, None, rng)
 }
 
 /// [`take`] with every row copied to the host and drawn by [`categorical::draw`](crate::categorical::draw)
@@ -212,7 +212,8 @@ pub(crate) fn take_with<M, G, R>(
     policy: &Policy<'_, M>,
     graph: &G,
     step: &mut Step,
-    (index, cache): (usize, Option<&mut ScoreCache<M::Elem, M::Device>>),
+    index: usize,
+    cache: Option<&mut ScoreCache<M::Elem, M::Device>>,
     rng: &mut R,
 ) -> Result<()>
 where

@@ -1,8 +1,8 @@
 //! Bytes the samplers move between the device and the host, counted per thread.
 //!
-//! Every copy the reverse chain makes of a device tensor to the host goes through [`fetch`], which adds
-//! `numel · size_of::<E>()` to this thread's device → host counter; every constant it uploads (the step
-//! rules' coefficient tables) adds its size to the host → device counter. The model's own copies (a
+//! Every copy the reverse chain makes of a device tensor to the host goes through one function, which
+//! adds `numel · size_of::<E>()` to this thread's device → host counter; every constant it uploads (the
+//! step rules' coefficient tables) adds its size to the host → device counter. The model's own copies (a
 //! head reading its token ids back, say) are not the sampler's and are not counted. The counters are
 //! thread-local, so concurrent samplers (tests run in parallel) do not see each other's traffic.
 //! `examples/bench.rs --traffic` reads them; docs/sampling.md gives the per-step figures.
