@@ -8,12 +8,14 @@
 //! cargo run --release --example bench -- --flow --small   # the same at toy sizes (a smoke check)
 //! cargo run --release --example bench -- --events  # Events{m} against MaskedSubset{m}, optimisation only
 //! cargo run --release --example bench -- --config=dna      # side by side with PyTorch: JSON lines
+//! cargo run --release --example bench -- --traffic  # sampler host traffic per step at N = 50,258
 //! ```
 //!
 //! Each row is the median of `reps` timed runs after one warm-up run. Timings are wall-clock on whatever
 //! else the machine is doing: record the load with the figures.
 
 mod side_by_side;
+mod traffic;
 
 use std::time::Instant;
 
@@ -502,6 +504,10 @@ fn main() {
     // `--config=NAME`: the side-by-side workloads as JSON lines (examples/side_by_side/mod.rs).
     if let Some(config) = flag::<String>("--config=") {
         side_by_side::main(&config);
+        return;
+    }
+    if std::env::args().any(|a| a == "--traffic") {
+        traffic::main(flag::<usize>);
         return;
     }
     let tiny_only = std::env::args().any(|a| a == "--tiny");

@@ -22,14 +22,15 @@
 use dfdx::prelude::*;
 use rand::Rng;
 
-use super::step::{step_probs, take};
+use super::cache::ScoreCache;
+use super::step::{step_probs, take_with};
+use super::traffic::fetch;
 use super::{check_entry as check_batch, Condition, Predictor, SamplerConfig, Samples};
 use super::{Step, StepKind, Trajectory};
 use crate::categorical;
 use crate::diffusion::Diffusion;
 use crate::error::{ensure_finite, Error, Result};
 use crate::graph::Graph;
-use crate::nn::to_f64s;
 use crate::schedule::NoiseSchedule;
 use crate::score::{Policy, ScoreModel};
 
@@ -303,10 +304,12 @@ impl SamplerKind {
         })
     }
 
-    /// Runs `particles` (from [`SamplerKind::start`]) along the chain for `steps` steps with [`take`],
-    /// recording the steps when `record`: the loop [`sample`](super::sample) and
+    /// Runs `particles` (from [`SamplerKind::start`]) along the chain for `steps` steps with
+    /// [`take`](super::take), recording the steps when `record`: the loop [`sample`](super::sample) and
     /// [`first_hitting`](super::first_hitting) run per chunk. A first-hitting step where no particle
-    /// has anything left to unmask is idle (`after = before`, no network call).
+    /// has anything left to unmask is idle (`after = before`, no network call). A model that is not
+    /// time-conditioned is called only on the sequences that changed since their last forward
+    /// (MDLM's cache, `cache.rs`); the samples are the same bit for bit.
     pub(crate) fn run<M, G, S, R>(
         &self,
         policy: &Policy<'_, M>,
@@ -322,6 +325,7 @@ impl SamplerKind {
         R: Rng,
     {
         let mut trajectory = Trajectory::default();
+        let mut cache = (!policy.model.time_conditioned()).then(ScoreCache::new);
         for k in 0..steps {
             let mut step = self.propose(k, &mut particles, diffusion, rng);
             let idle =
@@ -329,7 +333,7 @@ impl SamplerKind {
             if idle {
                 step.after.clone_from(&step.before);
             } else {
-                take(policy, &diffusion.graph, &mut step, k, rng)?;
+                take_with(policy, &diffusion.graph, &mut step, k, cache.as_mut(), rng)?;
             }
             // Fixed positions have P(stay) = 1 exactly; forcing them again only guards the invariant.
             super::condition::apply(&mut step.after, &particles.fixed);
@@ -441,7 +445,7 @@ where
     for start in (0..step.batch).step_by(max_batch.max(1)) {
         let rows = step.rows(start..(start + max_batch).min(step.batch));
         let probs = step_probs(policy.model, policy.params, graph, &rows, NoneTape)?;
-        out.extend(to_f64s(&probs.as_vec()));
+        out.extend(fetch(&probs));
     }
     if let Some(i) = out.iter().position(|p| !p.is_finite()) {
         return Err(Error::NonFinite {
@@ -479,7 +483,7 @@ where
 }
 
 /// One draw per position from `[n·L·N]` rows; a position that stays with probability 1 uses no
-/// randomness (as [`take`] does).
+/// randomness (as [`take`](super::take) does).
 pub(crate) fn draw_rows<R: Rng>(
     before: &[usize],
     probs: &[f64],

@@ -34,13 +34,16 @@
 //! # Ok(()) }
 //! ```
 
+mod cache;
 mod chain;
 mod condition;
+mod factorised;
 mod first_hitting;
 mod grid;
 pub mod guided;
 pub mod kernel;
 mod step;
+pub mod traffic;
 mod trajectory;
 
 /// Categorical draws in `f64` by inverse CDF (a leaf of the crate, re-exported here).
@@ -58,7 +61,7 @@ pub use guided::{
     RewardPotential, SmcConfig, SmcOutput, Tempering,
 };
 pub use kernel::StepProbs;
-pub use step::{step_log_prob, step_probs, take, taken_log_prob};
+pub use step::{step_log_prob, step_probs, take, take_full_rows, taken_log_prob};
 pub use trajectory::{Step, StepKind, Trajectory};
 
 use dfdx::prelude::*;

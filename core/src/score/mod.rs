@@ -81,6 +81,13 @@ pub trait ScoreModel {
         None
     }
 
+    /// Whether the log-scores depend on `σ̄`. `false` promises that [`ScoreModel::forward_with`] gives a
+    /// sequence the same outputs, bit for bit, at every `sigma_bar` and in every batch, so the samplers
+    /// reuse a sequence's scores while its tokens do not change (MDLM's cache). Default `true`.
+    fn time_conditioned(&self) -> bool {
+        true
+    }
+
     /// `log s(x, σ̄)_{l,v}` for `tokens [B, L]` and per-sequence total noise `sigma_bar [B]`, evaluated with
     /// the weights in `params` (this model's, a snapshot's or a reference's: same layout), recording on
     /// `tape`. Inputs must already be validated (see [`ScoreModel::check_input`]).

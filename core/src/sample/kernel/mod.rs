@@ -1,7 +1,8 @@
 //! The step rules of the reverse chain, as tape-generic functions from log-scores to transition
 //! probabilities `[B, L, N]`: `euler`, `tweedie` (also the denoising step) and `first_hitting`.
 //! Leaves: they read a [`Step`](crate::sample::Step) and the graph, and import nothing else of
-//! `sample`; [`step_probs`](crate::sample::step_probs) dispatches to them.
+//! `sample` but the traffic counter (itself a leaf); [`step_probs`](crate::sample::step_probs)
+//! dispatches to them.
 
 pub(crate) mod euler;
 pub(crate) mod first_hitting;
@@ -21,6 +22,7 @@ pub(crate) fn constant<E: Dtype, D: Device<E>, S: Shape>(
     values: &[f64],
     shape: S,
 ) -> Result<Tensor<S, E, D>> {
+    crate::sample::traffic::uploaded::<E>(values.len());
     upload_f64s(dev, values, shape, "sampler constant")
 }
 

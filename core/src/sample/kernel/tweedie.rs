@@ -49,28 +49,26 @@ where
         StepKind::Denoise => graph.mask(),
         _ => None,
     };
-    // kernel[b, l, y] = exp(Δσ̄ Q)(y, x) at free positions (mask column dropped when denoising).
-    // The N×N matrix is rebuilt only when Δσ̄ changes from one sequence to the next (never on the grid).
+    // kernel[b, l, y] = exp(Δσ̄ Q)(y, x) at free positions (mask column dropped when denoising), row
+    // by row: O(B·L·N), never the N×N matrix (20 GB in f64 at GPT-2's vocabulary).
+    // A row equal to the last one built (same `x`, same Δσ̄: every masked position) is copied.
     let mut kernel = vec![0.0; step.before.len() * n];
-    let mut matrix = vec![0.0; n * n];
-    let mut matrix_for = f64::NAN;
+    let mut last: Option<(usize, u64, usize)> = None;
     for (i, &x) in step.before.iter().enumerate() {
         if step.fixed[i] {
             continue;
         }
         let d = dsigma[i / l];
-        if d.to_bits() != matrix_for.to_bits() {
-            for (j, m) in matrix.iter_mut().enumerate() {
-                let (x, y) = (j / n, j % n);
-                *m = if Some(y) == drop_mask {
-                    0.0
-                } else {
-                    graph.transition(y, x, d)
-                };
-            }
-            matrix_for = d;
+        if let Some((_, _, j)) = last.filter(|&(lx, ld, _)| lx == x && ld == d.to_bits()) {
+            kernel.copy_within(j * n..(j + 1) * n, i * n);
+            continue;
         }
-        kernel[i * n..(i + 1) * n].copy_from_slice(&matrix[x * n..(x + 1) * n]);
+        for (y, k) in kernel[i * n..(i + 1) * n].iter_mut().enumerate() {
+            if Some(y) != drop_mask {
+                *k = graph.transition(y, x, d);
+            }
+        }
+        last = Some((x, d.to_bits(), i));
     }
     let kernel = constant::<E, D, _>(&dev, &kernel, shape)?;
     // Fixed positions stay put with probability 1.

@@ -33,6 +33,10 @@ impl<E: Dtype, D: Device<E>, M: ScoreModel<Elem = E, Device = D>> ScoreModel for
         self.0.params_mut()
     }
 
+    fn time_conditioned(&self) -> bool {
+        self.0.time_conditioned()
+    }
+
     fn forward_with<T: Tape<E, D>>(
         &self,
         params: &ParamStore<E, D>,

@@ -1,8 +1,10 @@
 //! Sampler tests against the exact oracle on a 4^4 = 256-sequence space.
 
 mod behaviour;
+mod cache;
 mod dedup;
 mod exactness;
+mod factorised;
 mod trajectory;
 mod validation;
 
