@@ -100,6 +100,11 @@ impl<E: Dtype, D: Device<E>, M: ScoreModel<Elem = E, Device = D>> ScoreModel for
         self.inner.description()
     }
 
+    /// The inner model's: counting does not change what the scores depend on.
+    fn time_conditioned(&self) -> bool {
+        self.inner.time_conditioned()
+    }
+
     /// The inner forward; adds `B` to the evaluations (and to `taped` when `T` owns a tape).
     fn forward_with<T: Tape<E, D>>(
         &self,
