@@ -12,6 +12,8 @@
 
 pub use sepo_core::*;
 
+pub mod config;
+
 /// The types most programs need, in one import.
 pub mod prelude {
     pub use sepo_core::dfdx::prelude::{Cpu, Device, Dtype, NoneTape, OwnedTape, Tape};
