@@ -12,7 +12,10 @@
 
 pub use sepo_core::*;
 
+pub mod assess;
 pub mod config;
+pub mod demo;
+pub mod plot;
 
 /// The types most programs need, in one import.
 pub mod prelude {

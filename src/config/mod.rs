@@ -55,7 +55,7 @@ use sepo_core::{Error, Result};
 pub use keys::KEYS;
 pub use registry::RewardRegistry;
 pub use schedule::AnySchedule;
-pub use syntax::{Call, Value};
+pub use syntax::{parse as parse_value, Call, Value};
 pub use values::Options;
 
 use values::error;
