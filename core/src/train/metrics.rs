@@ -209,3 +209,65 @@ pub fn progress_bar(len: u64, prefix: &'static str, show: bool) -> indicatif::Pr
     bar.set_prefix(prefix);
     bar
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(path: &Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// A run's file: one header line whose id is the CRC-64 of the header's JSON; every record
+    /// carries the id first; reopening (a resume) keeps the header and its id; a torn first line
+    /// (no newline) is replaced; a file of another kind is refused, untouched.
+    #[test]
+    fn a_run_file_has_one_header_and_its_id_on_every_line() {
+        let dir = std::env::temp_dir().join(format!("sepo-metrics-run-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("m.jsonl");
+        let header = serde_json::json!({"config": {"seed": 3}});
+        let id = crate::train::commit::crc64_hex(header.to_string().as_bytes());
+        let mut w = MetricsWriter::for_run(&path, &header).unwrap();
+        assert_eq!(w.run_id(), Some(id.as_str()));
+        w.write(&serde_json::json!({"round": 0})).unwrap();
+        w.write(&serde_json::json!({})).unwrap();
+        drop(w);
+        let mut w = MetricsWriter::for_run(&path, &serde_json::json!({"other": 1})).unwrap();
+        assert_eq!(
+            w.run_id(),
+            Some(id.as_str()),
+            "the file's id, not a new one"
+        );
+        w.write(&serde_json::json!({"round": 1})).unwrap();
+        drop(w);
+        let got = lines(&path);
+        assert_eq!(got.len(), 4);
+        assert_eq!(got[0], serde_json::json!({"run_id": id, "header": header}));
+        assert_eq!(got[1], serde_json::json!({"run_id": id, "round": 0}));
+        assert_eq!(got[2], serde_json::json!({"run_id": id}));
+        assert_eq!(got[3], serde_json::json!({"run_id": id, "round": 1}));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.lines().nth(1).unwrap().starts_with("{\"run_id\""));
+
+        std::fs::write(&path, "{\"run_id\":\"ab\",\"hea").unwrap();
+        MetricsWriter::for_run(&path, &header).unwrap();
+        assert_eq!(lines(&path).len(), 1);
+        assert_eq!(lines(&path)[0]["run_id"], id.as_str());
+
+        std::fs::write(&path, "{\"round\":0}\n").unwrap();
+        assert!(matches!(
+            MetricsWriter::for_run(&path, &header),
+            Err(Error::InvalidParameter {
+                name: "metrics",
+                ..
+            })
+        ));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"round\":0}\n");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
