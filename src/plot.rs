@@ -19,7 +19,13 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
 }
 
-/// The round lines of a metrics file (the header line and any line without `round` skipped).
+/// The step of a line: its `round` (two loops) or `update` (the single loop).
+fn step(row: &serde_json::Value) -> Option<f64> {
+    row.get("round").or_else(|| row.get("update"))?.as_f64()
+}
+
+/// The round lines of a metrics file (the header line and any line without `round` or `update`
+/// skipped).
 pub fn read_rounds(path: &Path) -> Result<Vec<serde_json::Value>> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
@@ -35,7 +41,7 @@ pub fn read_rounds(path: &Path) -> Result<Vec<serde_json::Value>> {
             record: i + 1,
             reason: format!("not a JSON line: {e}"),
         })?;
-        if v.get("round").is_some() {
+        if step(&v).is_some() {
             rows.push(v);
         }
     }
@@ -46,7 +52,7 @@ pub fn read_rounds(path: &Path) -> Result<Vec<serde_json::Value>> {
 pub fn series(rows: &[serde_json::Value], name: &str) -> Series {
     let points = rows
         .iter()
-        .filter_map(|r| Some((r.get("round")?.as_f64()?, r.get(name)?.as_f64()?)))
+        .filter_map(|r| Some((step(r)?, r.get(name)?.as_f64()?)))
         .filter(|(_, v)| v.is_finite())
         .collect();
     Series {

@@ -197,6 +197,23 @@ fn pretrain_finetune_resume_sample_eval_plot() {
         ],
     );
     assert!(dir.join("again.svg").exists());
+
+    // The single loop from a file: three updates, their metrics, a plot of the particles' reward.
+    std::fs::write(
+        dir.join("flow.toml"),
+        "mode = \"SingleLoop\"\nmodel = 'Mlp(checkpoint = \"pre\")'\nreward = \"gc_content\"\n\
+         sampler = \"Flow(init = FirstHitting)\"\nkl = 0.01\nbatch = 8\niterations = 3\n\
+         metrics = \"flow.jsonl\"\nprogress = false\n",
+    )
+    .unwrap();
+    let out = ok(
+        &dir,
+        &["finetune", "--config", "flow.toml", "--plot", "flow.svg"],
+    );
+    assert!(out.contains("update 2"), "{out}");
+    let updates = lines(&dir.join("flow.jsonl"));
+    assert_eq!(updates.len(), 3);
+    assert!(dir.join("flow.svg").exists());
     std::fs::remove_dir_all(&dir).ok();
 }
 

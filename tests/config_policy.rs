@@ -267,9 +267,9 @@ fn mistakes_name_the_key() {
             "multiple",
         ),
         (
-            "reward = \"twos\"\nmode = \"SingleLoop\"",
+            "reward = \"twos\"\nmode = \"SingelLoop\"",
             "mode",
-            "policy!",
+            "did you mean `SingleLoop`",
         ),
         ("reward = \"twos\"\nsampler = 3", "sampler", "string"),
         (
@@ -307,5 +307,105 @@ fn mistakes_name_the_key() {
             assert!(reason.contains("did you mean `eps`"), "{reason}");
         }
         other => panic!("{other:?}"),
+    }
+}
+
+policy! {
+    /// The gradient-flow single loop, every value set.
+    Flowing {
+        mode: SingleLoop,
+        schedule: LogLinear(eps = 2e-3),
+        sampler: Flow(rates = Barker, steps = 2, init = FirstHitting, max_batch = 64),
+        log_prob: Ift(h = Neighbour(weights = Snis(draws = 3)), clean = MaskedSubset(positions = 2), t0 = 1e-3, ratio = PathSubset(positions = 2)),
+        reward: Twos,
+        kl: 0.05,
+        optimizer: Adam(lr = 1e-2),
+        lr_schedule: InvSqrt(scale = 50),
+        grad_clip: 2.0,
+        batch: 12,
+        iterations: 3,
+        seed: 5,
+        progress: false,
+    }
+}
+
+const FLOWING: &str = r#"
+mode = "SingleLoop"
+schedule = "LogLinear(eps = 2e-3)"
+sampler = "Flow(rates = Barker, steps = 2, init = FirstHitting, max_batch = 64)"
+log_prob = "Ift(h = Neighbour(weights = Snis(draws = 3)), clean = MaskedSubset(positions = 2), t0 = 1e-3, ratio = PathSubset(positions = 2))"
+reward = "twos"
+kl = 0.05
+optimizer = "Adam(lr = 1e-2)"
+lr_schedule = "InvSqrt(scale = 50)"
+grad_clip = 2.0
+batch = 12
+iterations = 3
+seed = 5
+progress = false
+"#;
+
+policy! {
+    /// The single loop with its defaults.
+    FlowBare { mode: SingleLoop, reward: Twos }
+}
+
+#[test]
+fn a_single_loop_file_and_its_policy_run_bit_identically() {
+    let bare = RunConfig::from_toml("mode = \"SingleLoop\"\nreward = \"twos\"").unwrap();
+    let schedule: LogLinear = bare.schedule().unwrap();
+    assert_eq!(
+        bare.single_loop_config(&schedule).unwrap(),
+        FlowBare::config(4).unwrap()
+    );
+    let config = RunConfig::from_toml(FLOWING).unwrap();
+    let schedule: LogLinear = config.schedule().unwrap();
+    assert_eq!(
+        config.single_loop_config(&schedule).unwrap(),
+        Flowing::config(4).unwrap()
+    );
+    let mut a = Flowing::build_with(model()).unwrap();
+    let ha = a.fit().unwrap();
+    let mut b = config
+        .build_flow_with::<_, Absorbing, LogLinear>(model(), schedule, &registry())
+        .unwrap();
+    let hb = b.fit().unwrap();
+    assert_eq!(ha.len(), 3);
+    let params = |m: &Mlp<f32, Cpu>| bits(&m.params().flat_f64());
+    assert_eq!(params(&a.single_loop.model), params(&b.single_loop.model));
+    assert_ne!(params(&a.single_loop.model), params(&model()));
+    let strip = |h: &[sepo::train::UpdateMetrics]| {
+        h.iter()
+            .map(|m| sepo::train::UpdateMetrics {
+                seconds: 0.0,
+                ..m.clone()
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(strip(&ha), strip(&hb));
+    // Two-loop keys and values are refused in a single loop, and the other way round.
+    for (text, key) in [
+        (
+            "mode = \"SingleLoop\"\nreward = \"twos\"\nepochs = 2",
+            "epochs",
+        ),
+        (
+            "mode = \"SingleLoop\"\nreward = \"twos\"\nsampler = \"Tweedie\"",
+            "sampler",
+        ),
+        ("reward = \"twos\"\nlog_prob = \"Ift\"", "log_prob"),
+        (
+            "mode = \"SingleLoop\"\nreward = \"twos\"\nsampler = \"Flow(rates = Sqrt)\"",
+            "sampler.rates",
+        ),
+        (
+            "mode = \"SingleLoop\"\nreward = \"twos\"\nbatch = 1",
+            "batch",
+        ),
+    ] {
+        match RunConfig::from_toml(text) {
+            Err(Error::Config { key: k, .. }) => assert_eq!(k, key, "{text}"),
+            other => panic!("{text}: {other:?}"),
+        }
     }
 }

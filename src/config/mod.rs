@@ -25,8 +25,8 @@
 //!
 //! Unknown keys and options, values of the wrong form and out-of-range literals are
 //! [`Error::Config`](sepo_core::Error::Config) naming the key (`sampler.steps`), with "did you mean"
-//! when a known name is close. Not yet read from files: `mode = "SingleLoop"` (the gradient-flow
-//! single loop), refused with a typed error.
+//! when a known name is close. `mode = "SingleLoop"` declares the gradient-flow single loop as in
+//! the macro (`sampler = "Flow(..)"`, `log_prob = "Ift(..)"`), built by [`RunConfig::build_flow_with`].
 //!
 //! This lives in the facade, beside `policy!`, rather than in `sepo-core`: it is the macro's
 //! run-time twin and calls the same `__private` helpers the macro's expansion calls (`split_batch`,
@@ -35,6 +35,7 @@
 mod keys;
 mod registry;
 mod schedule;
+mod single;
 mod suggest;
 mod syntax;
 mod values;
@@ -42,14 +43,14 @@ mod values;
 use std::path::{Path, PathBuf};
 
 use sepo_core::graph::Graph;
-use sepo_core::nn::AdamW;
 use sepo_core::policy::Mixture;
 use sepo_core::schedule::NoiseSchedule;
-use sepo_core::score::ScoreModel;
+use sepo_core::score::{EnergyModel, ScoreModel};
 use sepo_core::train::{
-    seq_len_of, Allocation, FinetuneConfig, Finetuner, FromStates, KlMode, LogProb, LrSchedule,
-    Run, RunOptions, SamplerKind,
+    seq_len_of, Allocation, FinetuneConfig, Finetuner, FlowRun, FromStates, InitialParticles,
+    KlMode, LogProb, LrSchedule, Run, RunOptions, SamplerKind, SingleLoopConfig,
 };
+use sepo_core::Diffusion;
 use sepo_core::{Error, Result};
 
 pub use keys::KEYS;
@@ -72,6 +73,8 @@ pub struct RunConfig {
     pub graph: String,
     /// `schedule`: a schedule's name and fields (`LogLinear` by default).
     pub schedule: Call,
+    /// `mode = "SingleLoop"`: the single loop's `Flow(..)` and `Ift(..)` values; `None` for two loops.
+    single_loop: Option<single::Flow>,
     reward: Value,
     eval_reward: Option<Value>,
     /// `prompts`: token ids, one sequence per group.
@@ -82,7 +85,7 @@ pub struct RunConfig {
     kl: Option<f64>,
     kl_mode: Option<KlMode>,
     kl_last_steps: Option<usize>,
-    optimizer: Option<AdamW>,
+    optimizer: Option<Value>,
     lr_schedule: Option<LrSchedule>,
     grad_clip: Option<Option<f64>>,
     batch: Option<usize>,
@@ -148,16 +151,53 @@ impl RunConfig {
                 )),
             }
         };
+        let mut single_loop = false;
         if let Some(mode) = text("mode")? {
             let call = values::named("mode", &mode, keys::MODES)?;
             values::Options::new("mode", call, &[])?;
-            if call.name == "SingleLoop" {
-                return Err(error(
-                    "mode",
-                    "`SingleLoop` runs are declared with `policy!` only for now",
-                ));
-            }
+            single_loop = call.name == "SingleLoop";
         }
+        let (sampler_value, log_prob_value) = (text("sampler")?, text("log_prob")?);
+        let values_of = [
+            ("sampler", &sampler_value, "Flow"),
+            ("log_prob", &log_prob_value, "Ift"),
+        ];
+        let flow = match single_loop {
+            true => {
+                if let Some((key, why)) = single::TWO_LOOP_ONLY
+                    .iter()
+                    .find(|(k, _)| table.contains_key(*k))
+                {
+                    return Err(error(
+                        key,
+                        format!("not a key of `mode = \"SingleLoop\"`: {why}"),
+                    ));
+                }
+                for (key, value, name) in values_of {
+                    if value.as_ref().is_some_and(|v| !single::is_call(v, name)) {
+                        return Err(error(
+                            key,
+                            format!("a single loop takes `{name}(..)` (two-loop values need `mode = \"TwoLoop\"`)"),
+                        ));
+                    }
+                }
+                Some(single::Flow::read(
+                    sampler_value.as_ref(),
+                    log_prob_value.as_ref(),
+                )?)
+            }
+            false => {
+                for (key, value, name) in values_of {
+                    if value.as_ref().is_some_and(|v| single::is_call(v, name)) {
+                        return Err(error(
+                            key,
+                            format!("`{name}(..)` is the single loop's: it needs `mode = \"SingleLoop\"`"),
+                        ));
+                    }
+                }
+                None
+            }
+        };
         let model = match text("model")? {
             None => None,
             Some(v) => {
@@ -246,21 +286,24 @@ impl RunConfig {
             reward,
             eval_reward: text("eval_reward")?,
             prompts: prompts(get("prompts"))?,
-            sampler: text("sampler")?
-                .map(|v| values::sampler("sampler", &v, default.sampler))
-                .transpose()?,
-            log_prob: text("log_prob")?
-                .map(|v| values::log_prob(&v))
-                .transpose()?,
+            sampler: match &flow {
+                Some(_) => None,
+                None => sampler_value
+                    .map(|v| values::sampler("sampler", &v, default.sampler))
+                    .transpose()?,
+            },
+            log_prob: match &flow {
+                Some(_) => None,
+                None => log_prob_value.map(|v| values::log_prob(&v)).transpose()?,
+            },
+            single_loop: flow,
             estimator: text("estimator")?
                 .map(|v| values::estimator(&v))
                 .transpose()?,
             kl,
             kl_mode,
             kl_last_steps: uint(&table, "kl_last_steps", 1)?.map(|v| v as usize),
-            optimizer: text("optimizer")?
-                .map(|v| values::optimizer(&v, default.optimizer))
-                .transpose()?,
+            optimizer: text("optimizer")?,
             lr_schedule: text("lr_schedule")?
                 .map(|v| values::lr_schedule(&v, rounds))
                 .transpose()?,
@@ -292,9 +335,19 @@ impl RunConfig {
         };
         config.cross_checks()?;
         // Every value that does not need the model is checked now, not at the first round.
-        config
-            .finetune_config(config.seq_len.unwrap_or(1))?
-            .check()?;
+        match &config.single_loop {
+            None => config
+                .finetune_config(config.seq_len.unwrap_or(1))?
+                .check()?,
+            Some(_) => {
+                if let Ok(schedule) = config.any_schedule() {
+                    config.single_loop_config(&schedule)?;
+                }
+                if config.batch.is_some_and(|b| b < 2) {
+                    return Err(error("batch", "a single loop needs at least 2 particles"));
+                }
+            }
+        }
         Ok(config)
     }
 
@@ -346,8 +399,8 @@ impl RunConfig {
         if let Some(m) = self.kl_mode {
             config.kl_mode = m;
         }
-        if let Some(o) = self.optimizer {
-            config.optimizer = o;
+        if let Some(o) = &self.optimizer {
+            config.optimizer = values::optimizer(o, config.optimizer)?;
         }
         if let Some(l) = self.lr_schedule {
             config.lr_schedule = l;
@@ -386,6 +439,86 @@ impl RunConfig {
             config.seed = s;
         }
         Ok(config)
+    }
+
+    /// Whether the file declares the gradient-flow single loop (`mode = "SingleLoop"`).
+    pub fn is_single_loop(&self) -> bool {
+        self.single_loop.is_some()
+    }
+
+    /// The single loop's configuration, `SingleLoopConfig::default()` with the keys given set in
+    /// `policy!`'s order (its single-loop `config`), `t0` read as `σ̄(t0)` under `schedule`. A
+    /// two-loop file is [`Error::Config`] naming `mode`.
+    pub fn single_loop_config<S: NoiseSchedule>(&self, schedule: &S) -> Result<SingleLoopConfig> {
+        let flow = self
+            .single_loop
+            .as_ref()
+            .ok_or_else(|| error("mode", "a two-loop file: use `finetune_config`"))?;
+        let mut config = SingleLoopConfig::default();
+        flow.apply(&mut config, schedule)?;
+        if let Some(kl) = self.kl {
+            config.beta = kl;
+        }
+        if let Some(o) = &self.optimizer {
+            config.optimizer = values::optimizer(o, config.optimizer)?;
+        }
+        if let Some(l) = self.lr_schedule {
+            config.lr_schedule = l;
+        }
+        if let Some(c) = self.grad_clip {
+            config.grad_clip = c;
+        }
+        if let Some(s) = self.seed {
+            config.seed = s;
+        }
+        Ok(config)
+    }
+
+    /// Builds the single loop from `model` and `schedule`, as `policy!`'s single-loop `build_with`:
+    /// draws `batch` (default 32) initial particles with `Flow(init = ..)`'s sampler and starts the
+    /// run. A two-loop file is [`Error::Config`] naming `mode`.
+    pub fn build_flow_with<M, G, S>(
+        &self,
+        model: M,
+        schedule: S,
+        rewards: &RewardRegistry,
+    ) -> Result<FlowRun<M, G>>
+    where
+        M: EnergyModel<Elem = f32>,
+        G: Graph + FromStates,
+        S: NoiseSchedule,
+    {
+        self.check_graph::<G>()?;
+        let flow = self
+            .single_loop
+            .as_ref()
+            .ok_or_else(|| error("mode", "a two-loop file: use `build_with`"))?;
+        let graph = G::from_states(model.num_states())?;
+        let seq_len = seq_len_of(&model, self.seq_len)?;
+        let config = self.single_loop_config(&schedule)?;
+        let reward = self.reward(rewards, "reward")?.expect("required");
+        let init = InitialParticles {
+            sampler: flow.init.unwrap_or_else(crate::__private::default_sampler),
+            count: self.batch.unwrap_or(single::PARTICLES),
+            seq_len,
+        };
+        let diffusion = Diffusion::new(graph, schedule);
+        FlowRun::start(model, diffusion, reward.0, config, init, self.run_options())
+    }
+
+    /// `G` is the graph the file names.
+    fn check_graph<G>(&self) -> Result<()> {
+        let named = std::any::type_name::<G>().rsplit("::").next().unwrap_or("");
+        if named != self.graph {
+            return Err(error(
+                "graph",
+                format!(
+                    "the file names `{}` but the run is built over `{named}`",
+                    self.graph
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// `RunOptions::default()` with `iterations`, `progress`, `metrics` and `checkpoint_dir` set where
@@ -446,15 +579,9 @@ impl RunConfig {
         G: Graph + FromStates,
         S: NoiseSchedule,
     {
-        let named = std::any::type_name::<G>().rsplit("::").next().unwrap_or("");
-        if named != self.graph {
-            return Err(error(
-                "graph",
-                format!(
-                    "the file names `{}` but the run is built over `{named}`",
-                    self.graph
-                ),
-            ));
+        self.check_graph::<G>()?;
+        if self.single_loop.is_some() {
+            return Err(error("mode", "a single-loop file: use `build_flow_with`"));
         }
         let states = model.num_states();
         let graph = G::from_states(states)?;

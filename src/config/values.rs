@@ -238,7 +238,8 @@ const SNIS_DRAWS: usize = 2;
 /// `MaskedSubset(positions = 4)`, `Events(positions = 4)`.
 const SUBSET_POSITIONS: usize = 4;
 
-fn weights(key: &str, value: &Value) -> Result<NeighbourWeights> {
+/// `Conditional`, `Enumerate` or `Snis(draws = 2)`.
+pub fn weights(key: &str, value: &Value) -> Result<NeighbourWeights> {
     let call = named(key, value, keys::WEIGHTS)?;
     match call.name.as_str() {
         "Conditional" => Options::new(key, call, &[]).map(|_| NeighbourWeights::Conditional),
@@ -252,7 +253,8 @@ fn weights(key: &str, value: &Value) -> Result<NeighbourWeights> {
     }
 }
 
-fn clean(key: &str, value: &Value) -> Result<CleanScores> {
+/// `Masked`, `Unmasked` or `MaskedSubset(positions = 4)`.
+pub fn clean(key: &str, value: &Value) -> Result<CleanScores> {
     let call = named(key, value, keys::CLEANS)?;
     match call.name.as_str() {
         "Masked" => Options::new(key, call, &[]).map(|_| CleanScores::Masked),

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use sepo::dfdx::prelude::Cpu;
-use sepo::score::{Mlp, ModelKind, ScoreModel, Transformer};
+use sepo::score::{EnergyModel, Mlp, ModelKind, ScoreModel, Transformer};
 use sepo::text::{Chars, Nucleotide, Tokenizer};
 use sepo::train::Checkpoint;
 use sepo::{Error, Result};
@@ -79,7 +79,7 @@ pub trait WithModel {
     /// Does it.
     fn run<M>(self, model: M) -> Result<Self::Out>
     where
-        M: ScoreModel<Elem = f32, Device = Cpu> + ModelKind + Clone + 'static;
+        M: ScoreModel<Elem = f32, Device = Cpu> + EnergyModel + ModelKind + Clone + 'static;
 }
 
 /// The architecture `config.json` of the checkpoint in `dir` names (`transformer`, `mlp`).

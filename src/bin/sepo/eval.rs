@@ -14,7 +14,7 @@ use sepo::loss::path_kl;
 use sepo::reward::evaluate;
 use sepo::sample::{first_hitting, SamplerConfig};
 use sepo::schedule::LogLinear;
-use sepo::score::{ModelKind, ScoreModel};
+use sepo::score::{EnergyModel, ModelKind, ScoreModel};
 use sepo::text::{distinct_n, kmer_correlation, mean_pairwise_hamming};
 use sepo::train::{Checkpoint, FromStates};
 use sepo::{Diffusion, Error, Policy, Result};
@@ -142,7 +142,7 @@ impl WithModel for Kl {
     type Out = f64;
     fn run<M>(self, model: M) -> Result<f64>
     where
-        M: ScoreModel<Elem = f32, Device = Cpu> + ModelKind + Clone + 'static,
+        M: ScoreModel<Elem = f32, Device = Cpu> + EnergyModel + ModelKind + Clone + 'static,
     {
         let (reference, _) = Checkpoint::new(&self.reference).load_model::<M>(&Cpu::default())?;
         let graph = Absorbing::from_states(model.num_states())?;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use sepo::config::{AnySchedule, RewardRegistry, RunConfig};
 use sepo::dfdx::prelude::Cpu;
 use sepo::graph::{Absorbing, Graph, Uniform};
-use sepo::score::{ModelKind, ScoreModel};
+use sepo::score::{EnergyModel, ModelKind, ScoreModel};
 use sepo::train::FromStates;
 use sepo::{Error, Result};
 
@@ -97,7 +97,7 @@ impl WithModel for Job {
     type Out = ();
     fn run<M>(self, model: M) -> Result<()>
     where
-        M: ScoreModel<Elem = f32, Device = Cpu> + ModelKind + Clone + 'static,
+        M: ScoreModel<Elem = f32, Device = Cpu> + EnergyModel + ModelKind + Clone + 'static,
     {
         match self.config.graph.as_str() {
             "Uniform" => self.go::<M, Uniform>(model),
@@ -109,9 +109,12 @@ impl WithModel for Job {
 impl Job {
     fn go<M, G>(self, model: M) -> Result<()>
     where
-        M: ScoreModel<Elem = f32, Device = Cpu> + 'static,
+        M: ScoreModel<Elem = f32, Device = Cpu> + EnergyModel + 'static,
         G: Graph + FromStates,
     {
+        if self.config.is_single_loop() {
+            return self.flow::<M, G>(model);
+        }
         let Job {
             args,
             config,
@@ -163,6 +166,68 @@ impl Job {
         }
         if let Some(dir) = &run.options.checkpoint {
             println!("checkpoint: {}", dir.display());
+        }
+        if let Some(out) = &args.plot {
+            let metrics = run.options.metrics.as_ref().ok_or_else(|| {
+                Error::invalid(
+                    "--plot",
+                    out.display(),
+                    "needs a metrics file (`metrics` or --metrics)",
+                )
+            })?;
+            sepo::plot::plot_metrics(metrics, out)?;
+            println!("plot: {}", out.display());
+        }
+        Ok(())
+    }
+
+    /// `mode = "SingleLoop"`: the gradient-flow single loop (updates instead of rounds; not
+    /// checkpointed).
+    fn flow<M, G>(self, model: M) -> Result<()>
+    where
+        M: ScoreModel<Elem = f32, Device = Cpu> + EnergyModel + 'static,
+        G: Graph + FromStates,
+    {
+        let Job {
+            args,
+            config,
+            schedule,
+        } = self;
+        if args.dry_run {
+            let resolved = config.single_loop_config(&schedule)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&resolved).expect("configs serialise")
+            );
+            return Ok(());
+        }
+        if args.resume || args.checkpoint_dir.is_some() {
+            return Err(Error::invalid(
+                "--resume/--checkpoint-dir",
+                "given",
+                "single-loop runs are not checkpointed, their particles live in memory",
+            ));
+        }
+        let mut run = config.build_flow_with::<M, G, AnySchedule>(
+            model,
+            schedule,
+            &RewardRegistry::default(),
+        )?;
+        if let Some(r) = args.rounds {
+            run.options.rounds = r;
+        }
+        if let Some(m) = args.metrics {
+            run.options.metrics = Some(m);
+        }
+        if args.no_progress {
+            run.options.progress = false;
+        }
+        let history = run.fit()?;
+        if let (Some(first), Some(last)) = (history.first(), history.last()) {
+            println!(
+                "update {}: reward {:.4} → update {}: reward {:.4}",
+                first.update, first.reward, last.update, last.reward
+            );
         }
         if let Some(out) = &args.plot {
             let metrics = run.options.metrics.as_ref().ok_or_else(|| {

@@ -10,7 +10,7 @@ use sepo::config::{AnySchedule, Value};
 use sepo::dfdx::prelude::Cpu;
 use sepo::graph::{Absorbing, Graph, Uniform};
 use sepo::sample::{Condition, Predictor, SamplerConfig, SamplerKind};
-use sepo::score::{ModelKind, ScoreModel};
+use sepo::score::{EnergyModel, ModelKind, ScoreModel};
 use sepo::text::{condition_from_template, Infill};
 use sepo::train::FromStates;
 use sepo::{Diffusion, Error, Policy, Result};
@@ -69,7 +69,7 @@ impl WithModel for Job {
     type Out = ();
     fn run<M>(self, model: M) -> Result<()>
     where
-        M: ScoreModel<Elem = f32, Device = Cpu> + ModelKind + Clone + 'static,
+        M: ScoreModel<Elem = f32, Device = Cpu> + EnergyModel + ModelKind + Clone + 'static,
     {
         match self.0.graph.as_str() {
             "absorbing" => draw::<M, Absorbing>(&self.0, model),
