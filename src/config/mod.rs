@@ -24,7 +24,7 @@
 //! Rewards are named: fill a [`RewardRegistry`] with yours (the built-ins are there already).
 //!
 //! Unknown keys and options, values of the wrong form and out-of-range literals are
-//! [`Error::Config`](sepo_core::Error::Config) naming the key (`sampler.steps`), with "did you mean"
+//! [`Error::Config`] naming the key (`sampler.steps`), with "did you mean"
 //! when a known name is close. `mode = "SingleLoop"` declares the gradient-flow single loop as in
 //! the macro (`sampler = "Flow(..)"`, `log_prob = "Ift(..)"`), built by [`RunConfig::build_flow_with`].
 //!
@@ -246,7 +246,7 @@ impl RunConfig {
             None => None,
             Some(v) => {
                 let kl = float(v, "kl")?;
-                if !(kl >= 0.0) {
+                if kl < 0.0 {
                     return Err(error("kl", format!("must be ≥ 0, found {kl}")));
                 }
                 Some(kl)
@@ -257,7 +257,7 @@ impl RunConfig {
             Some(toml::Value::String(s)) if s == "None" => Some(None),
             Some(v) => {
                 let c = float(v, "grad_clip")?;
-                if !(c > 0.0) {
+                if c <= 0.0 {
                     return Err(error(
                         "grad_clip",
                         format!("bounds the gradient norm: must be > 0, found {c} (\"None\" for no clipping)"),

@@ -49,7 +49,7 @@ impl Default for RewardRegistry {
             let motif = o.required("motif", "`motif_count(motif = [3, 0, 3, 0])`")?;
             let mut m = MotifCount::new(tokens(&o.at("motif"), motif)?);
             if let Some(per) = o.float("per")? {
-                if !(per > 0.0) {
+                if per <= 0.0 {
                     return Err(error(&o.at("per"), format!("must be > 0, found {per}")));
                 }
                 m.per = per;

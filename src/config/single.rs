@@ -95,18 +95,19 @@ impl Flow {
             let o = Options::new(key, call, &["rates", "steps", "init", "max_batch"])?;
             if let Some(r) = o.get("rates") {
                 let at = o.at("rates");
-                flow.rates =
-                    Some(match named(&at, r, RATES)?.name.as_str() {
-                        "HeatBath" => LocallyBalanced::HeatBath,
-                        "Barker" => LocallyBalanced::Barker,
-                        "Metropolis" => LocallyBalanced::Metropolis,
-                        other => return Err(error(
+                flow.rates = Some(match named(&at, r, RATES)?.name.as_str() {
+                    "HeatBath" => LocallyBalanced::HeatBath,
+                    "Barker" => LocallyBalanced::Barker,
+                    "Metropolis" => LocallyBalanced::Metropolis,
+                    other => {
+                        return Err(error(
                             &at,
                             format!(
                                 "`{other}` rates are unbounded: the chain cannot be uniformised"
                             ),
-                        )),
-                    });
+                        ))
+                    }
+                });
             }
             flow.steps = o.count("steps")?;
             flow.max_batch = o.count("max_batch")?;

@@ -291,7 +291,7 @@ pub fn estimator(value: &Value) -> Result<Mixture> {
                 ))
             }
         };
-        if !(weight >= 0.0) {
+        if weight < 0.0 {
             return Err(error(key, format!("weights are ≥ 0, found {weight}")));
         }
         components.push(component(key, weight, term)?);
@@ -325,7 +325,7 @@ fn component(key: &str, weight: f64, value: &Value) -> Result<Component> {
         }
     }
     let delta = o.float("delta")?.unwrap_or(DEFAULT_DELTA);
-    if !(delta > 0.0) {
+    if delta <= 0.0 {
         return Err(error(&o.at("delta"), format!("must be > 0, found {delta}")));
     }
     let baseline = match (name, o.get("baseline")) {
@@ -349,7 +349,7 @@ fn component(key: &str, weight: f64, value: &Value) -> Result<Component> {
     let reweight = match name {
         "snis" => {
             let t = o.float("temperature")?.unwrap_or(DEFAULT_TEMPERATURE);
-            if !(t > 0.0) {
+            if t <= 0.0 {
                 return Err(error(
                     &o.at("temperature"),
                     format!("must be > 0, found {t}"),

@@ -6,6 +6,8 @@
 //! sepo pretrain --demo --steps 300 --out runs/pretrain
 //! sepo finetune --config run.toml --plot runs/tune/metrics.svg
 //! ```
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod common;
 mod eval;
