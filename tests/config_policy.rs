@@ -409,3 +409,21 @@ fn a_single_loop_file_and_its_policy_run_bit_identically() {
         }
     }
 }
+
+/// The file's keys are `policy!`'s, in the same order: read from the macro crate's own list
+/// (`macros/src/keys.rs`, `POLICY_KEYS`), so a key added to the macro fails here until files read it.
+#[test]
+fn the_keys_are_the_macros() {
+    let source = include_str!("../macros/src/keys.rs");
+    let start = source
+        .find("pub const POLICY_KEYS")
+        .expect("the macro's key list");
+    let list = &source[start..];
+    let list = &list[list.find('[').unwrap() + 1..list.find("];").unwrap()];
+    let macro_keys: Vec<&str> = list
+        .split(',')
+        .map(|k| k.trim().trim_matches('"'))
+        .filter(|k| !k.is_empty())
+        .collect();
+    assert_eq!(macro_keys, sepo::config::KEYS);
+}
