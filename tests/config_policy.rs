@@ -419,7 +419,7 @@ fn the_keys_are_the_macros() {
         .find("pub const POLICY_KEYS")
         .expect("the macro's key list");
     let list = &source[start..];
-    let list = &list[list.find('[').unwrap() + 1..list.find("];").unwrap()];
+    let list = &list[list.find("= &[").unwrap() + 4..list.find("];").unwrap()];
     let macro_keys: Vec<&str> = list
         .split(',')
         .map(|k| k.trim().trim_matches('"'))
