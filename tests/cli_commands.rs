@@ -123,6 +123,10 @@ fn pretrain_finetune_resume_sample_eval_plot() {
     let svg = std::fs::read_to_string(dir.join("tune/metrics.svg")).unwrap();
     assert!(svg.starts_with("<svg"));
 
+    // Starting over in a directory that holds a run is refused; --resume continues it.
+    let out = sepo(&dir, &["finetune", "--config", "run.toml", "--rounds", "4"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--resume"));
     // Two more rounds from the committed run: the header stays the only one, each round once.
     let out = ok(
         &dir,

@@ -145,8 +145,18 @@ impl Job {
             run.periodic.every = every;
         }
         run.finetuner.log_completions = args.log_completions;
-        if args.resume && run.resume()? {
-            println!("resumed at round {}", run.finetuner.round);
+        if args.resume {
+            if run.resume()? {
+                println!("resumed at round {}", run.finetuner.round);
+            }
+        } else if let Some(dir) = &run.options.checkpoint {
+            if sepo::train::Checkpoint::new(dir).open().is_ok() {
+                return Err(Error::invalid(
+                    "checkpoint_dir",
+                    dir.display(),
+                    "holds a committed run: pass --resume to continue it, or choose another directory",
+                ));
+            }
         }
         let history = run.fit()?;
         if let (Some(first), Some(last)) = (history.first(), history.last()) {
