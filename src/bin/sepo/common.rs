@@ -82,16 +82,31 @@ pub trait WithModel {
         M: ScoreModel<Elem = f32, Device = Cpu> + EnergyModel + ModelKind + Clone + 'static;
 }
 
-/// The architecture `config.json` of the checkpoint in `dir` names (`transformer`, `mlp`).
-pub fn kind(dir: &Path) -> Result<String> {
+/// The checkpoint's `config.json`.
+fn config_json(dir: &Path) -> Result<serde_json::Value> {
     let committed = Checkpoint::new(dir).open()?;
     let bytes = committed.read(sepo::train::checkpoint::CONFIG_FILE)?;
-    let value: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|e| Error::CorruptCheckpoint {
-            path: dir.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-    Ok(value["kind"].as_str().unwrap_or_default().to_string())
+    serde_json::from_slice(&bytes).map_err(|e| Error::CorruptCheckpoint {
+        path: dir.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// The architecture `config.json` of the checkpoint in `dir` names (`transformer`, `mlp`).
+pub fn kind(dir: &Path) -> Result<String> {
+    Ok(config_json(dir)?["kind"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string())
+}
+
+/// The graph the checkpoint's score head was built for: `absorbing` or `uniform` (from the model
+/// configuration's `head`).
+pub fn graph_of(dir: &Path) -> Result<String> {
+    Ok(config_json(dir)?["model"]["head"]
+        .as_str()
+        .unwrap_or("Absorbing")
+        .to_lowercase())
 }
 
 /// Loads the checkpoint in `dir` (pretrained or fine-tuned) as its architecture and hands it to `job`.

@@ -26,15 +26,17 @@ pub struct Args {
     /// Samples per prompt (or in all, without prompts).
     #[arg(long, default_value_t = 16)]
     num: usize,
-    /// Sampler: first-hitting (absorbing graphs), tweedie or euler.
-    #[arg(long, default_value = "first-hitting")]
-    sampler: String,
+    /// Sampler: first-hitting (absorbing graphs; their default), tweedie (uniform graphs' default)
+    /// or euler.
+    #[arg(long)]
+    sampler: Option<String>,
     /// Steps of the tweedie and euler samplers.
     #[arg(long, default_value_t = 128)]
     steps: usize,
-    /// The model's forward process: absorbing or uniform.
-    #[arg(long, default_value = "absorbing")]
-    graph: String,
+    /// The model's forward process: absorbing or uniform (default: the one its score head was
+    /// built for).
+    #[arg(long)]
+    graph: Option<String>,
     /// Its noise schedule, as in a run file.
     #[arg(long, default_value = "LogLinear")]
     schedule: String,
@@ -71,7 +73,11 @@ impl WithModel for Job {
     where
         M: ScoreModel<Elem = f32, Device = Cpu> + EnergyModel + ModelKind + Clone + 'static,
     {
-        match self.0.graph.as_str() {
+        let graph = match &self.0.graph {
+            Some(g) => g.clone(),
+            None => common::graph_of(&self.0.model)?,
+        };
+        match graph.as_str() {
             "absorbing" => draw::<M, Absorbing>(&self.0, model),
             "uniform" => draw::<M, Uniform>(&self.0, model),
             other => Err(Error::invalid(
@@ -106,10 +112,15 @@ where
     };
     let diffusion = Diffusion::new(graph, schedule);
     let seq_len = sepo::train::seq_len_of(&model, None)?;
-    let sampler = match args.sampler.as_str() {
+    let name = match &args.sampler {
+        Some(name) => name.as_str(),
+        None if diffusion.graph.mask().is_some() => "first-hitting",
+        None => "tweedie",
+    };
+    let sampler = match name {
         "first-hitting" => SamplerKind::FirstHitting(SamplerConfig::default()),
         "tweedie" | "euler" => SamplerKind::Grid(SamplerConfig {
-            predictor: if args.sampler == "euler" {
+            predictor: if name == "euler" {
                 Predictor::Euler
             } else {
                 Predictor::Tweedie
