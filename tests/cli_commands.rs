@@ -1,6 +1,7 @@
 //! The `sepo` binary end to end on a tiny MLP: every command's `--help`; pretrain → finetune (run
 //! file, metrics with one header line, plot) → resume (no duplicated line) → sample (infilling) →
 //! eval; and a mistake in a run file is a non-zero exit naming the key.
+#![cfg(feature = "cli")]
 
 use std::path::Path;
 use std::process::{Command, Output};
