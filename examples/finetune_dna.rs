@@ -39,14 +39,12 @@
 //! `--flow-lr=lr`, `--flow-budget=evaluations` (default: plain SEPO's), `--flow-only` (with
 //! `--flow-budget`: skip plain SEPO).
 //!
-//! Both are then assessed the same way (`common::assess`): 256 fresh first-hitting samples scored by
+//! Both are then assessed the same way ([`sepo::assess`]): 256 fresh first-hitting samples scored by
 //! both rewards (± one standard error), the path KL of the sampler to the pretrained model (an upper
 //! bound on the KL of the clean laws), the 3-mer correlation, and the evaluations each method spent, as
 //! counted by [`Counting`] (one evaluation = one forward on one sequence, whatever the weights: sampler
 //! steps × batch, estimator and KL forwards, chain steps, reference reads; the back-propagated ones are
 //! shown in brackets, their backward not counted again).
-
-mod common;
 
 use std::time::Instant;
 
@@ -62,7 +60,37 @@ use sepo::train::{
     SingleLoop, SingleLoopConfig,
 };
 
-use common::assess::{assess, print_table, Outcome};
+use sepo::assess::{table, Outcome, Yardstick, SAMPLES};
+use sepo::data::to_dna_string;
+use sepo::demo;
+
+/// The examples' yardstick ([`Yardstick`]): [`SAMPLES`] fresh first-hitting samples (seed 123, the
+/// same for every method), both rewards, the path KL to `reference`, the 3-mer correlation with the
+/// corpus.
+fn assess<M: ScoreModel<Elem = f32, Device = Cpu>>(
+    label: &str,
+    model: &M,
+    reference: &sepo::nn::ParamStore<f32, Cpu>,
+    reward: &dyn Reward,
+    eval: &dyn Reward,
+    evaluations: (u64, u64),
+    seconds: f64,
+) -> sepo::Result<Outcome> {
+    let (graph, schedule) = demo::process();
+    let corpus = demo::corpus(demo::CORPUS);
+    let yardstick = Yardstick {
+        diffusion: Diffusion::new(graph, schedule),
+        reward,
+        eval,
+        corpus: &corpus,
+        k: 3,
+        alphabet: 4,
+        samples: SAMPLES,
+        seq_len: demo::LEN,
+        seed: 123,
+    };
+    yardstick.assess(label, model, reference, evaluations, seconds)
+}
 
 const TATA: [usize; 4] = [3, 0, 3, 0];
 
@@ -154,7 +182,7 @@ fn plain_sepo(
     eval: &CnnClassifier,
     metrics: &std::path::Path,
 ) -> sepo::Result<Outcome> {
-    let (graph, schedule) = common::process();
+    let (graph, schedule) = demo::process();
     let config = FinetuneConfig {
         groups: plain.groups,
         group_size: plain.group_size,
@@ -171,7 +199,7 @@ fn plain_sepo(
         kl_last_steps: plain.kl_last_steps,
         epochs: plain.epochs,
         seed,
-        ..FinetuneConfig::new(common::LEN)
+        ..FinetuneConfig::new(demo::LEN)
     };
     println!(
         "   plain SEPO, β = {beta}, seed {seed}: {} rounds of {} samples, {:?}, KL {:?} over the last {} steps, lr {}, {} epochs",
@@ -179,7 +207,7 @@ fn plain_sepo(
         config.batch(),
         config.log_prob,
         config.kl_mode,
-        config.kl_last_steps.unwrap_or(common::LEN),
+        config.kl_last_steps.unwrap_or(demo::LEN),
         plain.lr,
         plain.epochs,
     );
@@ -285,7 +313,7 @@ fn single_loop(
     let ratio = flow_ratio()?;
     let beta = flag("--flow-beta").unwrap_or(0.01);
     let lr = flag("--flow-lr").unwrap_or(1e-4);
-    let (graph, schedule) = common::process();
+    let (graph, schedule) = demo::process();
     let batch = 64;
     let clock = Instant::now();
     let model = Counting::new(model);
@@ -295,7 +323,7 @@ fn single_loop(
         &Policy::current(&model),
         &Diffusion::new(graph, schedule),
         &SamplerConfig::default(),
-        (batch, common::LEN),
+        (batch, demo::LEN),
         None,
         &mut rng,
     )?;
@@ -334,7 +362,7 @@ fn single_loop(
         if m.update % 25 == 0 {
             let p: Vec<Vec<usize>> = sl
                 .particles()
-                .chunks(common::LEN)
+                .chunks(demo::LEN)
                 .map(<[usize]>::to_vec)
                 .collect();
             let ell = sl.log_ratios();
@@ -346,7 +374,7 @@ fn single_loop(
                 "     update {:>4}: particles' reward {:.3}, 3-mer {:.3}, ℓ̂ mean {:.3} sd {sd:.3}, jumps {:>2}, evaluations {} {}",
                 m.update,
                 m.reward,
-                common::kmer_correlation(&p)?,
+                demo::kmer_correlation(&p)?,
                 m.log_ratio,
                 m.jumps,
                 sl.model.evaluations(), sepo::data::to_dna_string(&p[0])
@@ -399,7 +427,7 @@ fn print_seeds(pretrained: &Outcome, runs: &[(f64, Vec<Outcome>)]) {
             o.evaluations.0,
             o.evaluations.1,
             o.seconds,
-            o.example
+            to_dna_string(&o.example)
         );
         (gain, eval_gain)
     };
@@ -456,7 +484,7 @@ fn main() -> sepo::Result<()> {
     })?;
     let clock = Instant::now();
     println!("1. pretraining (or loading) a tiny transformer: {pretrain_steps} steps");
-    let model = common::pretrained(&dir.join("pretrained"), pretrain_steps, true)?;
+    let model = demo::pretrained(&dir.join("pretrained"), pretrain_steps, true)?;
 
     // The held-out oracle: a TATA-box CNN, saved and loaded as safetensors like a trained one.
     let oracle_path = dir.join("tata_box.safetensors");
@@ -464,7 +492,7 @@ fn main() -> sepo::Result<()> {
     let eval = CnnClassifier::load(&oracle_path)?.probability();
     let reward = MotifCount::new(TATA.to_vec());
     {
-        let corpus = common::corpus(4_000);
+        let corpus = demo::corpus(demo::CORPUS);
         let refs: Vec<&[usize]> = corpus.iter().map(Vec::as_slice).collect();
         let (r, e) = (evaluate(&reward, &refs)?, evaluate(&eval, &refs)?);
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
@@ -498,8 +526,15 @@ fn main() -> sepo::Result<()> {
                 let mut outcomes = Vec::new();
                 for seed in first_seed..first_seed + seeds {
                     let metrics = dir.join(format!("finetune-beta{beta}-seed{seed}.jsonl"));
+                    let _ = std::fs::remove_file(&metrics); // a fresh log, not appended to the last run's
                     let o =
                         plain_sepo(model.clone(), &plain, beta, seed, &reward, &eval, &metrics)?;
+                    let plot = metrics.with_extension("svg");
+                    sepo::plot::plot_metrics(&metrics, &plot)?;
+                    println!(
+                        "     reward, eval reward and KL per round: {}",
+                        plot.display()
+                    );
                     println!(
                         "     assessed: reward {:.3} ± {:.3}, eval {:.3} ± {:.3}, path KL {:.2}, 3-mer {:.3}",
                         o.reward.0, o.reward.1, o.eval.0, o.eval.1, o.kl, o.kmer
@@ -517,13 +552,13 @@ fn main() -> sepo::Result<()> {
     }
     println!(
         "3. {} fresh first-hitting samples per model (± one standard error, sd/√n); path KL to the pretrained model; gain = (mean − pretrained mean) / the fine-tuned model's se",
-        common::assess::SAMPLES
+        SAMPLES
     );
     if !runs.is_empty() {
         print_seeds(&pretrained, &runs);
     }
     if flow {
-        print_table(&rows);
+        print!("{}", table(&rows, to_dna_string));
     }
     println!("total wall time {:.0} s", clock.elapsed().as_secs_f64());
     Ok(())

@@ -6,8 +6,6 @@
 //! cargo run --release --example pretrain -- --quick # 150 steps
 //! ```
 
-mod common;
-
 use rand::SeedableRng;
 use sepo::data::to_dna_string;
 use sepo::prelude::*;
@@ -25,19 +23,19 @@ fn main() -> sepo::Result<()> {
         "pretraining a tiny transformer for {steps} steps (checkpoint: {})",
         dir.display()
     );
-    let model = common::pretrained(&dir, steps, true)?;
+    let model = sepo::demo::pretrained(&dir, steps, true)?;
 
     // Reload from disk, to show the checkpoint round-trips, then sample with the first-hitting sampler.
     let (model_back, _) =
         Checkpoint::new(&dir).load_model::<sepo::score::Transformer<f32, Cpu>>(&Cpu::default())?;
     assert_eq!(model.params().flat_f64(), model_back.params().flat_f64());
-    let (graph, schedule) = common::process();
+    let (graph, schedule) = sepo::demo::process();
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let samples = first_hitting(
         &Policy::current(&model_back),
         &Diffusion::new(graph, schedule),
         &SamplerConfig::default(),
-        (256, common::LEN),
+        (256, sepo::demo::LEN),
         None,
         &mut rng,
     )?;
@@ -47,7 +45,7 @@ fn main() -> sepo::Result<()> {
     }
     println!(
         "3-mer correlation with the corpus: {:.3}",
-        common::kmer_correlation(&seqs)?
+        sepo::demo::kmer_correlation(&seqs)?
     );
     Ok(())
 }

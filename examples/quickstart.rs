@@ -16,8 +16,6 @@
 //! cargo run --release --example quickstart
 //! ```
 
-mod common;
-
 use sepo::prelude::*;
 
 /// Fraction of G or C in a DNA sequence (tokens 0..4 = A, C, G, T).
@@ -52,12 +50,21 @@ fn main() -> sepo::Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
 
     println!("1/2 pretraining a tiny diffusion transformer (DWDSE) on a synthetic DNA-like corpus");
-    let model = common::pretrained(&dir.join("pretrained"), 300, true)?;
+    let model = sepo::demo::pretrained(&dir.join("pretrained"), 300, true)?;
 
     println!("2/2 fine-tuning it with SEPO on GC content (KL β = 0.3 to the pretrained model)");
     let pretrained = model.clone();
     let mut run = GcPolicy::build_with(model)?;
+    let metrics = dir.join("metrics.jsonl");
+    run.options.metrics = Some(metrics.clone());
     let history = run.fit()?;
+    let plot = dir.join("metrics.svg");
+    sepo::plot::plot_metrics(&metrics, &plot)?;
+    println!(
+        "reward and KL per round: {} (metrics: {})",
+        plot.display(),
+        metrics.display()
+    );
     println!("\nround  reward  reward_std  kl      clip_ratio");
     for m in history.iter().step_by(4).chain(history.last()) {
         println!(
@@ -71,12 +78,22 @@ fn main() -> sepo::Result<()> {
     }
     // What the reward cost: fresh samples from each model, their GC content, the path KL to the
     // pretrained model and the 3-mer correlation with the corpus (naturalness; 1 is perfect).
+    let (graph, schedule) = sepo::demo::process();
+    let corpus = sepo::demo::corpus(sepo::demo::CORPUS);
+    let yardstick = sepo::assess::Yardstick {
+        diffusion: Diffusion::new(graph, schedule),
+        reward: &GcContent,
+        eval: &GcContent,
+        corpus: &corpus,
+        k: 3,
+        alphabet: 4,
+        samples: sepo::assess::SAMPLES,
+        seq_len: sepo::demo::LEN,
+        seed: 123,
+    };
     let reference = &run.finetuner.reference;
-    let gc = GcContent;
-    let before =
-        common::assess::assess("pretrained", &pretrained, reference, &gc, &gc, (0, 0), 0.0)?;
-    let after =
-        common::assess::assess("fine-tuned", run.model(), reference, &gc, &gc, (0, 0), 0.0)?;
+    let before = yardstick.assess("pretrained", &pretrained, reference, (0, 0), 0.0)?;
+    let after = yardstick.assess("fine-tuned", run.model(), reference, (0, 0), 0.0)?;
     println!("\nmodel        GC content ± se   path KL   3-mer corr.");
     for o in [&before, &after] {
         println!(

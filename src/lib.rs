@@ -12,6 +12,11 @@
 
 pub use sepo_core::*;
 
+pub mod assess;
+pub mod config;
+pub mod demo;
+pub mod plot;
+
 /// The types most programs need, in one import.
 pub mod prelude {
     pub use sepo_core::dfdx::prelude::{Cpu, Device, Dtype, NoneTape, OwnedTape, Tape};

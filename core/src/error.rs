@@ -54,6 +54,15 @@ pub enum Error {
         /// What it must satisfy.
         reason: String,
     },
+    /// A run configuration file names an unknown key or option, or gives one a value of the wrong
+    /// form (`sepo::config`); `key` is the key as written (`sampler`, `sampler.steps`).
+    #[error("config key `{key}`: {reason}")]
+    Config {
+        /// The key or option, as written.
+        key: String,
+        /// What is wrong, with a "did you mean" where one is close.
+        reason: String,
+    },
     /// A value that must be finite (a time, a noise level, a weight) is NaN or infinite.
     #[error("non-finite {what} at index {index}: {value}")]
     NonFinite {

@@ -107,10 +107,18 @@ pub fn state_bits(ft: &Tiny) -> StateBits {
 pub fn metric_lines(path: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     text.lines()
-        .map(|l| {
+        .enumerate()
+        .filter(|(i, l)| {
+            // `Run::fit`'s header line (resolved config, run id): once, first; not a round.
+            let header = l.starts_with("{\"run_id\"") && l.contains("\"header\":");
+            assert!(!header || *i == 0, "a header line after the first: {l}");
+            !header
+        })
+        .map(|(_, l)| {
             let mut v: serde_json::Value = serde_json::from_str(l).expect("whole JSON lines");
             let obj = v.as_object_mut().unwrap();
             for k in [
+                "run_id",
                 "samples_per_s",
                 "time_sample",
                 "time_score",

@@ -106,6 +106,10 @@ where
     /// How often `fit` checkpoints to [`RunOptions::checkpoint`] (default: every 10 rounds, keeping
     /// 2 generations).
     pub periodic: Periodic,
+    /// Recorded under `"source"` in the metrics file's header line, beside what [`Run::header`]
+    /// reads from the finetuner (a configuration file's keys, when the run was built from one);
+    /// `Null` by default.
+    pub source: serde_json::Value,
 }
 
 impl<M, G, S, R> Run<M, G, S, R>
@@ -121,7 +125,26 @@ where
             finetuner,
             options,
             periodic: Periodic::default(),
+            source: serde_json::Value::Null,
         }
+    }
+
+    /// The resolved configuration the metrics file's header line holds: sepo's version, the
+    /// [`FinetuneConfig`](crate::train::FinetuneConfig), the graph and schedule, the rewards' names,
+    /// the prompts and [`Run::source`]. Not the run options: a run continued with more rounds, or
+    /// its metrics moved, is the same run.
+    pub fn header(&self) -> serde_json::Value {
+        let ft = &self.finetuner;
+        serde_json::json!({
+            "sepo_version": env!("CARGO_PKG_VERSION"),
+            "config": ft.config,
+            "graph": format!("{:?}", ft.diffusion.graph),
+            "schedule": format!("{:?}", ft.diffusion.schedule),
+            "reward": ft.reward.name(),
+            "eval_reward": ft.eval_reward.as_ref().map(|r| r.name()),
+            "prompts": ft.prompts,
+            "source": self.source,
+        })
     }
 
     /// The policy being fine-tuned.
@@ -130,12 +153,12 @@ where
     }
 
     /// Runs the remaining rounds (up to [`RunOptions::rounds`] in total) with the configured progress
-    /// bar and metrics file, committing a checkpoint at the start, every [`Run::periodic`] rounds and
+    /// bar and metrics file (a header line first, [`MetricsWriter::for_run`]), committing a checkpoint at the start, every [`Run::periodic`] rounds and
     /// at the end if a directory is configured ([`Finetuner::fit_checkpointed`]). Returns the metrics
     /// of the rounds run by this call. On error the finetuner keeps the last completed round.
     pub fn fit(&mut self) -> Result<Vec<RoundMetrics>> {
         let mut writer = match &self.options.metrics {
-            Some(path) => Some(MetricsWriter::append(path)?),
+            Some(path) => Some(MetricsWriter::for_run(path, &self.header())?),
             None => None,
         };
         let remaining = self.options.rounds.saturating_sub(self.finetuner.round);

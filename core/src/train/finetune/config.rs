@@ -274,14 +274,19 @@ pub(super) fn last_steps(
     }
 }
 
-/// Metrics of one round, named as TRL's `GRPOTrainer` names them where they exist.
+/// Metrics of one round, written under the names TRL's `GRPOTrainer` logs (`reward`, `reward_std`,
+/// `frac_reward_zero_std`, `kl`, `entropy`, `clip_ratio/region_mean`, `grad_norm`, `learning_rate`,
+/// `loss`, `rewards/<name>/mean` and `/std`) where it logs one, and sepo's own names for the rest
+/// (`eval_reward`, `reward_calls`, `samples_per_s`, `time_*`, `completions`).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RoundMetrics {
     /// Round index (0-based).
     pub round: u64,
     /// Mean training reward of the round's samples.
     pub reward: f64,
-    /// Its standard deviation.
+    /// TRL's `reward_std`: the mean over groups of each group's sample standard deviation,
+    /// `(1/G) Σ_g √(Σ_{i∈g} (r_i − r̄_g)² / (n_g − 1))` (0 for a group of one), the spread GRPO
+    /// divides the advantages by; not the standard deviation of the whole batch.
     pub reward_std: f64,
     /// Mean held-out evaluation reward, if an evaluation reward is set.
     pub eval_reward: Option<f64>,
@@ -293,7 +298,9 @@ pub struct RoundMetrics {
     /// Mean entropy (nats per position) of the model's clean conditionals `p_θ(·|x_{−l})` over the
     /// first 4 samples (absorbing graph: `L` masked forwards each) or 16 (uniform graph).
     pub entropy: f64,
-    /// Fraction of clipped PPO terms (weighted), averaged over minibatches.
+    /// Fraction of clipped PPO terms (weighted, either side of the clip region), averaged over
+    /// minibatches: TRL's `clip_ratio/region_mean`.
+    #[serde(rename = "clip_ratio/region_mean", alias = "clip_ratio")]
     pub clip_ratio: f64,
     /// Gradient norm before clipping, averaged over minibatches.
     pub grad_norm: f64,
@@ -301,8 +308,15 @@ pub struct RoundMetrics {
     pub learning_rate: f64,
     /// Mean PPO loss.
     pub loss: f64,
-    /// Fraction of groups whose rewards were all equal (zero advantage: TRL's `frac_reward_zero_std`).
+    /// Fraction of groups whose rewards were all equal (zero advantage): TRL's
+    /// `frac_reward_zero_std`.
+    #[serde(rename = "frac_reward_zero_std", alias = "zero_std_fraction")]
     pub zero_std_fraction: f64,
+    /// Per reward function, TRL's `rewards/<name>/mean` and `rewards/<name>/std` (the sample
+    /// standard deviation over the batch, `n − 1` in the denominator), `<name>` the training
+    /// reward's [`Reward::name`](crate::reward::Reward::name). Written as top-level keys.
+    #[serde(flatten)]
+    pub rewards: std::collections::BTreeMap<String, f64>,
     /// Training-reward evaluations this round (`groups × group_size` unless the allocation is
     /// adaptive, which may spend less than its budget).
     #[serde(default)]
@@ -315,4 +329,55 @@ pub struct RoundMetrics {
     pub time_score: f64,
     /// Seconds spent in loss, backward and optimiser.
     pub time_backward: f64,
+    /// The first completion of each group (at most 8), token ids, on the rounds whose index is a
+    /// multiple of [`Finetuner::log_completions`](super::Finetuner::log_completions); empty (and
+    /// not written) otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub completions: Vec<Vec<usize>>,
+}
+
+/// TRL's `reward_std` (see [`RoundMetrics::reward_std`]) over `groups` of `rewards`.
+pub(super) fn mean_group_std(groups: &[std::ops::Range<usize>], rewards: &[f64]) -> f64 {
+    if groups.is_empty() {
+        return 0.0;
+    }
+    let total: f64 = groups.iter().map(|g| sample_std(&rewards[g.clone()])).sum();
+    total / groups.len() as f64
+}
+
+/// `√(Σ (x − x̄)² / (n − 1))`, 0 when `n < 2`.
+pub(super) fn sample_std(x: &[f64]) -> f64 {
+    if x.len() < 2 {
+        return 0.0;
+    }
+    let mean = x.iter().sum::<f64>() / x.len() as f64;
+    (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (x.len() - 1) as f64).sqrt()
+}
+
+#[cfg(test)]
+mod metric_tests {
+    use super::*;
+
+    /// `reward_std` against hand-computed values: groups [0, 2] (sd √2) and [1, 1, 4] (sd √3) give
+    /// (√2 + √3)/2; a group of one counts 0; the names written are TRL's.
+    #[test]
+    fn reward_std_is_the_mean_of_group_sample_stds_and_names_are_trls() {
+        let rewards = [0.0, 2.0, 1.0, 1.0, 4.0, 7.0];
+        let groups = [0..2, 2..5, 5..6];
+        let expected = (2f64.sqrt() + 3f64.sqrt() + 0.0) / 3.0;
+        assert!((mean_group_std(&groups, &rewards) - expected).abs() < 1e-15);
+        let mut m = RoundMetrics::default();
+        m.rewards.insert("rewards/gc/mean".into(), 0.5);
+        let v = serde_json::to_value(&m).unwrap();
+        for k in [
+            "clip_ratio/region_mean",
+            "frac_reward_zero_std",
+            "rewards/gc/mean",
+        ] {
+            assert!(v.get(k).is_some(), "{k} missing in {v}");
+        }
+        assert!(v.get("completions").is_none());
+        let back: RoundMetrics = serde_json::from_value(v).unwrap();
+        assert_eq!(back, m);
+    }
 }

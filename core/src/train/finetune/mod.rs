@@ -64,6 +64,9 @@ pub struct Finetuner<M: ScoreModel, G: Graph, S: NoiseSchedule, R: Reward> {
     /// The allocation's state across rounds (with prompts), e.g. the pooled spreads of Neyman targets;
     /// rebuilt when `config.allocation` changes.
     pub planner: Option<Planner>,
+    /// Log the first completion of each group in the metrics of every round whose index is a
+    /// multiple of this ([`RoundMetrics::completions`]); `None` (the default): never.
+    pub log_completions: Option<u64>,
 }
 
 impl<M, G, S, R> Finetuner<M, G, S, R>
@@ -105,6 +108,7 @@ where
             round: 0,
             prompts: Vec::new(),
             planner: None,
+            log_completions: None,
         })
     }
 

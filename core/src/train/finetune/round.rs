@@ -177,11 +177,31 @@ where
         }
         let n = updates.max(1) as f64;
         let mean = rewards.iter().sum::<f64>() / batch as f64;
-        let var = rewards.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / batch as f64;
+        let name = self.reward.name();
+        let per_reward = [
+            (format!("rewards/{name}/mean"), mean),
+            (
+                format!("rewards/{name}/std"),
+                super::config::sample_std(rewards),
+            ),
+        ];
+        let log_completions = self
+            .log_completions
+            .is_some_and(|every| every > 0 && (self.round - 1).is_multiple_of(every));
+        let completions = match log_completions {
+            true => groups
+                .iter()
+                .take(8)
+                .map(|g| samples.tokens[g.start * c.seq_len..(g.start + 1) * c.seq_len].to_vec())
+                .collect(),
+            false => Vec::new(),
+        };
         Ok(RoundMetrics {
             round: self.round - 1,
             reward: mean,
-            reward_std: var.sqrt(),
+            reward_std: super::config::mean_group_std(&groups, rewards),
+            rewards: per_reward.into_iter().collect(),
+            completions,
             eval_reward: eval,
             kl: kl_in_reward.or((c.kl > 0.0 && c.kl_mode == KlMode::Path).then_some(kl_sum / n)),
             entropy,
