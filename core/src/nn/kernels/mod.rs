@@ -112,6 +112,9 @@ pub trait Real: Dtype + Send + Sync {
     fn sqrt(self) -> Self;
     /// The larger of the two (NaN-ignoring, as `f64::max`).
     fn max(self, other: Self) -> Self;
+    /// `self·a + b` with one rounding (one instruction where FMA is enabled, as inside `pulp`
+    /// dispatch; a slow library call elsewhere).
+    fn mul_add(self, a: Self, b: Self) -> Self;
     /// A `Cpu` gradient buffer as the host vector it is.
     fn buf(v: &mut <Cpu as Storage<Self>>::Vec) -> &mut Vec<Self>
     where
@@ -136,6 +139,10 @@ macro_rules! real {
             #[inline(always)]
             fn max(self, other: Self) -> Self {
                 <$t>::max(self, other)
+            }
+            #[inline(always)]
+            fn mul_add(self, a: Self, b: Self) -> Self {
+                <$t>::mul_add(self, a, b)
             }
             fn buf(v: &mut <Cpu as Storage<Self>>::Vec) -> &mut Vec<Self> {
                 v
@@ -167,34 +174,6 @@ where
 {
     dev.try_tensor_from_vec(data, shape)
         .expect("a kernel's output buffer has its shape's length")
-}
-
-/// `dot(a, b)` with eight independent partial sums, so that the loop vectorises.
-#[inline]
-fn dot<F: Real>(a: &[F], b: &[F]) -> F {
-    let mut acc = [F::default(); 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    let mut s = F::default();
-    for (x, y) in ra.iter().zip(rb) {
-        s += *x * *y;
-    }
-    let (a0, a1) = (acc[0] + acc[4], acc[1] + acc[5]);
-    let (a2, a3) = (acc[2] + acc[6], acc[3] + acc[7]);
-    s + (a0 + a2) + (a1 + a3)
-}
-
-/// `y ← y + a·x`.
-#[inline]
-fn axpy<F: Real>(y: &mut [F], a: F, x: &[F]) {
-    for (yi, xi) in y.iter_mut().zip(x) {
-        *yi += a * *xi;
-    }
 }
 
 macro_rules! cpu_kernels {
