@@ -8,6 +8,7 @@
 pub mod gradcheck;
 pub mod grads;
 pub mod io;
+pub mod kernels;
 pub mod layers;
 pub mod optim;
 pub mod param;

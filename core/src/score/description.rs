@@ -63,7 +63,7 @@ impl<E: Dtype, D: Device<E>> ModelKind for super::Mlp<E, D> {
     }
 }
 
-impl<E: Dtype, D: Device<E>> ModelKind for super::Transformer<E, D> {
+impl<E: Dtype, D: crate::nn::kernels::Kernels<E>> ModelKind for super::Transformer<E, D> {
     type Config = super::TransformerConfig;
     const NAME: &'static str = "transformer";
     fn config(&self) -> &Self::Config {

@@ -42,4 +42,4 @@ impl<E: Dtype, D: Device<E>> EnergyModel for Tabular<E, D> {
 }
 
 impl<E: Dtype, D: Device<E>> EnergyModel for Mlp<E, D> {}
-impl<E: Dtype, D: Device<E>> EnergyModel for Transformer<E, D> {}
+impl<E: Dtype, D: crate::nn::kernels::Kernels<E>> EnergyModel for Transformer<E, D> {}

@@ -14,9 +14,14 @@
 use dfdx::prelude::*;
 
 use crate::error::Result;
-use crate::nn::{from_f64, from_f64s, Init, Linear, ParamId, ParamStore};
+use crate::nn::{from_f64s, Init, Linear, ParamId, ParamStore};
 
-use super::cond::{layer_norm3, linear3, modulate};
+use crate::nn::kernels::Kernels;
+
+use super::cond::linear3;
+
+/// ε of SEDD's layer norms.
+const LN_EPS: f64 = 1e-5;
 
 /// `[B, L, D]` activations.
 pub type Act<E, D, T> = Tensor<(usize, usize, usize), E, D, T>;
@@ -60,24 +65,15 @@ impl<E: Dtype, D: Device<E>> Rope<E, D> {
             sin: dev.tensor_from_vec(from_f64s(&sin), (len, head_dim)),
         }
     }
+}
 
-    /// Rotates `x [B, L, H, d_h]` (the tables' `L` and `d_h`).
+impl<E: Dtype, D: Kernels<E>> Rope<E, D> {
+    /// Rotates `x [B, L, H, d_h]` (the tables' `L` and `d_h`) with [`Kernels::rope`].
     pub fn apply<T: Tape<E, D>>(
         &self,
         x: Tensor<(usize, usize, usize, usize), E, D, T>,
     ) -> Tensor<(usize, usize, usize, usize), E, D, T> {
-        let shape = *x.shape();
-        let half = shape.3 / 2;
-        let cos = self.cos.clone().broadcast_like::<_, Axes2<0, 2>>(&shape);
-        let sin = self.sin.clone().broadcast_like::<_, Axes2<0, 2>>(&shape);
-        // Order matters: dfdx 0.13's CPU `slice` backward *assigns* its gradient instead of adding it,
-        // erasing whatever ops recorded after the slice wrote into the same input region (backward runs
-        // in reverse). So `x ⊙ cos` is recorded first and the slices are the last readers of `x`.
-        let direct = x.with_empty_tape() * cos;
-        let lo = x.with_empty_tape().slice((.., .., .., 0..half));
-        let hi = x.slice((.., .., .., half..));
-        let rotated = (hi.negate(), lo).concat_along(Axis::<3>);
-        direct + rotated * sin
+        D::rope(x, &self.cos, &self.sin)
     }
 }
 
@@ -174,7 +170,7 @@ impl DitBlock {
     }
 
     /// `x [B, L, D] → x [B, L, D]` conditioned on `c [B, cond_dim]` (module docs).
-    pub fn forward<E: Dtype, D: Device<E>, T: Tape<E, D>>(
+    pub fn forward<E: Dtype, D: Kernels<E>, T: Tape<E, D>>(
         &self,
         store: &ParamStore<E, D>,
         x: Act<E, D, T>,
@@ -189,26 +185,30 @@ impl DitBlock {
         let gate2 = m.slice((.., 5 * dim..));
         let shape = *x.shape();
 
-        let h = modulate(
-            layer_norm3(store, self.norm1, x.with_empty_tape()),
+        let h = D::norm_modulate(
+            x.with_empty_tape(),
+            store.vector(self.norm1),
             shift1,
             scale1,
+            LN_EPS,
         );
         let a = linear3(store, &self.attn_out, self.attention(store, h, rope));
         let x = x + a * gate1.broadcast_like::<_, Axis<1>>(&shape);
 
-        let h = modulate(
-            layer_norm3(store, self.norm2, x.with_empty_tape()),
+        let h = D::norm_modulate(
+            x.with_empty_tape(),
+            store.vector(self.norm2),
             shift2,
             scale2,
+            LN_EPS,
         );
-        let h = linear3(store, &self.mlp_in, h).fast_gelu();
+        let h = D::gelu(linear3(store, &self.mlp_in, h));
         let h = linear3(store, &self.mlp_out, h);
         x + h * gate2.broadcast_like::<_, Axis<1>>(&shape)
     }
 
     /// Multi-head non-causal self-attention `[B, L, D] → [B, L, D]` before the output projection.
-    fn attention<E: Dtype, D: Device<E>, T: Tape<E, D>>(
+    fn attention<E: Dtype, D: Kernels<E>, T: Tape<E, D>>(
         &self,
         store: &ParamStore<E, D>,
         h: Act<E, D, T>,
@@ -222,18 +222,9 @@ impl DitBlock {
         let q = qkv.with_empty_tape().slice((.., .., 0..dim));
         let k = qkv.with_empty_tape().slice((.., .., dim..2 * dim));
         let v = qkv.slice((.., .., 2 * dim..));
-        // Fold 1/√d_h into q: B·L·D multiplies instead of B·H·L² on the scores.
-        let inv_sqrt = from_f64::<E>(1.0 / (head_dim as f64).sqrt());
-        let q = (rope.apply(q.reshape_like(&split)) * inv_sqrt).permute::<_, Axes4<0, 2, 1, 3>>();
-        let k = rope
-            .apply(k.reshape_like(&split))
-            .permute::<_, Axes4<0, 2, 3, 1>>();
-        let v = v.reshape_like(&split).permute::<_, Axes4<0, 2, 1, 3>>();
-        let weights = q.matmul(k).softmax::<Axis<3>>(); // [B, H, L, L]
-        weights
-            .matmul(v) // [B, H, L, d_h]
-            .permute::<_, Axes4<0, 2, 1, 3>>()
-            .reshape_like(&(b, l, dim))
+        let q = rope.apply(q.reshape_like(&split));
+        let k = rope.apply(k.reshape_like(&split));
+        D::attention(q, k, v.reshape_like(&split), 1.0 / (head_dim as f64).sqrt())
     }
 }
 
@@ -286,7 +277,7 @@ impl FinalLayer {
     }
 
     /// `x [B, L, D] → logits [B, L, N]`.
-    pub fn forward<E: Dtype, D: Device<E>, T: Tape<E, D>>(
+    pub fn forward<E: Dtype, D: Kernels<E>, T: Tape<E, D>>(
         &self,
         store: &ParamStore<E, D>,
         x: Act<E, D, T>,
@@ -296,7 +287,7 @@ impl FinalLayer {
         let m = self.ada.forward(store, c);
         let shift = chunk(&m, 0, dim);
         let scale = m.slice((.., dim..));
-        let h = modulate(layer_norm3(store, self.norm, x), shift, scale);
+        let h = D::norm_modulate(x, store.vector(self.norm), shift, scale, LN_EPS);
         linear3(store, &self.linear, h)
     }
 }
@@ -304,7 +295,7 @@ impl FinalLayer {
 /// Column block `i` of width `w` of `m [B, n·w]`, read through `with_empty_tape` (same id, so its
 /// gradient accumulates on `m`). The caller takes the last block from `m` itself, whose tape holds the
 /// ops that produced `m`. The blocks must be disjoint and the only readers of `m`: dfdx 0.13's CPU
-/// `slice` backward assigns rather than adds (see [`Rope::apply`]).
+/// `slice` backward assigns rather than adds (see [`crate::nn::kernels::composed::rope`]).
 fn chunk<E: Dtype, D: Device<E>, T: Tape<E, D>>(
     m: &Tensor<(usize, usize), E, D, T>,
     i: usize,

@@ -1,13 +1,13 @@
 //! Noise conditioning: sinusoidal features of the total noise σ̄ and SEDD's `TimestepEmbedder`.
 //!
-//! The helpers [`silu`], [`linear3`] and [`modulate`] live here too: they are small composite ops over
-//! dfdx tensors that both the blocks and the final layer use (kept in `score/` rather than `nn/` by the
-//! ownership rules of this module).
+//! The helpers [`silu`] and [`linear3`] live here too: small composite ops over dfdx tensors that the
+//! blocks and the final layer use. Layer norm with adaLN modulation, GELU, RoPE and attention are
+//! [`crate::nn::kernels::Kernels`] methods (host kernels on `Cpu`).
 
 use dfdx::prelude::*;
 
 use crate::error::Result;
-use crate::nn::{from_f64, from_f64s, Init, Linear, ParamStore};
+use crate::nn::{from_f64s, Init, Linear, ParamStore};
 
 /// Sinusoidal features `[rows, dim]` of scalar inputs `t` (DiT / SEDD `timestep_embedding`):
 /// with `h = dim/2` and `ω_j = P^{−j/h}` (`j < h`, `P = max_period`),
@@ -46,28 +46,6 @@ pub fn linear3<E: Dtype, D: Device<E>, T: Tape<E, D>>(
     let (b, l, _) = *x.shape();
     lin.forward(store, x.reshape_like(&(b * l, lin.d_in)))
         .reshape_like(&(b, l, lin.d_out))
-}
-
-/// adaLN modulation `x·(1 + scale) + shift` of `x [B, L, D]` by per-sequence `shift, scale [B, D]`.
-pub fn modulate<E: Dtype, D: Device<E>, T: Tape<E, D>>(
-    x: Tensor<(usize, usize, usize), E, D, T>,
-    shift: Tensor<(usize, usize), E, D, T>,
-    scale: Tensor<(usize, usize), E, D, T>,
-) -> Tensor<(usize, usize, usize), E, D, T> {
-    let shape = *x.shape();
-    let scale = (scale + from_f64::<E>(1.0)).broadcast_like::<_, Axis<1>>(&shape);
-    x * scale + shift.broadcast_like::<_, Axis<1>>(&shape)
-}
-
-/// Layer norm over the last axis with a scale and no shift (SEDD's `LayerNorm`):
-/// `y = (x − mean)/sqrt(var + 10⁻⁵) · γ`.
-pub fn layer_norm3<E: Dtype, D: Device<E>, T: Tape<E, D>>(
-    store: &ParamStore<E, D>,
-    gamma: crate::nn::ParamId,
-    x: Tensor<(usize, usize, usize), E, D, T>,
-) -> Tensor<(usize, usize, usize), E, D, T> {
-    let shape = *x.shape();
-    x.normalize::<Axis<2>>(1e-5) * store.vector(gamma).broadcast_like::<_, Axes2<0, 1>>(&shape)
 }
 
 /// SEDD's `TimestepEmbedder` followed by its outer SiLU: the conditioning vector

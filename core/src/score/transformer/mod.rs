@@ -20,6 +20,7 @@ mod tests;
 use dfdx::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::nn::kernels::Kernels;
 use crate::nn::{Init, ParamId, ParamStore};
 use crate::score::{LogScores, ScoreHead, ScoreModel, Tokens};
 
@@ -271,7 +272,7 @@ impl<E: Dtype, D: Device<E>> Transformer<E, D> {
     }
 }
 
-impl<E: Dtype, D: Device<E>> ScoreModel for Transformer<E, D> {
+impl<E: Dtype, D: Kernels<E>> ScoreModel for Transformer<E, D> {
     type Elem = E;
     type Device = D;
 

@@ -214,7 +214,7 @@ fn input_longer_than_max_len_is_refused_and_config_round_trips() {
 
 #[test]
 fn dfdx_cpu_slice_backward_assigns_instead_of_adding() {
-    // Pins the dfdx 0.13 behaviour that `Rope::apply` and `chunk` work around: a slice's backward
+    // Pins the dfdx 0.13 behaviour that `nn::kernels::composed::rope` and `chunk` work around: a slice's backward
     // overwrites the gradient that ops recorded *after* it wrote into the sliced region. The true
     // gradient of `x₀ + 3(x₀ + x₁)` is [4, 3]; dfdx's CPU kernel gives [1, 3]. If this test fails, dfdx
     // was fixed and the ordering comments can go.
@@ -225,4 +225,67 @@ fn dfdx_cpu_slice_backward_assigns_instead_of_adding() {
     let loss = first.sum::<Rank0, _>() + (traced * 3.0).sum::<Rank0, _>();
     let grads = loss.backward();
     assert_eq!(grads.get(&x).as_vec(), vec![1.0, 3.0]);
+}
+
+/// `max |a − b| / max |b|` (norm-wise relative error).
+fn rel_err(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-300);
+    a.iter()
+        .zip(b)
+        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
+        / scale
+}
+
+/// Log-scores and the DWDSE gradient of `model` on a fixed corrupted batch, with the host kernels
+/// and with the composed dfdx ops (`with_composed_ops`): `(score error, gradient error)`.
+fn kernel_parity<E: Dtype>(model: &Transformer<E, Cpu>, b: usize, l: usize) -> (f64, f64)
+where
+    Cpu: crate::nn::kernels::Kernels<E>,
+{
+    use crate::graph::Absorbing;
+    use crate::loss::{dwdse_loss, Dwdse};
+    use crate::nn::kernels::with_composed_ops;
+    use crate::nn::Grads;
+    use crate::schedule::LogLinear;
+
+    let graph = Absorbing::with_tokens(4).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    let x0: Vec<usize> = (0..b * l).map(|_| rng.gen_range(0..4)).collect();
+    let batch = Dwdse::default()
+        .corrupt(&graph, &LogLinear::default(), &x0, b, l, &mut rng)
+        .unwrap();
+    let run = || {
+        let s = model
+            .log_scores_host(&batch.x_t, b, l, &batch.sigma_bar)
+            .unwrap();
+        let loss = dwdse_loss(model, &graph, &batch).unwrap();
+        let g = Grads::collect(model.params(), &mut loss.backward()).unwrap();
+        (s, g.flat_f64())
+    };
+    let (host, composed) = (run(), with_composed_ops(run));
+    assert!(host.0.iter().all(|v| v.is_finite()));
+    (rel_err(&host.0, &composed.0), rel_err(&host.1, &composed.1))
+}
+
+#[test]
+fn cpu_kernels_match_composed_ops_on_scores_and_dwdse_gradient() {
+    let dev = Cpu::default();
+    let mut model = Transformer::<f64, Cpu>::new(micro(2, ScoreHead::Absorbing), &dev, 21).unwrap();
+    perturb(model.params_mut(), 22, 0.5);
+    let (scores, grads) = kernel_parity(&model, 4, 3);
+    assert!(
+        scores < 1e-12 && grads < 1e-12,
+        "f64: {scores:e}, {grads:e}"
+    );
+
+    let config = TransformerConfig::tiny(5, 24, ScoreHead::Absorbing);
+    let mut model = Transformer::<f32, Cpu>::new(config, &dev, 23).unwrap();
+    // adaLN-Zero and the zero output layer start flat: move every weight (deterministically).
+    let theta: Vec<f64> = (model.params().flat_f64().iter().enumerate())
+        .map(|(i, t)| t + 0.1 * (0.7 * i as f64).sin())
+        .collect();
+    model.params_mut().set_flat_f64(&theta).unwrap();
+    let (scores, grads) = kernel_parity(&model, 3, 24);
+    assert!(scores < 1e-5 && grads < 1e-5, "f32: {scores:e}, {grads:e}");
 }
