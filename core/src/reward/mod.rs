@@ -9,9 +9,17 @@
 
 mod builtin;
 mod classifier;
+mod labelled;
+mod onnx;
+mod trainable;
 
 pub use builtin::{GcContent, KmerLogLikelihood, MotifCount, MotifPresence, MAX_KMER_TABLE};
 pub use classifier::CnnClassifier;
+pub use labelled::{LabelKind, Labelled};
+pub use onnx::{OnnxDtype, OnnxEncoding, OnnxReadout, OnnxReward, OnnxSpec};
+pub use trainable::{
+    pearson, ConvClassifier, ConvClassifierConfig, Pooling, TrainConfig, Validation,
+};
 
 use rayon::prelude::*;
 

@@ -7,6 +7,7 @@
 
 pub mod counting;
 pub mod description;
+pub mod dnaconv;
 pub mod energy;
 pub mod head;
 pub mod import;

@@ -1,0 +1,85 @@
+//! Dilated 1-D convolution over positions, in sepo's row layout (`[B·L, C]`, one row per position),
+//! with weights in PyTorch's `Conv1d` layout `[O, C, K]`.
+//!
+//! `y[b, l, o] = bias[o] + Σ_{j<K} Σ_c W[o, c, j] · x[b, l + (j − (K−1)/2)·d, c]`, a term being 0 when
+//! its position falls outside `[0, L)` (PyTorch's zero padding `(K−1)/2·d`, odd `K`, "same" length).
+//!
+//! Computed as an explicit im2col: the rows are gathered (a zero row stands for every position outside
+//! the sequence) into `[B·L, K·C]`, then multiplied by the weight permuted to `[K·C, O]`. Gather,
+//! permute and matmul all carry gradients, so the layer trains like any other.
+
+use dfdx::prelude::*;
+
+use crate::nn::{ParamId, ParamStore};
+
+/// One `Conv1d` layer: parameter ids and sizes.
+#[derive(Debug, Clone, Copy)]
+pub struct Conv1d {
+    /// Weight `[O, C, K]` (PyTorch layout).
+    pub weight: ParamId,
+    /// Bias `[O]`.
+    pub bias: ParamId,
+    /// Input channels `C`.
+    pub c_in: usize,
+    /// Output channels `O`.
+    pub c_out: usize,
+    /// Kernel width `K` (odd).
+    pub kernel: usize,
+    /// Dilation `d`.
+    pub dilation: usize,
+}
+
+/// The gather indices of the im2col for `batch` sequences of length `len`: entry `(b·L + l)·K + j`
+/// is the row of position `l + (j − (K−1)/2)·d` of sequence `b`, or `B·L` (the zero row) outside.
+pub fn im2col_rows(batch: usize, len: usize, kernel: usize, dilation: usize) -> Vec<usize> {
+    let half = (kernel / 2) as isize;
+    let zero = batch * len;
+    let mut idx = Vec::with_capacity(batch * len * kernel);
+    for b in 0..batch {
+        for l in 0..len {
+            for j in 0..kernel {
+                let p = l as isize + (j as isize - half) * dilation as isize;
+                idx.push(if (0..len as isize).contains(&p) {
+                    b * len + p as usize
+                } else {
+                    zero
+                });
+            }
+        }
+    }
+    idx
+}
+
+impl Conv1d {
+    /// `x [B·L, C] → y [B·L, O]` for `batch` sequences of length `len` (module docs).
+    pub fn forward<E: Dtype, D: Device<E>, T: Tape<E, D>>(
+        &self,
+        store: &ParamStore<E, D>,
+        x: Tensor<(usize, usize), E, D, T>,
+        batch: usize,
+        len: usize,
+    ) -> Tensor<(usize, usize), E, D, T> {
+        let (c, o, k) = (self.c_in, self.c_out, self.kernel);
+        let rows = batch * len;
+        let dev = store.device().clone();
+        // W [O, C, K] → [K, C, O] → [K·C, O], so that column block j of the im2col meets W[:, :, j].
+        let w = store
+            .vector(self.weight)
+            .reshape_like(&(o, c, k))
+            .permute::<_, Axes3<2, 1, 0>>()
+            .reshape_like(&(k * c, o));
+        let y = if k == 1 {
+            x.matmul(w)
+        } else {
+            let zero: Tensor<(usize, usize), E, D> = dev.zeros_like(&(1, c));
+            let padded = (x, zero).concat_along(Axis::<0>);
+            // Stays `tensor_from_vec`: the forward returns no `Result`; the length is `rows·k` by
+            // construction.
+            let idx = dev.tensor_from_vec(im2col_rows(batch, len, k, self.dilation), (rows * k,));
+            padded.gather(idx).reshape_like(&(rows, k * c)).matmul(w)
+        };
+        y + store
+            .vector(self.bias)
+            .broadcast_like::<_, Axis<0>>(&(rows, o))
+    }
+}
