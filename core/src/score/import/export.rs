@@ -8,6 +8,8 @@ use std::path::Path;
 
 use dfdx::prelude::*;
 
+use crate::nn::kernels::Kernels;
+
 use super::config::{published_config, FREQ_DIM, MLP_RATIO};
 use super::load::{is_linear_weight, rotary_inv_freq, CONFIG_FILE};
 use super::model::ImportedDit;
@@ -20,7 +22,7 @@ use crate::score::ScoreModel;
 /// `model.safetensors` (F32 for an `f32` model, F64 otherwise; metadata `format: pt`). A trunk the
 /// family's code cannot express (learned positions, another MLP ratio or σ-feature width) is
 /// [`Error::UnsupportedWeights`].
-pub fn export_dir<E: Dtype, D: Device<E>>(model: &ImportedDit<E, D>, dir: &Path) -> Result<()> {
+pub fn export_dir<E: Dtype, D: Kernels<E>>(model: &ImportedDit<E, D>, dir: &Path) -> Result<()> {
     let config = model.config();
     let t = &config.trunk;
     if t.learned_positions || t.mlp_ratio != MLP_RATIO || t.freq_dim != FREQ_DIM {

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use dfdx::prelude::*;
 
+use crate::nn::kernels::Kernels;
+
 use super::config::{read_config, Family};
 use super::model::ImportedDit;
 use crate::error::{Error, Result};
@@ -53,13 +55,13 @@ pub fn weights_in(dir: &Path) -> Result<PathBuf> {
 
 /// Imports the model in directory `dir` (a local path, or a snapshot of the hub cache:
 /// [`super::cache::resolve_model`]) onto `dev`: [`read_config`] then [`weights_in`].
-pub fn import_dir<E: Dtype, D: Device<E>>(dir: &Path, dev: &D) -> Result<ImportedDit<E, D>> {
+pub fn import_dir<E: Dtype, D: Kernels<E>>(dir: &Path, dev: &D) -> Result<ImportedDit<E, D>> {
     import_files(&dir.join(CONFIG_FILE), &weights_in(dir)?, dev)
 }
 
 /// Imports from an explicit `config.json` and weights file (safetensors in F32/F16/BF16/F64, or a
 /// PyTorch archive with the `pytorch` feature), converting to the compute type `E`.
-pub fn import_files<E: Dtype, D: Device<E>>(
+pub fn import_files<E: Dtype, D: Kernels<E>>(
     config: &Path,
     weights: &Path,
     dev: &D,
@@ -93,7 +95,7 @@ pub fn rotary_inv_freq(head_dim: usize) -> Vec<f64> {
         .collect()
 }
 
-impl<E: Dtype, D: Device<E>> ImportedDit<E, D> {
+impl<E: Dtype, D: Kernels<E>> ImportedDit<E, D> {
     /// Loads every parameter from `file`, a state dict in the family's published names and
     /// layout ([module docs](self)). Nothing is changed unless the whole file fits.
     pub fn load_published(&mut self, file: &WeightFile) -> Result<()> {

@@ -5,6 +5,7 @@ use dfdx::prelude::*;
 
 use super::config::{ImportedConfig, Output};
 use crate::error::Result;
+use crate::nn::kernels::Kernels;
 use crate::nn::ParamStore;
 use crate::score::{LogScores, ModelDescription, ModelKind, ScoreModel, Tokens, Transformer};
 
@@ -48,7 +49,7 @@ impl<E: Dtype, D: Device<E>> ImportedDit<E, D> {
     }
 }
 
-impl<E: Dtype, D: Device<E>> ScoreModel for ImportedDit<E, D> {
+impl<E: Dtype, D: Kernels<E>> ScoreModel for ImportedDit<E, D> {
     type Elem = E;
     type Device = D;
 
@@ -91,7 +92,7 @@ impl<E: Dtype, D: Device<E>> ScoreModel for ImportedDit<E, D> {
     }
 }
 
-impl<E: Dtype, D: Device<E>> ModelKind for ImportedDit<E, D> {
+impl<E: Dtype, D: Kernels<E>> ModelKind for ImportedDit<E, D> {
     type Config = ImportedConfig;
     const NAME: &'static str = "imported_dit";
     fn config(&self) -> &Self::Config {
