@@ -50,6 +50,19 @@ pub fn im2col_rows(batch: usize, len: usize, kernel: usize, dilation: usize) -> 
     idx
 }
 
+/// Flat indices taking a `[O, C, K]` weight to `[K, C, O]`: entry `(j·C + c)·O + o` is `(o·C + c)·K + j`.
+pub fn transposed_order(o: usize, c: usize, k: usize) -> Vec<usize> {
+    let mut idx = Vec::with_capacity(o * c * k);
+    for j in 0..k {
+        for ci in 0..c {
+            for oc in 0..o {
+                idx.push((oc * c + ci) * k + j);
+            }
+        }
+    }
+    idx
+}
+
 impl Conv1d {
     /// `x [B·L, C] → y [B·L, O]` for `batch` sequences of length `len` (module docs).
     pub fn forward<E: Dtype, D: Device<E>, T: Tape<E, D>>(
@@ -62,11 +75,16 @@ impl Conv1d {
         let (c, o, k) = (self.c_in, self.c_out, self.kernel);
         let rows = batch * len;
         let dev = store.device().clone();
-        // W [O, C, K] → [K, C, O] → [K·C, O], so that column block j of the im2col meets W[:, :, j].
+        // W [O, C, K] → [K·C, O], so that column block j of the im2col meets W[:, :, j]: a gather of
+        // the flat weight recorded on a tape of its own (merged by the matmul), so the gradient
+        // reaches the parameter. (A permute then reshape copies into an untaped tensor with a new
+        // id, and the gradient was lost: caught by the finite-difference check.)
+        // Stays `tensor_from_vec`: the forward returns no `Result`; the length is `k·c·o`.
+        let order = dev.tensor_from_vec(transposed_order(o, c, k), (k * c * o,));
         let w = store
             .vector(self.weight)
-            .reshape_like(&(o, c, k))
-            .permute::<_, Axes3<2, 1, 0>>()
+            .put_tape(T::default())
+            .gather(order)
             .reshape_like(&(k * c, o));
         let y = if k == 1 {
             x.matmul(w)

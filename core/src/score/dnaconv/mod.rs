@@ -75,7 +75,7 @@ impl DnaConvConfig {
         }
         crate::check::nonzero("len", self.len)?;
         crate::check::nonzero("stacks", self.stacks)?;
-        if self.hidden < 2 || self.hidden % 2 != 0 {
+        if self.hidden < 2 || !self.hidden.is_multiple_of(2) {
             return Err(Error::invalid(
                 "hidden",
                 self.hidden,
