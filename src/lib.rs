@@ -71,6 +71,7 @@ pub mod __private {
     pub use sepo_core::dfdx::prelude::Device;
     pub use sepo_core::flow::LocallyBalanced;
     pub use sepo_core::graph::{Absorbing, Uniform};
+    pub use sepo_core::nn::kernels::Kernels;
     pub use sepo_core::nn::AdamW;
     pub use sepo_core::policy::{
         CleanScores, Component, ConcreteScore, Estimator, Mixture, NeighbourWeights, Reweight,

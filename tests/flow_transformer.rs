@@ -26,7 +26,7 @@ const LEN: usize = 32;
 const TATA: [usize; 4] = [3, 0, 3, 0];
 /// Fresh samples per assessment. 1,024 rather than 512: the run's rise is a property of one seeded
 /// trajectory, and the float rounding of the CPU kernels (`nn::kernels`, ≤ 1e-6 relative in f32) moved it
-/// from one trajectory to another whose training-reward rise (0.098) sat inside 512 samples' 4σ margin
+/// from one trajectory to another where one of the two rises (0.098) sat inside 512 samples' 4σ margin
 /// (0.110); twice the samples shrink the margin by √2 and leave the claim and its 4σ level as they were.
 const FRESH: usize = 1024;
 /// DWDSE pretraining steps (batch 64).

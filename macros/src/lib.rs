@@ -289,7 +289,8 @@ pub fn estimator(input: TokenStream) -> TokenStream {
 ///
 /// Each item is `attributes visibility Name { key: value, .. }`. It expands to a unit struct with
 ///
-/// - `Name::build(&dev)` (only with `model:`): loads the checkpoint onto `dev: D`, `D: Device<f32>`;
+/// - `Name::build(&dev)` (only with `model:`): loads the checkpoint onto `dev: D`, `D: Kernels<f32>`
+///   (a `Device<f32>` with sepo's CPU kernels or their composed fallback: `Cpu`, `Cuda`);
 /// - `Name::build_with(model)`: for a model built in code (e.g. pretrained in the same program), on
 ///   the model's device; `model: impl ScoreModel<Elem = f32, Device = D>`;
 /// - `Name::config(seq_len)`: the `FinetuneConfig`, `FinetuneConfig::new(seq_len)` with the keys
@@ -382,7 +383,7 @@ pub fn estimator(input: TokenStream) -> TokenStream {
 /// pub struct Tiny;   // #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 /// impl Tiny {
 ///     /// Loads the `Mlp` checkpoint from `runs/mlp` onto `dev` and builds the run.
-///     pub fn build<D: Device<f32>>(dev: &D) -> Result<Run<Mlp<f32, D>, Absorbing, LogLinear>> {
+///     pub fn build<D: Kernels<f32>>(dev: &D) -> Result<Run<Mlp<f32, D>, Absorbing, LogLinear>> {
 ///         let checkpoint = Checkpoint::new("runs/mlp");
 ///         let (model, _) = checkpoint.load_model::<Mlp<f32, D>>(dev)?;
 ///         Self::build_with(model)

@@ -298,7 +298,7 @@ pub fn build_from_checkpoint(
         };
         quote! {
             #[doc = #doc]
-            #vis fn build<D: ::sepo::__private::Device<f32>>(dev: &D) -> ::sepo::Result<#ty> {
+            #vis fn build<D: ::sepo::__private::Kernels<f32>>(dev: &D) -> ::sepo::Result<#ty> {
                 #body
             }
         }

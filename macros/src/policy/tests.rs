@@ -26,7 +26,7 @@ fn expansion_of_a_small_policy() {
         pub struct Tiny;
         impl Tiny {
             #[doc = " Loads the `Mlp` checkpoint from `runs/mlp` onto `dev` and builds the run."]
-            pub fn build<D: ::sepo::__private::Device<f32>>(dev: &D) -> ::sepo::Result<
+            pub fn build<D: ::sepo::__private::Kernels<f32>>(dev: &D) -> ::sepo::Result<
                 ::sepo::__private::Run<::sepo::__private::Mlp<f32, D>,
                     ::sepo::__private::Absorbing, ::sepo::__private::LogLinear>
             > {
