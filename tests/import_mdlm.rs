@@ -3,7 +3,7 @@
 //! score implied by MDLM's "subs" parameterisation, with and without time conditioning; the map's
 //! closed-form properties hold on sepo's own outputs; export → import is bit-identical.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use sepo::dfdx::prelude::Cpu;
 use sepo::score::head::log_expm1;
@@ -11,60 +11,9 @@ use sepo::score::import::config::NEG_INFINITY;
 use sepo::score::import::{export_dir, import_dir, ImportedDit, Output};
 use sepo::score::ScoreModel;
 
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/models")
-        .join(rel)
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sepo-import-mdlm-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-struct Expected {
-    batch: usize,
-    length: usize,
-    tokens: Vec<usize>,
-    sigma_bar: Vec<f64>,
-    outputs: Vec<f64>,
-}
-
-fn expected(rel: &str) -> Expected {
-    let v: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixture(rel)).unwrap()).unwrap();
-    let nums = |k: &str| -> Vec<f64> {
-        v[k].as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap())
-            .collect()
-    };
-    Expected {
-        batch: v["batch"].as_u64().unwrap() as usize,
-        length: v["length"].as_u64().unwrap() as usize,
-        tokens: nums("tokens").into_iter().map(|t| t as usize).collect(),
-        sigma_bar: nums("sigma_bar"),
-        outputs: nums("outputs"),
-    }
-}
-
-/// Largest `|a − b| / max(|b|, 1)`.
-fn max_rel_err(a: &[f64], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs() / y.abs().max(1.0))
-        .fold(0.0, f64::max)
-}
-
-fn scores(model: &ImportedDit<f32, Cpu>, e: &Expected) -> Vec<f64> {
-    model
-        .log_scores_host(&e.tokens, e.batch, e.length, &e.sigma_bar)
-        .unwrap()
-}
+#[path = "support/import_fixture.rs"]
+mod import_fixture;
+use import_fixture::{expected, fixture, max_rel_err, scores, tmp};
 
 /// The fixture folder with `time_conditioning` set to `on` in its config.json.
 fn with_time_conditioning(on: bool) -> PathBuf {

@@ -4,69 +4,15 @@
 //! format's precision (bit-identically for the `.bin`); sepo → export → import is bit-identical; and a
 //! sepo checkpoint of the imported model reloads identically.
 
-use std::path::{Path, PathBuf};
-
 use sepo::dfdx::prelude::Cpu;
 use sepo::score::import::{export_dir, import_dir, import_files, ImportedDit, Output};
 use sepo::score::{ModelKind, ScoreModel};
 use sepo::train::Checkpoint;
 use sepo::Error;
 
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/models")
-        .join(rel)
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sepo-import-sedd-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// The fixed inputs and the reference outputs of an `expected*.json`.
-struct Expected {
-    batch: usize,
-    length: usize,
-    tokens: Vec<usize>,
-    sigma_bar: Vec<f64>,
-    outputs: Vec<f64>,
-}
-
-fn expected(rel: &str) -> Expected {
-    let v: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixture(rel)).unwrap()).unwrap();
-    let nums = |k: &str| -> Vec<f64> {
-        v[k].as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap())
-            .collect()
-    };
-    Expected {
-        batch: v["batch"].as_u64().unwrap() as usize,
-        length: v["length"].as_u64().unwrap() as usize,
-        tokens: nums("tokens").into_iter().map(|t| t as usize).collect(),
-        sigma_bar: nums("sigma_bar"),
-        outputs: nums("outputs"),
-    }
-}
-
-/// Largest `|a − b| / max(|b|, 1)`: relative error, absolute below magnitude 1.
-fn max_rel_err(a: &[f64], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs() / y.abs().max(1.0))
-        .fold(0.0, f64::max)
-}
-
-fn scores(model: &ImportedDit<f32, Cpu>, e: &Expected) -> Vec<f64> {
-    model
-        .log_scores_host(&e.tokens, e.batch, e.length, &e.sigma_bar)
-        .unwrap()
-}
+#[path = "support/import_fixture.rs"]
+mod import_fixture;
+use import_fixture::{expected, fixture, max_rel_err, scores, tmp};
 
 fn bits(model: &ImportedDit<f32, Cpu>) -> Vec<u32> {
     model
