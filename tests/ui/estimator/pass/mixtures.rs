@@ -13,7 +13,7 @@ estimator! {
     Controlled = control_variate;
 }
 
-fn main() {
+pub fn main() {
     let mixed = Mixture::of(&Mixed).unwrap();
     assert_eq!(mixed.components[0].group, Some(16));
     assert_eq!(Mixture::from(Plain), Mixture::grpo(0.2));

@@ -9,7 +9,7 @@ noise_schedule! {
     ) = -ln(cos(PI / 2.0 * (1.0 - eps) * t));
 }
 
-fn main() {
+pub fn main() {
     let cosine = Cosine::default();
     assert_eq!(cosine, Cosine { eps: 1e-3 });
     let copy = cosine;

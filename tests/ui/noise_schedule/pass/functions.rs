@@ -12,7 +12,7 @@ noise_schedule! {
     pub Linear = t;
 }
 
-fn main() {
+pub fn main() {
     for t in [0.0, 0.3, 1.0] {
         assert_eq!(Calls::default().total(t), Methods::default().total(t));
         assert_eq!(Calls::default().rate(t), Methods::default().rate(t));

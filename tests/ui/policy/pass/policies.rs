@@ -81,7 +81,7 @@ policy! {
 const PROMPTS: [Vec<usize>; 0] = [];
 const CLIP: Option<f64> = Some(0.3);
 
-fn main() {
+pub fn main() {
     let full = Full::config(32).unwrap();
     assert_eq!((full.groups, full.group_size), (4, 16));
     assert_eq!(Minimal::config(8).unwrap(), FinetuneConfig::new(8));

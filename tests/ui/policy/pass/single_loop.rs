@@ -75,7 +75,7 @@ policy! {
     }
 }
 
-fn main() {
+pub fn main() {
     let full = Full::config(32).unwrap();
     assert_eq!(full.rates, LocallyBalanced::Barker);
     assert_eq!((full.steps_per_update, full.max_batch, full.seed), (2, 256, 7));

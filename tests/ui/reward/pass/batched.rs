@@ -12,7 +12,7 @@ fn lengths(batch: &[&[usize]]) -> Vec<f64> {
     batch.iter().map(|s| s.len() as f64).collect()
 }
 
-fn main() {
+pub fn main() {
     let batch: Vec<&[usize]> = vec![&[1, 2, 3], &[0]];
     let reward = Classifier { threshold: 2 } + Lengths;
     assert_eq!(evaluate(&reward, &batch).unwrap(), vec![4.0, 1.0]);

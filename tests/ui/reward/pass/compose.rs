@@ -12,7 +12,7 @@ fn has_motif(seq: &[u32], #[param] motif: &[u32]) -> f32 {
     f32::from(u8::from(seq.windows(motif.len()).any(|w| w == motif)))
 }
 
-fn main() {
+pub fn main() {
     let reward: Sum<Scaled<GcContent>, HasMotif> = 0.5 * GcContent + HasMotif { motif: vec![1, 2, 2] };
     assert_eq!(reward.range(), Some((0.0, 1.5)));
     let batch: Vec<&[usize]> = vec![&[1, 2, 2, 0], &[0, 0, 3, 3]];

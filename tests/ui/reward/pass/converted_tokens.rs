@@ -12,7 +12,7 @@ fn last(seq: &[u8]) -> f64 {
     f64::from(seq[seq.len() - 1])
 }
 
-fn main() {
+pub fn main() {
     let batch: Vec<&[usize]> = vec![&[3, 1], &[2, 7]];
     assert_eq!(evaluate(&(First + Last), &batch).unwrap(), vec![4.0, 9.0]);
 }

@@ -16,7 +16,7 @@ fn weighted_motif(
     weight * hits as f64 + offset
 }
 
-fn main() {
+pub fn main() {
     let reward = WeightedMotif::new(vec![1, 2], 2.0, "motif".to_string(), 0.5);
     let same = WeightedMotif {
         motif: vec![1, 2],

@@ -18,7 +18,7 @@ fn small(_seq: &[usize]) -> f64 {
     0.0
 }
 
-fn main() {
+pub fn main() {
     assert_eq!(Reward::range(&Signed), Some((-1.0, 1.0)));
     assert_eq!(Reward::range(&Len), Some((0.0, f64::INFINITY)));
     assert_eq!(Reward::name(&Len), "length");

@@ -9,7 +9,7 @@ pub fn gc_content(seq: &[usize]) -> f64 {
     gc as f64 / seq.len().max(1) as f64
 }
 
-fn main() {
+pub fn main() {
     let reward: GcContent = Default::default();
     assert_eq!(Reward::name(&reward), "gc_content");
     let batch: Vec<&[usize]> = vec![&[1, 2], &[0, 3]];
