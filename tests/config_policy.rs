@@ -410,20 +410,25 @@ fn a_single_loop_file_and_its_policy_run_bit_identically() {
     }
 }
 
-/// The file's keys are `policy!`'s, in the same order: read from the macro crate's own list
-/// (`macros/src/keys.rs`, `POLICY_KEYS`), so a key added to the macro fails here until files read it.
+/// The file's keys are `policy!`'s (one list, `sepo_dsl::keys::POLICY_KEYS`, read by both), and the file
+/// reader really reads each of them: a value of the wrong kind under any key is an error naming that key
+/// (a key the list gained but the reader ignored would load silently and fail here).
 #[test]
-fn the_keys_are_the_macros() {
-    let source = include_str!("../macros/src/keys.rs");
-    let start = source
-        .find("pub const POLICY_KEYS")
-        .expect("the macro's key list");
-    let list = &source[start..];
-    let list = &list[list.find("= &[").unwrap() + 4..list.find("];").unwrap()];
-    let macro_keys: Vec<&str> = list
-        .split(',')
-        .map(|k| k.trim().trim_matches('"'))
-        .filter(|k| !k.is_empty())
-        .collect();
-    assert_eq!(macro_keys, sepo::config::KEYS);
+fn every_key_of_the_macro_is_read_by_the_file_reader() {
+    assert_eq!(sepo::config::KEYS, sepo_dsl::keys::POLICY_KEYS);
+    for key in sepo::config::KEYS {
+        let reward = if *key == "reward" {
+            ""
+        } else {
+            "reward = \"twos\"\n"
+        };
+        let text = format!("{reward}{key} = {{ wrong = 1 }}");
+        match RunConfig::from_toml(&text) {
+            Err(Error::Config { key: named, .. }) => assert!(
+                named == *key || named.starts_with(&format!("{key}.")),
+                "{text}: the error names `{named}`"
+            ),
+            other => panic!("{text}: {other:?}"),
+        }
+    }
 }

@@ -3,6 +3,7 @@
 //! they compile in the suite's own build; trybuild (tests/ui.rs) then only type-checks the `fail` cases,
 //! which needs no code generation of the dependency tree in its separate target directory.
 
+#[rustfmt::skip]
 #[path = "ui/estimator/pass/mixtures.rs"]
 mod estimator_mixtures;
 
@@ -11,6 +12,7 @@ fn estimator_mixtures_compiles_and_runs() {
     estimator_mixtures::main();
 }
 
+#[rustfmt::skip]
 #[path = "ui/noise_schedule/pass/cosine.rs"]
 mod noise_schedule_cosine;
 
@@ -19,6 +21,7 @@ fn noise_schedule_cosine_compiles_and_runs() {
     noise_schedule_cosine::main();
 }
 
+#[rustfmt::skip]
 #[path = "ui/noise_schedule/pass/functions.rs"]
 mod noise_schedule_functions;
 
@@ -27,6 +30,7 @@ fn noise_schedule_functions_compiles_and_runs() {
     noise_schedule_functions::main();
 }
 
+#[rustfmt::skip]
 #[path = "ui/policy/pass/policies.rs"]
 mod policy_policies;
 
@@ -35,6 +39,7 @@ fn policy_policies_compiles_and_runs() {
     policy_policies::main();
 }
 
+#[rustfmt::skip]
 #[path = "ui/policy/pass/single_loop.rs"]
 mod policy_single_loop;
 
@@ -43,6 +48,7 @@ fn policy_single_loop_compiles_and_runs() {
     policy_single_loop::main();
 }
 
+#[rustfmt::skip]
 #[path = "ui/reward/pass/batched.rs"]
 mod reward_batched;
 
@@ -51,6 +57,7 @@ fn reward_batched_compiles_and_runs() {
     reward_batched::main();
 }
 
+#[rustfmt::skip]
 #[path = "ui/reward/pass/compose.rs"]
 mod reward_compose;
 
@@ -59,6 +66,7 @@ fn reward_compose_compiles_and_runs() {
     reward_compose::main();
 }
 
+#[rustfmt::skip]
 #[path = "ui/reward/pass/converted_tokens.rs"]
 mod reward_converted_tokens;
 
@@ -67,6 +75,7 @@ fn reward_converted_tokens_compiles_and_runs() {
     reward_converted_tokens::main();
 }
 
+#[rustfmt::skip]
 #[path = "ui/reward/pass/params.rs"]
 mod reward_params;
 
@@ -75,6 +84,7 @@ fn reward_params_compiles_and_runs() {
     reward_params::main();
 }
 
+#[rustfmt::skip]
 #[path = "ui/reward/pass/range_and_name.rs"]
 mod reward_range_and_name;
 
@@ -83,6 +93,7 @@ fn reward_range_and_name_compiles_and_runs() {
     reward_range_and_name::main();
 }
 
+#[rustfmt::skip]
 #[path = "ui/reward/pass/sequence.rs"]
 mod reward_sequence;
 

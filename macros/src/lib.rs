@@ -16,13 +16,14 @@
 mod call;
 mod ctxt;
 mod estimator;
-mod keys;
 mod policy;
 mod reward;
 mod schedule;
-mod suggest;
 
 use proc_macro::TokenStream;
+// The DSL's vocabulary lives in the `sepo-dsl` leaf (shared with `sepo::config`); `crate::keys` and
+// `crate::suggest` name it here.
+use sepo_dsl::{keys, suggest};
 
 /// Turns a fn scoring one token sequence (or, with `batched`, a whole batch) into a reward type.
 ///

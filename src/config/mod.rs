@@ -36,7 +36,7 @@ mod keys;
 mod registry;
 mod schedule;
 mod single;
-mod suggest;
+use sepo_dsl::suggest;
 mod syntax;
 mod values;
 
@@ -133,7 +133,7 @@ impl RunConfig {
             if !KEYS.contains(&key.as_str()) {
                 return Err(error(
                     key,
-                    format!("unknown key{}", suggest::hint(key, KEYS)),
+                    format!("unknown key{}", suggest::hint_or_list(key, KEYS)),
                 ));
             }
         }

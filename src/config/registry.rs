@@ -163,7 +163,7 @@ impl RewardRegistry {
                 format!(
                     "no reward named `{}`{} (register it with `RewardRegistry::register`)",
                     call.name,
-                    suggest::hint(&call.name, &names)
+                    suggest::hint_or_list(&call.name, &names)
                 ),
             )
         })?;

@@ -47,7 +47,7 @@ where
                 &at,
                 format!(
                     "`{type_name}` has no such field{}",
-                    suggest::hint(field, &names)
+                    suggest::hint_or_list(field, &names)
                 ),
             ));
         }
@@ -91,7 +91,7 @@ impl AnySchedule {
                 format!(
                     "`{other}` is not a built-in schedule{} (a `noise_schedule!` type is read by \
                      `RunConfig::schedule::<YourType>()`)",
-                    suggest::hint(other, keys::SCHEDULES)
+                    suggest::hint_or_list(other, keys::SCHEDULES)
                 ),
             )),
         }

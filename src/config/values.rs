@@ -38,7 +38,7 @@ pub fn named<'a>(key: &str, value: &'a Value, names: &[&str]) -> Result<&'a Call
             format!(
                 "unknown `{}`{}",
                 call.name,
-                suggest::hint(&call.name, names)
+                suggest::hint_or_list(&call.name, names)
             ),
         )),
         other => Err(error(
@@ -72,7 +72,7 @@ impl<'a> Options<'a> {
                 let hint = if allowed.is_empty() {
                     format!("; `{}` takes no options", call.name)
                 } else {
-                    suggest::hint(option, allowed)
+                    suggest::hint_or_list(option, allowed)
                 };
                 return Err(error(
                     &at,

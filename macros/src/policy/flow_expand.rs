@@ -48,6 +48,10 @@ pub fn item(item: &Item, policy: &Policy, bodies: Bodies) -> TokenStream {
         #[doc = #origin]
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
         #vis struct #name;
+        // The user's values are spliced into struct literals and conversions that are right in
+        // general but may be redundant for a given policy (every field named; an `Option<f64>`
+        // constant converted to itself): clippy's style lints on them are not the user's to fix.
+        #[allow(clippy::needless_update, clippy::useless_conversion)]
         impl #name {
             #build
             /// Draws the initial particles from a model built in code (on the model's device) with the

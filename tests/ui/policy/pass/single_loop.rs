@@ -129,6 +129,6 @@ pub fn main() {
     let history = run.fit().unwrap();
     assert_eq!(history.len(), 2);
     // Generic over the device: the constructors name `D`.
-    let _build: fn(&Cpu) -> sepo::Result<FlowRun<Transformer<f32, Cpu>, Absorbing>> =
-        Full::build::<Cpu>;
+    type Run = FlowRun<Transformer<f32, Cpu>, Absorbing>;
+    let _build: fn(&Cpu) -> sepo::Result<Run> = Full::build::<Cpu>;
 }

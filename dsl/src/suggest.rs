@@ -1,4 +1,5 @@
-//! "Did you mean" hints for misspelt options, functions and identifiers.
+//! "Did you mean" hints for misspelt keys, options, functions and identifiers, in the macros' errors and
+//! in run files'.
 
 /// The candidate closest to `word` by edit distance, if it is close enough to be a likely typo
 /// (at most a third of the word's length, and at least one edit allowed). The distance is the optimal
@@ -19,6 +20,15 @@ pub fn hint(word: &str, candidates: &[&str]) -> String {
     did_you_mean(word, candidates)
         .map(|c| format!("; did you mean `{c}`?"))
         .unwrap_or_default()
+}
+
+/// [`hint`], or "; expected one of `a`, `b`, `c`" when no candidate is close (run files, where the reader
+/// has no docs table beside the error).
+pub fn hint_or_list(word: &str, candidates: &[&str]) -> String {
+    match did_you_mean(word, candidates) {
+        Some(c) => format!("; did you mean `{c}`?"),
+        None => format!("; expected one of {}", list(candidates)),
+    }
 }
 
 /// `a`, `b`, `c` (each in backticks, comma-separated).
@@ -75,5 +85,12 @@ mod tests {
         assert_eq!(did_you_mean("sede", keys), Some("seed"));
         assert_eq!(did_you_mean("iteartions", keys), Some("iterations"));
         assert_eq!(did_you_mean("gard_clip", keys), Some("grad_clip"));
+        assert_eq!(did_you_mean("parallelism", keys), None);
+        assert_eq!(hint("bathced", &options), "; did you mean `batched`?");
+        assert_eq!(hint("parallel", &options), "");
+        assert_eq!(
+            hint_or_list("parallel", &options),
+            "; expected one of `batched`, `range`, `name`"
+        );
     }
 }
