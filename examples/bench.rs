@@ -77,7 +77,10 @@ fn core_benches(name: &str, config: TransformerConfig, reps: usize, sample_steps
     let ids = dev.tensor_from_vec(batch.x_t.clone(), (b, l));
     let params = format!("{name} ({} params)", config.num_params());
     let fwd = median_secs(reps, || {
-        let _ = model.forward(&ids, &batch.sigma_bar, NoneTape).as_vec();
+        let _ = model
+            .forward(&ids, &batch.sigma_bar, NoneTape)
+            .expect("forward")
+            .as_vec();
     });
     row(
         "transformer forward",
@@ -274,7 +277,7 @@ fn flow_config(beta: f64, positions: usize) -> SingleLoopConfig {
             ..Ift::default()
         },
         ratio: RatioMode::Tracked,
-        beta,
+        kl: beta,
         optimizer: AdamW::with_lr(3e-4),
         lr_schedule: LrSchedule::Constant,
         grad_clip: Some(1.0),
@@ -411,12 +414,12 @@ fn flow_benches(small: bool) {
     // `--target=X`: race the single loop alone to a given mean (e.g. from an earlier run's SEPO row).
     let given: Option<f64> = flag("--target=");
     let (mut sepo_at, mut target) = (None, given.unwrap_or(f64::INFINITY));
-    while given.is_none() && ft.model.evaluations() < cap {
+    while given.is_none() && ft.model().evaluations() < cap {
         let m = ft.round().unwrap();
         progress(
             "sepo round",
-            ft.round,
-            ft.model.evaluations(),
+            ft.completed(),
+            ft.model().evaluations(),
             m.reward,
             clock,
         );
@@ -424,7 +427,7 @@ fn flow_benches(small: bool) {
         // 1.5× the start, and at least 0.1 motifs above it (a start of 0 would be reached at once).
         target = start + (0.5 * start).max(0.1);
         if m.reward >= target {
-            sepo_at = Some((ft.model.evaluations(), ft.model.taped(), ft.round));
+            sepo_at = Some((ft.model().evaluations(), ft.model().taped(), ft.completed()));
             break;
         }
     }

@@ -253,11 +253,11 @@ fn plain_sepo(
         seconds,
         metrics.display()
     );
-    let spent = (ft.model.evaluations(), ft.model.taped());
+    let spent = (ft.model().evaluations(), ft.model().taped());
     assess(
         &format!("SEPO β = {beta}, seed {seed}"),
-        &ft.model.inner,
-        &ft.reference,
+        &ft.model().inner,
+        ft.reference(),
         reward,
         eval,
         spent,
@@ -355,7 +355,7 @@ fn single_loop(
             ..Ift::default()
         },
         ratio,
-        beta,
+        kl: beta,
         optimizer: AdamW::with_lr(lr),
         lr_schedule: LrSchedule::Constant,
         grad_clip: Some(1.0),
@@ -364,7 +364,7 @@ fn single_loop(
     };
     println!(
         "   single loop: B = {batch} particles, heat bath k = {}, Conditional ĥ on 4 masked positions, ρ̂ {:?}, β = {}, lr {lr}, until {budget} evaluations",
-        config.steps_per_update, config.ratio, config.beta
+        config.steps_per_update, config.ratio, config.kl
     );
     let mut sl = SingleLoop::new(
         model,

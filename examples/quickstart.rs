@@ -91,7 +91,7 @@ fn main() -> sepo::Result<()> {
         seq_len: sepo::demo::LEN,
         seed: 123,
     };
-    let reference = &run.finetuner.reference;
+    let reference = run.finetuner.reference();
     let before = yardstick.assess("pretrained", &pretrained, reference, (0, 0), 0.0)?;
     let after = yardstick.assess("fine-tuned", run.model(), reference, (0, 0), 0.0)?;
     println!("\nmodel        GC content ± se   path KL   3-mer corr.");

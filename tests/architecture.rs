@@ -50,7 +50,9 @@ fn library_code(path: &Path) -> Option<String> {
     let mut code = String::new();
     for (i, line) in lines.iter().enumerate() {
         let next = lines.get(i + 1).map_or("", |l| l.trim());
-        if line.trim() == "#[cfg(test)]" && next.starts_with("mod ") {
+        // An inline test module ends the library part; `mod tests;` (a file of its own, skipped
+        // above) does not.
+        if line.trim() == "#[cfg(test)]" && next.starts_with("mod ") && !next.ends_with(';') {
             break;
         }
         let line = line.split("//").next().unwrap_or("");
@@ -121,4 +123,30 @@ fn every_import_runs_down_the_layers() {
         "imports against the layering:\n{}",
         violations.join("\n")
     );
+}
+
+/// Every host upload of library code goes through `nn::upload` / `nn::upload_f64s` (a wrong length or
+/// a failed allocation is a typed error), never dfdx's panicking `tensor_from_vec`; and no function
+/// needs a `too_many_arguments` allowance (docs/ARCHITECTURE.md, "Signatures").
+#[test]
+fn library_code_uploads_through_nn_and_keeps_signatures_narrow() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("core/src");
+    let mut files = Vec::new();
+    rs_files(&src, &mut files);
+    let mut found = Vec::new();
+    for file in &files {
+        let Some(code) = library_code(file) else {
+            continue;
+        };
+        let rel = file.strip_prefix(&src).unwrap().display().to_string();
+        for (at, _) in code.match_indices("tensor_from_vec") {
+            if !code[..at].ends_with("try_") {
+                found.push(format!("{rel}: tensor_from_vec"));
+            }
+        }
+        if code.contains("too_many_arguments") {
+            found.push(format!("{rel}: too_many_arguments"));
+        }
+    }
+    assert!(found.is_empty(), "{}", found.join("\n"));
 }

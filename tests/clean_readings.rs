@@ -80,7 +80,9 @@ fn own_log_q(model: &Mlp<f32, Cpu>, tokens: &[usize], sigma: f64) -> Vec<f64> {
     let rows = tokens.len() / L;
     let dev = Cpu::default();
     let ids = dev.tensor_from_vec(tokens.to_vec(), (rows, L));
-    let logits = model.logits_with(model.params(), &ids, &vec![sigma; rows], NoneTape);
+    let logits = model
+        .logits_with(model.params(), &ids, &vec![sigma; rows], NoneTape)
+        .unwrap();
     let logits: Vec<f64> = logits.as_vec().iter().map(|&v| v as f64).collect();
     let mut out = Vec::with_capacity(rows * L * V);
     for row in logits.chunks(N) {

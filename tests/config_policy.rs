@@ -185,11 +185,26 @@ fn a_file_and_its_policy_run_bit_identically() {
         bits(&model().params().flat_f64()),
         "the rounds moved the parameters"
     );
-    assert_eq!(a.finetuner.state.step, b.finetuner.state.step);
-    for (ma, mb) in a.finetuner.state.m.iter().zip(&b.finetuner.state.m) {
+    assert_eq!(
+        a.finetuner.optimizer_state().step,
+        b.finetuner.optimizer_state().step
+    );
+    for (ma, mb) in a
+        .finetuner
+        .optimizer_state()
+        .m
+        .iter()
+        .zip(&b.finetuner.optimizer_state().m)
+    {
         assert_eq!(ma.as_vec(), mb.as_vec());
     }
-    for (va, vb) in a.finetuner.state.v.iter().zip(&b.finetuner.state.v) {
+    for (va, vb) in a
+        .finetuner
+        .optimizer_state()
+        .v
+        .iter()
+        .zip(&b.finetuner.optimizer_state().v)
+    {
         assert_eq!(va.as_vec(), vb.as_vec());
     }
     let strip = |h: &[RoundMetrics]| {
@@ -431,4 +446,21 @@ fn every_key_of_the_macro_is_read_by_the_file_reader() {
             other => panic!("{text}: {other:?}"),
         }
     }
+}
+
+/// The single loop's KL coefficient is `kl`, as in `FinetuneConfig` and the DSL; configuration JSON
+/// written when the field was called `beta` still loads, to the same value and nothing else changed.
+#[test]
+fn single_loop_config_reads_its_old_kl_name() {
+    let config = sepo::train::SingleLoopConfig {
+        kl: 0.25,
+        ..Default::default()
+    };
+    let mut json = serde_json::to_value(&config).unwrap();
+    let map = json.as_object_mut().unwrap();
+    let kl = map.remove("kl").expect("written as `kl`");
+    assert!(!map.contains_key("beta"));
+    map.insert("beta".into(), kl);
+    let back: sepo::train::SingleLoopConfig = serde_json::from_value(json).unwrap();
+    assert_eq!(back, config);
 }

@@ -74,6 +74,7 @@ where
     let logits = sepo::nn::to_f64s(
         &model
             .logits_with(model.params(), &ids, &e.sigma_bar, NoneTape)
+            .unwrap()
             .as_vec(),
     );
     let scores = model
@@ -268,7 +269,9 @@ mod conv {
             let x: Vec<f64> = (0..b * l * c)
                 .map(|i| ((i * 7919) % 13) as f64 - 6.0)
                 .collect();
-            let y = conv.forward(&store, dev.tensor_from_vec(x.clone(), (b * l, c)), b, l);
+            let y = conv
+                .forward(&store, dev.tensor_from_vec(x.clone(), (b * l, c)), b, l)
+                .unwrap();
             let w = store.vector(conv.weight).as_vec();
             let bias = store.vector(conv.bias).as_vec();
             let want = direct(&w, &bias, &x, (b, l, c, o, k, d));
@@ -293,7 +296,12 @@ mod conv {
                 .device()
                 .tensor_from_vec(self.x.clone(), (10, 2))
                 .put_tape(tape);
-            self.conv.forward(store, x, 2, 5).tanh().square().sum()
+            self.conv
+                .forward(store, x, 2, 5)
+                .unwrap()
+                .tanh()
+                .square()
+                .sum()
         }
     }
 
@@ -322,6 +330,7 @@ mod conv {
                 .tensor_from_vec(vec![0, 2, 1, 2, 0, 1, 2, 2, 0, 1, 1, 0], (2, 6));
             self.model
                 .forward_with(store, &ids, &[0.3, 1.7], tape)
+                .unwrap()
                 .tanh()
                 .sum()
         }

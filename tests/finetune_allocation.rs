@@ -194,7 +194,7 @@ fn adaptive_allocation_reaches_the_target_in_fewer_reward_calls() {
         for seed in 0..60 {
             let mut ft = finetuner(&START, allocation, Mixture::grpo(0.2), 0.1, seed);
             let (mut spent, mut k) = (0usize, 0usize);
-            while success(&ft.model).iter().sum::<f64>() / 8.0 < 0.9 && k < 400 {
+            while success(ft.model()).iter().sum::<f64>() / 8.0 < 0.9 && k < 400 {
                 spent += ft.round().unwrap().reward_calls;
                 k += 1;
             }
@@ -235,11 +235,11 @@ fn adaptive_allocation_resumes_bit_identically_and_needs_prompts() {
     a.save(&ckpt).unwrap();
     let mut b = finetuner(&START, adaptive, Mixture::grpo(0.2), 0.1, 3);
     b.resume(&ckpt).unwrap();
-    assert_eq!(a.planner, b.planner);
+    assert_eq!(a.planner(), b.planner());
     let (ma, mb) = (a.round().unwrap(), b.round().unwrap());
     assert_eq!(ma.reward_calls, mb.reward_calls);
     assert_eq!(ma.reward, mb.reward);
-    assert_eq!(a.model.params().flat_f64(), b.model.params().flat_f64());
+    assert_eq!(a.model().params().flat_f64(), b.model().params().flat_f64());
     std::fs::remove_dir_all(&dir).ok();
 
     let mut unprompted = Finetuner::new(

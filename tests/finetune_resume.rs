@@ -88,7 +88,7 @@ fn run_resume_rewinds_its_metrics_and_continues_exactly() {
     part.fit().unwrap();
     let mut rest = Run::new(tiny(5), options(6, "split"));
     assert!(rest.resume().unwrap());
-    assert_eq!(rest.finetuner.round, 3);
+    assert_eq!(rest.finetuner.completed(), 3);
     rest.fit().unwrap();
     assert_eq!(state_bits(&rest.finetuner), state_bits(&straight.finetuner));
     assert_eq!(
@@ -210,8 +210,8 @@ fn a_fine_tuned_directory_loads_like_a_pretrained_one() {
     ft.fit(2, false, None).unwrap();
     ft.save(&ckpt).unwrap();
     let (model, extra) = ckpt.load_model::<Mlp<f32, Cpu>>(&Cpu::default()).unwrap();
-    assert_eq!(bits(model.params()), bits(ft.model.params()));
-    assert_eq!(model.config(), ft.model.config());
+    assert_eq!(bits(model.params()), bits(ft.model().params()));
+    assert_eq!(model.config(), ft.model().config());
     assert_eq!(extra["round"], 2);
     assert_eq!(extra["finetune"]["seed"], 11);
     assert!(ckpt.exists());

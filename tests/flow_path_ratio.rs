@@ -72,7 +72,7 @@ fn config(
             clean,
         },
         ratio,
-        beta,
+        kl: beta,
         optimizer: AdamW::with_lr(lr),
         lr_schedule: decay,
         grad_clip: Some(1.0),

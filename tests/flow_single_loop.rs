@@ -68,7 +68,7 @@ fn trainer(
             clean: CleanScores::Unmasked,
         },
         ratio: RatioMode::Exact,
-        beta: BETA,
+        kl: BETA,
         optimizer: AdamW::with_lr(lr),
         lr_schedule: decay,
         grad_clip: Some(1.0),

@@ -160,7 +160,7 @@ fn single_loop_raises_training_and_held_out_reward_on_a_transformer() {
             ..Ift::default()
         },
         ratio: RatioMode::Tracked,
-        beta: BETA,
+        kl: BETA,
         optimizer: AdamW::with_lr(5e-4),
         lr_schedule: LrSchedule::Constant,
         grad_clip: Some(1.0),

@@ -46,9 +46,10 @@ fn path_mode_reports_the_mean_path_kl() {
         FnReward::new("zero", zero),
         config,
     )
+    .unwrap()
+    .with_reference(reference.params())
     .unwrap();
-    tuner.reference = reference.params().snapshot();
-    let pi = tuner.model.probabilities();
+    let pi = tuner.model().probabilities();
     let pi_ref = reference.probabilities();
     let exact: f64 = pi.iter().zip(&pi_ref).map(|(p, q)| p * (p / q).ln()).sum();
     let rounds = 40;
@@ -64,7 +65,7 @@ fn path_mode_reports_the_mean_path_kl() {
         "{mean} ± {se} vs {exact}"
     );
     let drift: f64 = tuner
-        .model
+        .model()
         .probabilities()
         .iter()
         .zip(&pi)

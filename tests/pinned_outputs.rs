@@ -108,7 +108,7 @@ fn finetuning_rounds_reach_the_pinned_parameters() {
         let mut ft = Finetuner::new(model(), graph, LogLinear::default(), reward, config).unwrap();
         let first = ft.round().unwrap();
         let second = ft.round().unwrap();
-        let got = fnv(ft.model.params().flat_f64().iter().map(|x| x.to_bits()));
+        let got = fnv(ft.model().params().flat_f64().iter().map(|x| x.to_bits()));
         assert_eq!(got, params, "{log_prob:?}");
         assert_eq!((first.reward, second.reward), (1.375, 1.0), "{log_prob:?}");
     }

@@ -74,7 +74,7 @@ fn an_onnx_reward_drives_a_fine_tuning_run_whose_reward_rises() {
     let mut run = OnnxGc::build_with(model).unwrap();
     let history = run.fit().unwrap();
     assert_eq!(history.len(), 40);
-    let after = assess(&run.finetuner.model, 200);
+    let after = assess(run.finetuner.model(), 200);
     let rise = after.0 - before.0;
     let margin = 4.0 * (before.1.powi(2) + after.1.powi(2)).sqrt();
     eprintln!(

@@ -118,7 +118,7 @@ fn every_estimator_raises_the_mean_reward_of_the_pretrained_mlp() {
         .unwrap();
         ft.fit(20, false, None).unwrap();
         let mean_after =
-            sample_tuned(&ft.model, 5).chunks(L).map(twos).sum::<f64>() / SAMPLES as f64;
+            sample_tuned(ft.model(), 5).chunks(L).map(twos).sum::<f64>() / SAMPLES as f64;
         eprintln!("{log_prob:?}: mean reward {mean_before:.3} → {mean_after:.3}");
         assert!(
             mean_after >= mean_before + 0.3,

@@ -15,7 +15,8 @@ use sepo::prelude::*;
 use sepo::reward::FnReward;
 use sepo::sample::SamplerConfig;
 use sepo::sample::{
-    smc, value_guided, Denoised, GuidanceConfig, RewardPotential, SamplerKind, SmcConfig, Tempering,
+    smc, value_guided, Denoised, GuidanceConfig, Guide, RewardPotential, SamplerKind, SmcConfig,
+    Tempering,
 };
 
 const L: usize = 4;
@@ -95,8 +96,7 @@ fn smc_reaches_the_tilted_law_and_its_normalising_constant() {
     let out = smc(
         &Policy::current(&model),
         &Diffusion::new(graph, LogLinear::default()),
-        &potential,
-        &cfg,
+        &Guide::new(&potential, cfg),
         L,
         None,
         &mut rng,
@@ -152,8 +152,7 @@ fn smc_on_the_grid_chain_estimates_log_z() {
     let out = smc(
         &Policy::current(&model),
         &Diffusion::new(graph, LogLinear::default()),
-        &potential,
-        &cfg,
+        &Guide::new(&potential, cfg),
         L,
         None,
         &mut rng,
@@ -196,8 +195,7 @@ fn value_guided_decoding_approaches_the_tilted_law() {
         value_guided(
             &Policy::current(&model),
             &Diffusion::new(graph, LogLinear::default()),
-            &r,
-            &cfg,
+            &Guide::new(&r, cfg),
             (n, L),
             None,
             &mut rng,
@@ -255,8 +253,7 @@ fn bad_inputs_are_typed_errors() {
         smc(
             &Policy::current(&model),
             &Diffusion::new(graph, LogLinear::default()),
-            &potential,
-            cfg,
+            &Guide::new(&potential, *cfg),
             L,
             None,
             rng,
@@ -282,8 +279,7 @@ fn bad_inputs_are_typed_errors() {
     assert!(smc(
         &Policy::current(&model),
         &Diffusion::new(uniform, LogLinear::default()),
-        &potential,
-        &SmcConfig::new(4),
+        &Guide::new(&potential, SmcConfig::new(4)),
         L,
         None,
         &mut rng
@@ -317,7 +313,15 @@ fn smc_under_a_constant_potential_draws_the_samplers_sequences() {
             };
             let zero = RewardPotential::new(FnReward::new("zero", |_: &[usize]| 0.0), 1.0);
             let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-            let guided = smc(&policy, &diffusion, &zero, &cfg, L, cond, &mut rng).unwrap();
+            let guided = smc(
+                &policy,
+                &diffusion,
+                &Guide::new(&zero, cfg),
+                L,
+                cond,
+                &mut rng,
+            )
+            .unwrap();
             assert!(
                 guided.resampled.iter().all(|r| !r),
                 "{chain:?}: no resampling"

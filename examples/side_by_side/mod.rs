@@ -207,14 +207,18 @@ pub fn run(name: &str, which: &[String], small: bool, reps: Option<usize>) {
         let mut extra = serde_json::Map::new();
         let times = match w.as_str() {
             "forward" => timed(1, fast, || {
-                let _ = model.forward(&ids, &batch.sigma_bar, NoneTape);
+                model
+                    .forward(&ids, &batch.sigma_bar, NoneTape)
+                    .expect("forward");
             }),
             "train" => timed(1, fast, || {
                 train_step(&mut model, &graph, &batch, &opt, &mut state)
             }),
             "sample" | "round" => {
                 // A warm process: one forward and one training step, untimed.
-                let _ = model.forward(&ids, &batch.sigma_bar, NoneTape);
+                model
+                    .forward(&ids, &batch.sigma_bar, NoneTape)
+                    .expect("forward");
                 train_step(&mut model, &graph, &batch, &opt, &mut state);
                 if w == "sample" {
                     let cfg = SamplerConfig {
@@ -351,7 +355,7 @@ pub fn export(name: &str, dir: &Path) -> sepo::Result<()> {
         .collect();
     let sigma_bar = vec![0.05, 0.5, 1.5, 4.0];
     let ids = dev.tensor_from_vec(tokens.clone(), (b, l));
-    let out = model.forward(&ids, &sigma_bar, NoneTape);
+    let out = model.forward(&ids, &sigma_bar, NoneTape).expect("forward");
     cases.push(("forward.tokens".into(), vec![b, l], usz(&tokens)));
     cases.push(("forward.sigma_bar".into(), vec![b], sigma_bar.clone()));
     cases.push((

@@ -457,7 +457,7 @@ impl RunConfig {
         let mut config = SingleLoopConfig::default();
         flow.apply(&mut config, schedule)?;
         if let Some(kl) = self.kl {
-            config.beta = kl;
+            config.kl = kl;
         }
         if let Some(o) = &self.optimizer {
             config.optimizer = values::optimizer(o, config.optimizer)?;

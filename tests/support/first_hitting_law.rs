@@ -98,7 +98,7 @@ where
             let tokens: Vec<usize> = chunk.iter().flat_map(|r| r.3.iter().copied()).collect();
             let sigma: Vec<f64> = chunk.iter().map(|r| -(-r.2.exp()).ln_1p()).collect();
             let ids = dev.tensor_from_vec(tokens, (chunk.len(), len));
-            let out = model.forward(&ids, &sigma, NoneTape).as_vec();
+            let out = model.forward(&ids, &sigma, NoneTape).unwrap().as_vec();
             let states = vocab + 1;
             for (r, &(e, j, log_m_s, seq)) in chunk.iter().enumerate() {
                 let ((_, path), (_, mass)) = &entries[e];

@@ -232,7 +232,7 @@ pub fn finetune_run(
     )
     .unwrap();
     ft.fit(rounds, false, None)?;
-    try_sample_tuned(&ft.model, 21 + seed)
+    try_sample_tuned(ft.model(), 21 + seed)
 }
 
 /// The four estimators whose no-KL rewards docs/sepo.md §6 pins: `Trajectory` (the default) and

@@ -86,19 +86,19 @@ pub type StateBits = (Vec<u32>, Vec<u32>, Vec<u32>, u64, u64);
 /// Everything a round depends on, as bits: policy, reference, AdamW step and moments, round.
 pub fn state_bits(ft: &Tiny) -> StateBits {
     let moments = ft
-        .state
+        .optimizer_state()
         .m
         .iter()
-        .chain(&ft.state.v)
+        .chain(&ft.optimizer_state().v)
         .flat_map(|t| t.as_vec())
         .map(f32::to_bits)
         .collect();
     (
-        bits(ft.model.params()),
-        bits(&ft.reference),
+        bits(ft.model().params()),
+        bits(ft.reference()),
         moments,
-        ft.state.step,
-        ft.round,
+        ft.optimizer_state().step,
+        ft.completed(),
     )
 }
 

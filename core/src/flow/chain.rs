@@ -99,7 +99,7 @@ where
             let scores = to_f64s(
                 &self
                     .model
-                    .forward_with(self.params, &ids, &vec![self.sigma0; rows], NoneTape)
+                    .forward_with(self.params, &ids, &vec![self.sigma0; rows], NoneTape)?
                     .as_vec(),
             );
             self.spent += rows as u64;

@@ -13,7 +13,7 @@ use rand::Rng;
 
 use crate::error::{Error, Result};
 use crate::graph::Graph;
-use crate::nn::{from_f64, from_f64s, upload_f64s};
+use crate::nn::{from_f64, upload_f64s};
 use crate::schedule::NoiseSchedule;
 use crate::score::{LogScores, ScoreModel};
 
@@ -65,17 +65,17 @@ pub fn score_entropy<E: Dtype, D: Device<E>, T: Tape<E, D>, G: Graph>(
     x_t: &[usize],
     x0: &[usize],
     sigma_bar: &[f64],
-) -> Tensor<(usize,), E, D, T> {
+) -> Result<Tensor<(usize,), E, D, T>> {
     let shape = *log_scores.shape();
     let (b, l, _) = shape;
     let dev = log_scores.device().clone();
     let t = terms(graph, x_t, x0, sigma_bar, l);
-    // These three stay panicking: `score_entropy` is public and returns a tensor, not a `Result`. Their
-    // lengths follow `x_t`, `sigma_bar` and the scores' shape, which callers validate (`dwdse_loss` does).
-    let weight = dev.tensor_from_vec(from_f64s::<E>(&t.weight), shape);
+    // Lengths follow `x_t`, `sigma_bar` and the scores' shape, which callers validate (`dwdse_loss`
+    // does); a mismatch is a typed error, not a panic.
+    let weight = upload_f64s(&dev, &t.weight, shape, "score_entropy (weights)")?;
     let weighted_ratio: Vec<f64> = t.weight.iter().zip(&t.ratio).map(|(w, r)| w * r).collect();
-    let weighted_ratio = dev.tensor_from_vec(from_f64s::<E>(&weighted_ratio), shape);
-    let constant = dev.tensor_from_vec(from_f64s::<E>(&t.constant), (b,));
+    let weighted_ratio = upload_f64s(&dev, &weighted_ratio, shape, "score_entropy (ratios)")?;
+    let constant = upload_f64s(&dev, &t.constant, (b,), "score_entropy (constants)")?;
     // Entries with zero weight take no part: pin their log-score to 0 first so that a huge value there
     // cannot overflow exp() into inf·0 = NaN.
     let active = weight.clone().gt(from_f64::<E>(0.0));
@@ -86,7 +86,7 @@ pub fn score_entropy<E: Dtype, D: Device<E>, T: Tape<E, D>, G: Graph>(
     let negative = (log_s * weighted_ratio)
         .sum::<_, Axis<2>>()
         .sum::<_, Axis<1>>();
-    positive - negative + constant
+    Ok(positive - negative + constant)
 }
 
 /// The same loss on the host in f64 (tests and diagnostics): per-sequence values.
@@ -226,8 +226,8 @@ pub fn dwdse_loss<E: Dtype, D: Device<E>, M: ScoreModel<Elem = E, Device = D>, G
     let ids = dev
         .try_tensor_from_vec(batch.x_t.clone(), (batch.batch, batch.seq_len))
         .map_err(Error::device("dwdse_loss"))?;
-    let log_scores = model.forward(&ids, &batch.sigma_bar, OwnedTape::default());
-    let per_seq = score_entropy(graph, log_scores, &batch.x_t, &batch.x0, &batch.sigma_bar);
+    let log_scores = model.forward(&ids, &batch.sigma_bar, OwnedTape::default())?;
+    let per_seq = score_entropy(graph, log_scores, &batch.x_t, &batch.x0, &batch.sigma_bar)?;
     let weights =
         upload_f64s::<E, _, _>(dev, &batch.sigma_rate, (batch.batch,), "dwdse_loss (σ(t))")?;
     Ok((per_seq * weights).mean())
@@ -302,7 +302,7 @@ mod tests {
                 "{graph:?}: negative {host:?}"
             );
             let t = dev.tensor_from_vec(ls.clone(), (b, l, graph.num_states()));
-            let dev_vals = score_entropy(graph, t, &xt, &x0, &sigma).as_vec();
+            let dev_vals = score_entropy(graph, t, &xt, &x0, &sigma).unwrap().as_vec();
             for (a, c) in host.iter().zip(&dev_vals) {
                 assert!((a - c).abs() < 1e-10 * a.abs().max(1.0));
             }
@@ -334,7 +334,9 @@ mod tests {
                 .vector(self.id)
                 .put_tape(tape)
                 .reshape_like(&self.shape);
-            score_entropy(&self.graph, ls, &self.xt, &self.x0, &self.sigma).sum()
+            score_entropy(&self.graph, ls, &self.xt, &self.x0, &self.sigma)
+                .unwrap()
+                .sum()
         }
     }
 

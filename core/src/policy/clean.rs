@@ -53,7 +53,7 @@ where
     let rows: Vec<(usize, usize)> = match mode {
         CleanScores::Unmasked => {
             let ids = upload(&dev, x.to_vec(), (batch, l), "clean_log_scores (tokens)")?;
-            let out = model.forward_with(params, &ids, &vec![sigma0; batch], tape);
+            let out = model.forward_with(params, &ids, &vec![sigma0; batch], tape)?;
             return Ok((out, vec![1.0; batch * l]));
         }
         CleanScores::Masked => (0..batch)
@@ -89,9 +89,9 @@ where
     }
     let r = rows.len();
     let ids = upload(&dev, tokens, (r, l), "clean_log_scores (masked tokens)")?;
-    let out = model.forward_with(params, &ids, &vec![sigma0; r], tape); // [r, L, N]
-                                                                        // Row r's masked position: gather its [N] scores into place (b, p). Positions not read point both
-                                                                        // indices at the same entry, so their difference is exactly 0.
+    let out = model.forward_with(params, &ids, &vec![sigma0; r], tape)?; // [r, L, N]
+                                                                         // Row r's masked position: gather its [N] scores into place (b, p). Positions not read point both
+                                                                         // indices at the same entry, so their difference is exactly 0.
     let flat_len = r * l * n;
     let mut index = vec![0; batch * l * n];
     let mut self_index = vec![0; batch * l * n];
@@ -177,7 +177,7 @@ where
                     let last = tokens.len() - l + p;
                     tokens[last] = mask;
                 }
-                let scores = forward(&tokens, chunk.len());
+                let scores = forward(&tokens, chunk.len())?;
                 for (r, &(_, p)) in chunk.iter().enumerate() {
                     let i = c * rows_per_chunk + r;
                     let row = &scores[(r * l + p) * n..(r * l + p + 1) * n];
@@ -201,7 +201,7 @@ where
                     .iter()
                     .flat_map(|&b| x[b * l..(b + 1) * l].iter().copied())
                     .collect();
-                let scores = forward(&tokens, chunk.len());
+                let scores = forward(&tokens, chunk.len())?;
                 for (r, &b) in chunk.iter().enumerate() {
                     for &i in &by_seq[b] {
                         let p = reads[i].1;

@@ -197,7 +197,7 @@ where
     let ids = dev
         .try_tensor_from_vec(tokens, (r, l))
         .map_err(Error::device("event_log_conditionals (tokens)"))?;
-    let out = model.forward_with(params, &ids, &sigma, tape); // [r, L, N]
+    let out = model.forward_with(params, &ids, &sigma, tape)?; // [r, L, N]
     check_normalised(
         &to_f64s(&out.retaped::<NoneTape>().as_vec()),
         trajectory,

@@ -189,7 +189,7 @@ impl Ift {
             StateGradient::Energy => {
                 let ids = upload(&dev, x.to_vec(), (batch, l), "Ift::surrogate (tokens)")?;
                 let phi = model
-                    .log_potential_with(params, &ids, tape)
+                    .log_potential_with(params, &ids, tape)?
                     .ok_or_else(|| {
                         Error::invalid(
                             "state_gradient",

@@ -23,7 +23,7 @@ use super::labelled::{LabelKind, Labelled};
 use super::Reward;
 use crate::error::{Error, Result};
 use crate::nn::io::{read_safetensors, to_safetensors, write_atomic};
-use crate::nn::{AdamW, Grads, Linear, ParamStore};
+use crate::nn::{upload, AdamW, Grads, Linear, ParamStore};
 
 /// Pooling over positions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -187,13 +187,16 @@ impl ConvClassifier {
         store: &ParamStore<f32, Cpu>,
         seqs: &[&[usize]],
         tape: T,
-    ) -> Tensor<(usize,), f32, Cpu, T> {
+    ) -> Result<Tensor<(usize,), f32, Cpu, T>> {
         let c = self.config;
         let (b, p) = (seqs.len(), c.positions());
-        let u = store
-            .device()
-            .tensor_from_vec(self.windows(seqs), (b * p, c.width * c.alphabet))
-            .put_tape(tape);
+        let u = upload(
+            store.device(),
+            self.windows(seqs),
+            (b * p, c.width * c.alphabet),
+            "ConvClassifier (windows)",
+        )?
+        .put_tape(tape);
         let h = self
             .conv
             .forward(store, u)
@@ -204,7 +207,7 @@ impl ConvClassifier {
             Pooling::Mean => h.mean::<_, Axis<1>>(),
         };
         let z = self.hidden.forward(store, pooled).relu();
-        self.out.forward(store, z).reshape_like(&(b,))
+        Ok(self.out.forward(store, z).reshape_like(&(b,)))
     }
 
     /// The first problem with `seq`: a token `≥ A` or a length other than `L`.
@@ -241,7 +244,7 @@ impl ConvClassifier {
         }
         let mut out = Vec::with_capacity(seqs.len());
         for chunk in seqs.chunks(1024) {
-            let z = self.logits(&self.store, chunk, NoneTape).as_vec();
+            let z = self.logits(&self.store, chunk, NoneTape)?.as_vec();
             out.extend(z.iter().map(|&z| self.read(z as f64)));
         }
         Ok(out)
@@ -261,8 +264,8 @@ impl ConvClassifier {
         seqs: &[&[usize]],
         labels: &[f64],
         tape: T,
-    ) -> Tensor<Rank0, f32, Cpu, T> {
-        let z = self.logits(store, seqs, tape);
+    ) -> Result<Tensor<Rank0, f32, Cpu, T>> {
+        let z = self.logits(store, seqs, tape)?;
         let target: Vec<f32> = labels
             .iter()
             .map(|&y| match self.config.kind {
@@ -270,11 +273,16 @@ impl ConvClassifier {
                 LabelKind::Binary => y as f32,
             })
             .collect();
-        let target = store.device().tensor_from_vec(target, (seqs.len(),));
-        match self.config.kind {
+        let target = upload(
+            store.device(),
+            target,
+            (seqs.len(),),
+            "ConvClassifier (labels)",
+        )?;
+        Ok(match self.config.kind {
             LabelKind::Regression => dfdx::losses::mse_loss(z, target),
             LabelKind::Binary => dfdx::losses::binary_cross_entropy_with_logits_loss(z, target),
-        }
+        })
     }
 
     /// Fits a new classifier to `data` (split by `train.valid_fraction`) and reports the held-out
@@ -319,7 +327,7 @@ impl ConvClassifier {
                 let seqs: Vec<&[usize]> =
                     batch.iter().map(|&i| fit.sequences[i].as_slice()).collect();
                 let labels: Vec<f64> = batch.iter().map(|&i| fit.labels[i]).collect();
-                let loss = model.loss(&model.store, &seqs, &labels, OwnedTape::default());
+                let loss = model.loss(&model.store, &seqs, &labels, OwnedTape::default())?;
                 let grads = Grads::collect(&model.store, &mut loss.backward())?;
                 let lr = train.optimizer.lr;
                 train
@@ -340,7 +348,7 @@ impl ConvClassifier {
         let pred = self.predict(&seqs)?;
         let n = data.len() as f64;
         let loss = self
-            .loss(&self.store, &seqs, &data.labels, NoneTape)
+            .loss(&self.store, &seqs, &data.labels, NoneTape)?
             .array() as f64;
         let (accuracy, correlation) = match self.config.kind {
             LabelKind::Binary => {

@@ -65,7 +65,7 @@ impl<E: Dtype, D: Device<E>> ScoreCache<E, D> {
         let ids = dev
             .try_tensor_from_vec(tokens, (changed.len(), l))
             .map_err(Error::device("score cache (tokens)"))?;
-        let fresh = model.forward_with(params, &ids, &sigma, NoneTape);
+        let fresh = model.forward_with(params, &ids, &sigma, NoneTape)?;
         let scores = match cached {
             None => fresh,
             Some(cached) => {

@@ -57,7 +57,7 @@ pub use condition::Condition;
 pub use first_hitting::first_hitting;
 pub use grid::sample;
 pub use guided::{
-    smc, value_guided, Denoised, GuidanceConfig, Guided, Potential, PotentialInput,
+    smc, value_guided, Denoised, GuidanceConfig, Guide, Guided, Potential, PotentialInput,
     RewardPotential, SmcConfig, SmcOutput, Tempering,
 };
 pub use kernel::StepProbs;

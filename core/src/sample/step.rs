@@ -65,7 +65,7 @@ where
         .device()
         .try_tensor_from_vec(step.before.clone(), (b, l))
         .map_err(Error::device("step_probs (tokens)"))?;
-    Ok(model.forward_with(params, &ids, step.model_sigma_bar(), tape))
+    model.forward_with(params, &ids, step.model_sigma_bar(), tape)
 }
 
 /// [`Step::check`], the model's states against the graph's and its input check on `step.before`.

@@ -112,7 +112,7 @@ impl<E: Dtype, D: Device<E>, M: ScoreModel<Elem = E, Device = D>> ScoreModel for
         tokens: &Tokens<D>,
         sigma_bar: &[f64],
         tape: T,
-    ) -> LogScores<E, D, T> {
+    ) -> crate::error::Result<LogScores<E, D, T>> {
         self.count(tokens.shape().0, T::OWNS_TAPE);
         self.inner.forward_with(params, tokens, sigma_bar, tape)
     }
@@ -145,10 +145,12 @@ impl<M: EnergyModel> EnergyModel for Counting<M> {
         params: &super::Params<M>,
         tokens: &Tokens<M::Device>,
         tape: T,
-    ) -> Option<Tensor<(usize,), M::Elem, M::Device, T>> {
-        let out = self.inner.log_potential_with(params, tokens, tape)?;
+    ) -> crate::Result<Option<Tensor<(usize,), M::Elem, M::Device, T>>> {
+        let Some(out) = self.inner.log_potential_with(params, tokens, tape)? else {
+            return Ok(None);
+        };
         self.count(tokens.shape().0, T::OWNS_TAPE);
-        Some(out)
+        Ok(Some(out))
     }
 }
 
@@ -165,12 +167,13 @@ mod tests {
         let model = Tabular::<f64, Cpu>::new(&graph, 2, vec![0.0; 4], &dev).unwrap();
         let m = Counting::new(model);
         let ids = dev.tensor_from_vec(vec![0, 1, 1, 0, 2, 2], (3, 2));
-        let _ = m.forward(&ids, &[0.1; 3], NoneTape);
+        m.forward(&ids, &[0.1; 3], NoneTape).unwrap();
         assert_eq!((m.evaluations(), m.taped()), (3, 0));
-        let _ = m.forward(&ids, &[0.1; 3], OwnedTape::<f64, Cpu>::default());
+        m.forward(&ids, &[0.1; 3], OwnedTape::<f64, Cpu>::default())
+            .unwrap();
         assert_eq!((m.evaluations(), m.taped()), (6, 3));
         let clean = dev.tensor_from_vec(vec![0, 1], (1, 2));
-        let _ = m.log_potential_with(m.params(), &clean, NoneTape);
+        m.log_potential_with(m.params(), &clean, NoneTape).unwrap();
         assert_eq!((m.evaluations(), m.taped()), (7, 3));
         m.reset();
         assert_eq!((m.evaluations(), m.taped()), (0, 0));

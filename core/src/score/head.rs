@@ -2,7 +2,8 @@
 
 use dfdx::prelude::*;
 
-use crate::nn::from_f64;
+use crate::error::Result;
+use crate::nn::{from_f64, upload, upload_f64s};
 use crate::score::{LogScores, Tokens};
 
 /// How a network's logits become log concrete scores.
@@ -35,12 +36,13 @@ pub enum ScoreHead {
 
 impl ScoreHead {
     /// Applies the head to `logits [B, L, N]` for inputs `tokens [B, L]` at total noise `sigma_bar [B]`.
+    /// A failed upload of its masks is [`crate::Error::Device`].
     pub fn apply<E: Dtype, D: Device<E>, T: Tape<E, D>>(
         self,
         logits: LogScores<E, D, T>,
         tokens: &Tokens<D>,
         sigma_bar: &[f64],
-    ) -> LogScores<E, D, T> {
+    ) -> Result<LogScores<E, D, T>> {
         let shape = *logits.shape();
         let (b, l, n) = shape;
         let dev = logits.device().clone();
@@ -53,9 +55,8 @@ impl ScoreHead {
                 keep.push(from_f64::<E>(if pinned { 0.0 } else { 1.0 }));
             }
         }
-        // The uploads in `apply` stay `tensor_from_vec`: it is public and returns a tensor, and every
-        // buffer is built from `shape` (`b·l·n` or `b·l` entries).
-        let keep = dev.tensor_from_vec(keep, shape).gt(from_f64::<E>(0.5));
+        let keep =
+            upload(&dev, keep, shape, "ScoreHead::apply (keep mask)")?.gt(from_f64::<E>(0.5));
         let zeros: Tensor<(usize, usize, usize), E, D> = dev.zeros_like(&shape);
         let scores = match self {
             ScoreHead::Uniform => logits,
@@ -72,7 +73,7 @@ impl ScoreHead {
                         bias.push(if v == mask { -1e9 } else { 0.0 });
                     }
                 }
-                let bias = dev.tensor_from_vec(crate::nn::from_f64s::<E>(&bias), shape);
+                let bias = upload_f64s(&dev, &bias, shape, "ScoreHead::apply (mask bias)")?;
                 let mut unmasked = Vec::with_capacity(b * l);
                 let mut shift = Vec::with_capacity(b * l);
                 for (i, &x) in ids.iter().enumerate() {
@@ -84,11 +85,9 @@ impl ScoreHead {
                         0.0
                     }));
                 }
-                let unmasked = dev
-                    .tensor_from_vec(unmasked, (b, l))
+                let unmasked = upload(&dev, unmasked, (b, l), "ScoreHead::apply (unmasked)")?
                     .broadcast_like::<_, Axis<2>>(&shape);
-                let shift = dev
-                    .tensor_from_vec(shift, (b, l))
+                let shift = upload(&dev, shift, (b, l), "ScoreHead::apply (shift)")?
                     .broadcast_like::<_, Axis<2>>(&shape);
                 let log_q = (logits + bias).log_softmax::<Axis<2>>();
                 let own = log_q
@@ -98,7 +97,7 @@ impl ScoreHead {
                 log_q - own * unmasked + shift
             }
         };
-        keep.choose(scores, zeros)
+        Ok(keep.choose(scores, zeros))
     }
 }
 

@@ -14,7 +14,7 @@
 use dfdx::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::nn::{from_f64s, Init, Linear, ParamStore};
+use crate::nn::{upload_f64s, Init, Linear, ParamStore};
 use crate::score::{LogScores, ScoreHead, ScoreModel, Tokens};
 
 /// Smallest σ̄ the noise features resolve: `ln` is taken of `max(σ̄, SIGMA_FLOOR)`.
@@ -246,8 +246,8 @@ impl<E: Dtype, D: Device<E>> ScoreModel for Mlp<E, D> {
         tokens: &Tokens<D>,
         sigma_bar: &[f64],
         tape: T,
-    ) -> LogScores<E, D, T> {
-        let logits = self.logits_with(params, tokens, sigma_bar, tape);
+    ) -> Result<LogScores<E, D, T>> {
+        let logits = self.logits_with(params, tokens, sigma_bar, tape)?;
         self.config.head.apply(logits, tokens, sigma_bar)
     }
 }
@@ -255,14 +255,15 @@ impl<E: Dtype, D: Device<E>> ScoreModel for Mlp<E, D> {
 impl<E: Dtype, D: Device<E>> Mlp<E, D> {
     /// The raw logits `ℓ [B, L, N]` before the [`ScoreHead`] (`forward_with = head(logits_with)`): the
     /// network's own per-position distribution `softmax(ℓ)` over the real tokens, read directly by
-    /// the tests that check what the head and the clean-score readers make of it.
+    /// the tests that check what the head and the clean-score readers make of it. A failed upload of
+    /// the input is [`Error::Device`].
     pub fn logits_with<T: Tape<E, D>>(
         &self,
         params: &ParamStore<E, D>,
         tokens: &Tokens<D>,
         sigma_bar: &[f64],
         tape: T,
-    ) -> LogScores<E, D, T> {
+    ) -> Result<LogScores<E, D, T>> {
         let (b, l) = *tokens.shape();
         let n = self.config.vocab;
         let width = self.config.input_width();
@@ -275,16 +276,18 @@ impl<E: Dtype, D: Device<E>> Mlp<E, D> {
             let feats = sigma_features(s, self.config.sigma_freqs);
             input[row * width + l * n..(row + 1) * width].copy_from_slice(&feats);
         }
-        // The tape starts on the constant input, the left operand of the first product. Stays
-        // `tensor_from_vec`: public `logits_with` returns no `Result`; `input` is `b·width` by construction.
-        let mut h = params
-            .device()
-            .tensor_from_vec(from_f64s::<E>(&input), (b, width))
-            .put_tape(tape);
+        // The tape starts on the constant input, the left operand of the first product.
+        let mut h = upload_f64s(
+            params.device(),
+            &input,
+            (b, width),
+            "Mlp::logits_with (input)",
+        )?
+        .put_tape(tape);
         for lin in &self.layers {
             h = self.config.activation.apply(lin.forward(params, h));
         }
-        self.output.forward(params, h).reshape_like(&(b, l, n))
+        Ok(self.output.forward(params, h).reshape_like(&(b, l, n)))
     }
 }
 
@@ -318,7 +321,7 @@ mod tests {
             perturb(model.params_mut(), 2, 0.5);
             for sigma in [1e-4, 0.5, 10.0] {
                 let ids = dev.tensor_from_vec(tokens.to_vec(), (3, l));
-                let out = model.forward(&ids, &[sigma; 3], NoneTape);
+                let out = model.forward(&ids, &[sigma; 3], NoneTape).unwrap();
                 assert_eq!(*out.shape(), (3, l, n));
                 let s = out.as_vec();
                 for (i, &x) in tokens.iter().enumerate() {
@@ -452,12 +455,12 @@ mod tests {
         let opt = AdamW::with_lr(1e-2);
         let mut state = opt.init(model.params());
         let loss_of = |model: &Mlp<f32, Cpu>| {
-            let out = model.forward(&ids, &sigma, NoneTape);
+            let out = model.forward(&ids, &sigma, NoneTape).unwrap();
             (out - target.clone()).square().mean::<Rank0, _>().array()
         };
         let initial = loss_of(&model);
         for _ in 0..300 {
-            let out = model.forward(&ids, &sigma, OwnedTape::default());
+            let out = model.forward(&ids, &sigma, OwnedTape::default()).unwrap();
             let loss = (out - target.clone()).square().mean::<Rank0, _>();
             let grads = Grads::collect(model.params(), &mut loss.backward()).unwrap();
             opt.step(opt.lr, model.params_mut(), &mut state, &grads)

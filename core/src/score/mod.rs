@@ -91,7 +91,8 @@ pub trait ScoreModel {
 
     /// `log s(x, σ̄)_{l,v}` for `tokens [B, L]` and per-sequence total noise `sigma_bar [B]`, evaluated with
     /// the weights in `params` (this model's, a snapshot's or a reference's: same layout), recording on
-    /// `tape`. Inputs must already be validated (see [`ScoreModel::check_input`]).
+    /// `tape`. Inputs must already be validated (see [`ScoreModel::check_input`]). A failed upload of
+    /// host data (position ids, time features, masks) is [`crate::Error::Device`].
     ///
     /// # Panics
     /// May panic (an index out of bounds, a shape assertion) on input that
@@ -103,7 +104,7 @@ pub trait ScoreModel {
         tokens: &Tokens<Self::Device>,
         sigma_bar: &[f64],
         tape: T,
-    ) -> LogScores<Self::Elem, Self::Device, T>;
+    ) -> Result<LogScores<Self::Elem, Self::Device, T>>;
 
     /// [`ScoreModel::forward_with`] on the model's own parameters (unchecked: see its panics;
     /// [`ScoreModel::try_forward`] is the checked form).
@@ -112,7 +113,7 @@ pub trait ScoreModel {
         tokens: &Tokens<Self::Device>,
         sigma_bar: &[f64],
         tape: T,
-    ) -> LogScores<Self::Elem, Self::Device, T> {
+    ) -> Result<LogScores<Self::Elem, Self::Device, T>> {
         self.forward_with(self.params(), tokens, sigma_bar, tape)
     }
 
@@ -130,7 +131,7 @@ pub trait ScoreModel {
     ) -> Result<LogScores<Self::Elem, Self::Device, T>> {
         let (batch, seq_len) = *tokens.shape();
         self.check_input(&tokens.as_vec(), batch, seq_len, sigma_bar)?;
-        Ok(self.forward_with(params, tokens, sigma_bar, tape))
+        self.forward_with(params, tokens, sigma_bar, tape)
     }
 
     /// Checked [`ScoreModel::forward`]: [`ScoreModel::try_forward_with`] on the model's own
@@ -190,11 +191,9 @@ pub trait ScoreModel {
     ) -> Result<Vec<f64>> {
         self.check_input(tokens, batch, seq_len, sigma_bar)?;
         let dev = self.params().device();
-        let ids = dev
-            .try_tensor_from_vec(tokens.to_vec(), (batch, seq_len))
-            .map_err(crate::Error::device("log_scores_host"))?;
+        let ids = crate::nn::upload(dev, tokens.to_vec(), (batch, seq_len), "log_scores_host")?;
         Ok(crate::nn::to_f64s(
-            &self.forward(&ids, sigma_bar, NoneTape).as_vec(),
+            &self.forward(&ids, sigma_bar, NoneTape)?.as_vec(),
         ))
     }
 }
@@ -205,14 +204,15 @@ pub const FORWARD_TOKENS: usize = 1 << 16;
 
 /// Tape-free log-scores `[rows·L·N]` on the host (`f64`) of `tokens [rows, L]` under `params`, with
 /// `σ̄` per row, in chunks of at most `max(1, FORWARD_TOKENS / L)` rows. Inputs are the caller's own
-/// derived sequences (already checked), so shapes are asserted, not returned as errors.
+/// derived sequences (already checked), so shapes are asserted, not returned as errors; a failed upload
+/// or forward is [`crate::Error::Device`].
 pub fn log_scores_chunked<M>(
     model: &M,
     params: &Params<M>,
     tokens: &[usize],
     seq_len: usize,
     sigma_bar: &[f64],
-) -> Vec<f64>
+) -> Result<Vec<f64>>
 where
     M: ScoreModel + ?Sized,
 {
@@ -223,13 +223,14 @@ where
     let mut out = Vec::with_capacity(rows * seq_len * model.num_states());
     for start in (0..rows).step_by(chunk) {
         let end = (start + chunk).min(rows);
-        // Stays `tensor_from_vec`: public, returns a `Vec`; the slice is `(end − start)·seq_len` (asserted).
-        let ids = dev.tensor_from_vec(
+        let ids = crate::nn::upload(
+            &dev,
             tokens[start * seq_len..end * seq_len].to_vec(),
             (end - start, seq_len),
-        );
-        let scores = model.forward_with(params, &ids, &sigma_bar[start..end], NoneTape);
+            "log_scores_chunked",
+        )?;
+        let scores = model.forward_with(params, &ids, &sigma_bar[start..end], NoneTape)?;
         out.extend(crate::nn::to_f64s(&scores.as_vec()));
     }
-    out
+    Ok(out)
 }

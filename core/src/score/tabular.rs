@@ -20,7 +20,7 @@ use dfdx::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::graph::Graph;
-use crate::nn::{from_f64, from_f64s, Init, ParamId, ParamStore};
+use crate::nn::{from_f64, from_f64s, upload, Init, ParamId, ParamStore};
 use crate::score::{LogScores, ScoreModel, Tokens};
 
 /// Largest number of clean sequences `V^L` a [`Tabular`] model accepts.
@@ -310,7 +310,7 @@ impl<E: Dtype, D: Device<E>> ScoreModel for Tabular<E, D> {
         tokens: &Tokens<D>,
         sigma_bar: &[f64],
         tape: T,
-    ) -> LogScores<E, D, T> {
+    ) -> Result<LogScores<E, D, T>> {
         let (b, l) = *tokens.shape();
         assert_eq!(
             l, self.seq_len,
@@ -362,10 +362,18 @@ impl<E: Dtype, D: Device<E>> ScoreModel for Tabular<E, D> {
             }
         }
         let total = b * l * n * terms;
-        // The four uploads here stay `tensor_from_vec`: `forward_with` returns no `Result`, and every
-        // buffer is filled to its shape by the loops above.
-        let index = dev.tensor_from_vec(index, (total,));
-        let log_coef = dev.tensor_from_vec(log_coef, (b * l * n, terms));
+        let index = upload(
+            &dev,
+            index,
+            (total,),
+            "Tabular::forward_with (marginal index)",
+        )?;
+        let log_coef = upload(
+            &dev,
+            log_coef,
+            (b * l * n, terms),
+            "Tabular::forward_with (coefficients)",
+        )?;
         let count = self.num_sequences();
 
         // Device, differentiable in θ: π = softmax(θ), M = A π,
@@ -392,7 +400,12 @@ impl<E: Dtype, D: Device<E>> ScoreModel for Tabular<E, D> {
             + log_coef)
             .logsumexp::<_, Axis<1>>();
         let self_index: Vec<usize> = (0..b * l).map(|i| i * n + x[i]).collect();
-        let self_index = dev.tensor_from_vec(self_index, (b * l,));
+        let self_index = upload(
+            &dev,
+            self_index,
+            (b * l,),
+            "Tabular::forward_with (self index)",
+        )?;
         let log_p_self = log_p
             .with_empty_tape()
             .gather(self_index)
@@ -406,8 +419,9 @@ impl<E: Dtype, D: Device<E>> ScoreModel for Tabular<E, D> {
                 keep.push(from_f64::<E>(if v == xi { 0.0 } else { 1.0 }));
             }
         }
-        let keep = dev.tensor_from_vec(keep, (b, l, n)).gt(from_f64::<E>(0.5));
-        keep.choose(log_s, dev.zeros_like(&(b, l, n)))
+        let keep = upload(&dev, keep, (b, l, n), "Tabular::forward_with (keep mask)")?
+            .gt(from_f64::<E>(0.5));
+        Ok(keep.choose(log_s, dev.zeros_like(&(b, l, n))))
     }
 }
 
@@ -496,7 +510,13 @@ mod tests {
                 let x = dev.tensor_from_vec(vec![2, 0, 2, 1, 2, 2], (2, 3));
                 let w: Vec<f64> = (0..18).map(|i| ((i * 7 % 5) as f64) / 5.0 - 0.3).collect();
                 let w = dev.tensor_from_vec(w, (2, 3, 3));
-                (self.0.forward_with(store, &x, &[0.5, 1.5], tape).exp() * w).sum()
+                (self
+                    .0
+                    .forward_with(store, &x, &[0.5, 1.5], tape)
+                    .unwrap()
+                    .exp()
+                    * w)
+                    .sum()
             }
         }
         let dev = Cpu::default();

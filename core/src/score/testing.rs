@@ -39,7 +39,10 @@ impl<M: ScoreModel<Elem = f64, Device = Cpu>> Objective for WeightedScores<M> {
         let dev = store.device();
         let b = self.sigma.len();
         let ids = dev.tensor_from_vec(self.tokens.clone(), (b, self.tokens.len() / b));
-        let out = self.model.forward_with(store, &ids, &self.sigma, tape);
+        let out = self
+            .model
+            .forward_with(store, &ids, &self.sigma, tape)
+            .unwrap();
         let w: Vec<f64> = (0..out.shape().num_elements())
             .map(|i| (i as f64 * 0.731).sin())
             .collect();

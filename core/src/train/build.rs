@@ -137,19 +137,19 @@ where
         let ft = &self.finetuner;
         serde_json::json!({
             "sepo_version": env!("CARGO_PKG_VERSION"),
-            "config": ft.config,
-            "graph": format!("{:?}", ft.diffusion.graph),
-            "schedule": format!("{:?}", ft.diffusion.schedule),
-            "reward": ft.reward.name(),
-            "eval_reward": ft.eval_reward.as_ref().map(|r| r.name()),
-            "prompts": ft.prompts,
+            "config": ft.config(),
+            "graph": format!("{:?}", ft.diffusion().graph),
+            "schedule": format!("{:?}", ft.diffusion().schedule),
+            "reward": ft.reward().name(),
+            "eval_reward": ft.eval_reward().map(|r| r.name()),
+            "prompts": ft.prompts(),
             "source": self.source,
         })
     }
 
     /// The policy being fine-tuned.
     pub fn model(&self) -> &M {
-        &self.finetuner.model
+        self.finetuner.model()
     }
 
     /// Runs the remaining rounds (up to [`RunOptions::rounds`] in total) with the configured progress
@@ -161,7 +161,10 @@ where
             Some(path) => Some(MetricsWriter::for_run(path, &self.header())?),
             None => None,
         };
-        let remaining = self.options.rounds.saturating_sub(self.finetuner.round);
+        let remaining = self
+            .options
+            .rounds
+            .saturating_sub(self.finetuner.completed());
         let checkpoint = self.options.checkpoint.as_ref().map(Checkpoint::new);
         self.finetuner.fit_checkpointed(
             remaining,

@@ -68,8 +68,10 @@ pub struct SingleLoopConfig {
     pub estimator: Ift,
     /// How `log(π_θ/p_ref)` enters `ρ̂`.
     pub ratio: RatioMode,
-    /// KL coefficient β.
-    pub beta: f64,
+    /// KL coefficient β (0 = off); `kl`, as in [`crate::train::FinetuneConfig::kl`] and the DSL. Files
+    /// written when it was called `beta` still load.
+    #[serde(alias = "beta")]
+    pub kl: f64,
     /// AdamW (its `lr` is the initial rate).
     pub optimizer: AdamW,
     /// Learning rate over updates `i = 0, 1, …` from the peak `optimizer.lr`.
@@ -91,7 +93,7 @@ impl Default for SingleLoopConfig {
             steps_per_update: 1,
             estimator: Ift::default(),
             ratio: RatioMode::Tracked,
-            beta: 0.0,
+            kl: 0.0,
             optimizer: AdamW::with_lr(1e-3),
             lr_schedule: LrSchedule::InvSqrt { scale: 100.0 },
             grad_clip: Some(1.0),
@@ -118,8 +120,8 @@ impl SingleLoopConfig {
         crate::check::nonzero("max_batch", self.max_batch)?;
         self.rates.checked_bound(num_tokens)?;
         self.optimizer.check()?;
-        if !(self.beta >= 0.0 && self.beta.is_finite()) {
-            return Err(Error::invalid("beta", self.beta, "must be finite and ≥ 0"));
+        if !(self.kl >= 0.0 && self.kl.is_finite()) {
+            return Err(Error::invalid("kl", self.kl, "must be finite and ≥ 0"));
         }
         if let Some(c) = self.grad_clip {
             crate::check::positive("grad_clip", c)?;
@@ -315,7 +317,7 @@ impl<M: EnergyModel, G: Graph> SingleLoop<M, G> {
             if jumps.is_empty() {
                 continue;
             }
-            if self.config.ratio == RatioMode::Tracked && self.config.beta > 0.0 {
+            if self.config.ratio == RatioMode::Tracked && self.config.kl > 0.0 {
                 // log s_ref at the same jumps, from the pre-jump states.
                 let mut x = Vec::with_capacity(jumps.len() * l);
                 let positions: Vec<usize> = jumps.iter().map(|j| j.position).collect();
@@ -361,7 +363,7 @@ impl<M: EnergyModel, G: Graph> SingleLoop<M, G> {
     /// One policy-gradient update at the current particles (no chain step).
     pub fn update<R: Rng>(&mut self, rng: &mut R) -> Result<(f64, f64)> {
         let l = self.seq_len();
-        let beta = self.config.beta;
+        let beta = self.config.kl;
         if self.config.ratio == RatioMode::Exact && beta > 0.0 {
             let dev = self.model.params().device().clone();
             let ids = upload(
@@ -372,10 +374,10 @@ impl<M: EnergyModel, G: Graph> SingleLoop<M, G> {
             )?;
             let theta = self
                 .model
-                .log_potential_with(self.model.params(), &ids, NoneTape);
+                .log_potential_with(self.model.params(), &ids, NoneTape)?;
             let reference = self
                 .model
-                .log_potential_with(&self.reference, &ids, NoneTape);
+                .log_potential_with(&self.reference, &ids, NoneTape)?;
             let (Some(theta), Some(reference)) = (theta, reference) else {
                 return Err(Error::invalid(
                     "ratio",

@@ -144,8 +144,8 @@ fn config(policy: &Policy) -> TokenStream {
         sets.push(quote!(config.ratio = #ratio;));
     }
     if let Some(value) = policy.plain("kl") {
-        let beta = emit::kl(value);
-        sets.push(quote!(config.beta = #beta;));
+        let kl = emit::kl(value);
+        sets.push(quote!(config.kl = #kl;));
     }
     sets.extend(emit::optimizer(policy));
     sets.extend(emit::lr_schedule(policy));

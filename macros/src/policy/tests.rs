@@ -133,7 +133,7 @@ fn expansion_of_a_small_single_loop_policy() {
                     <::sepo::__private::SingleLoopConfig as ::std::default::Default>::default();
                 config.rates = ::sepo::__private::LocallyBalanced::Barker;
                 config.estimator.sigma0 = ::sepo::__private::sigma_at(&Self::schedule(), 1e-4)?;
-                config.beta = 1f64;
+                config.kl = 1f64;
                 config.lr_schedule = ::sepo::__private::LrSchedule::Linear { total: 50 };
                 ::std::result::Result::Ok(config)
             }

@@ -144,10 +144,10 @@ impl Job {
         if let Some(every) = args.save_every {
             run.periodic.every = every;
         }
-        run.finetuner.log_completions = args.log_completions;
+        run.finetuner = run.finetuner.with_log_completions(args.log_completions);
         if args.resume {
             if run.resume()? {
-                println!("resumed at round {}", run.finetuner.round);
+                println!("resumed at round {}", run.finetuner.completed());
             }
         } else if let Some(dir) = &run.options.checkpoint {
             if sepo::train::Checkpoint::new(dir).open().is_ok() {

@@ -20,6 +20,7 @@
 use rand::Rng;
 
 use super::denoise::{denoise, Denoised};
+use super::Guide;
 use crate::diffusion::Diffusion;
 use crate::error::{Error, Result};
 use crate::graph::Graph;
@@ -81,7 +82,8 @@ pub struct Guided {
 }
 
 /// Decodes `batch` sequences of length `seq_len` with value-guided selection among `K` candidates per
-/// step (see the module docs), under an optional shared `condition`.
+/// step toward the reward `guide.target`, with the settings `guide.config` (see the module docs), under
+/// an optional shared `condition`.
 ///
 /// Cost per step: one model call on the `batch` states (the candidates share their transition
 /// probabilities), one on the `batch·K` candidates for their denoised estimates (not at the clean end),
@@ -89,8 +91,7 @@ pub struct Guided {
 pub fn value_guided<M, G, S, W, R>(
     policy: &Policy<'_, M>,
     diffusion: &Diffusion<G, S>,
-    reward: &W,
-    cfg: &GuidanceConfig,
+    guide: &Guide<'_, W, GuidanceConfig>,
     (batch, seq_len): (usize, usize),
     condition: Option<&Condition>,
     rng: &mut R,
@@ -103,6 +104,7 @@ where
     R: Rng,
 {
     let graph = &diffusion.graph;
+    let (reward, cfg) = (guide.target, &guide.config);
     cfg.check()?;
     let shape = (batch, seq_len);
     let fixed = super::check_entry(policy.model, diffusion, &cfg.chain, shape, condition)?;

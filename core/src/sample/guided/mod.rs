@@ -3,6 +3,11 @@
 //! choice among candidate steps). Both drive the same chain as the plain samplers
 //! ([`SamplerKind`]: start / propose / draw / advance); what they add is a
 //! potential on the particles and the denoised estimate `x̂_0(x_t)` ([`Denoised`]) it is read from.
+//!
+//! Their signatures follow [`crate::sample::sample`]'s `(policy, diffusion, cfg, shape, condition, rng)`,
+//! with a [`Guide`] in the place of `cfg`: what steers the chain (a [`Potential`], a reward) together
+//! with the sampler's settings, which only mean something together (the potential's temperature and
+//! the tempering, the reward and the selection's `α`).
 
 mod denoise;
 mod guidance;
@@ -18,6 +23,24 @@ use crate::graph::Graph;
 use crate::sample::{Condition, SamplerKind};
 use crate::schedule::NoiseSchedule;
 use crate::score::ScoreModel;
+
+/// What steers a guided sampler, and how: `target` (a [`Potential`] for [`smc`], a
+/// [`crate::reward::Reward`] for [`value_guided`]) with the sampler's settings `config`
+/// ([`SmcConfig`], [`GuidanceConfig`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Guide<'a, W: ?Sized, C> {
+    /// The potential or reward the chain is steered toward.
+    pub target: &'a W,
+    /// The sampler's settings.
+    pub config: C,
+}
+
+impl<'a, W: ?Sized, C> Guide<'a, W, C> {
+    /// `target` steering a sampler configured by `config`.
+    pub fn new(target: &'a W, config: C) -> Self {
+        Self { target, config }
+    }
+}
 
 /// Entry checks of the guided samplers: one condition shared by every particle (its pattern has
 /// `seq_len` entries), the chain's own checks ([`SamplerKind::check_entry`]) and `σ̄(1) > 0`. Returns

@@ -25,6 +25,7 @@
 use rand::Rng;
 
 use super::denoise::{denoise, Denoised};
+use super::Guide;
 use crate::diffusion::Diffusion;
 use crate::error::{Error, Result};
 use crate::graph::Graph;
@@ -266,8 +267,9 @@ impl SmcOutput {
     }
 }
 
-/// Runs SMC along the reverse chain of `model` (weights `params`) with the potential `potential` (see
-/// the module docs), for sequences of length `seq_len` under an optional shared `condition`.
+/// Runs SMC along the reverse chain of `policy` with the potential `guide.target` and the settings
+/// `guide.config` (see the module docs), for `guide.config.particles` sequences of length `seq_len`
+/// under an optional shared `condition`.
 ///
 /// Cost per step: one model call on the particles for the transition, one for the denoised estimates
 /// (skipped where `λ_k = 0` and at the clean end), and `N·m` reward calls (none where `λ_k = 0`).
@@ -277,8 +279,7 @@ impl SmcOutput {
 pub fn smc<M, G, S, P, R>(
     policy: &Policy<'_, M>,
     diffusion: &Diffusion<G, S>,
-    potential: &P,
-    cfg: &SmcConfig,
+    guide: &Guide<'_, P, SmcConfig>,
     seq_len: usize,
     condition: Option<&Condition>,
     rng: &mut R,
@@ -291,6 +292,7 @@ where
     R: Rng,
 {
     let graph = &diffusion.graph;
+    let (potential, cfg) = (guide.target, &guide.config);
     cfg.check()?;
     let n = cfg.particles;
     let fixed = super::check_entry(policy.model, diffusion, &cfg.chain, (n, seq_len), condition)?;

@@ -44,7 +44,7 @@ impl ScoreModel for Frozen {
         tokens: &Tokens<Cpu>,
         sigma_bar: &[f64],
         tape: T,
-    ) -> LogScores<f64, Cpu, T> {
+    ) -> crate::Result<LogScores<f64, Cpu, T>> {
         self.forwarded
             .fetch_add(sigma_bar.len() as u64, Ordering::Relaxed);
         self.inner

@@ -43,7 +43,7 @@ impl<E: Dtype, D: Device<E>, M: ScoreModel<Elem = E, Device = D>> ScoreModel for
         tokens: &Tokens<D>,
         sigma_bar: &[f64],
         tape: T,
-    ) -> LogScores<E, D, T> {
+    ) -> crate::Result<LogScores<E, D, T>> {
         let (b, l) = *tokens.shape();
         let ids = tokens.as_vec();
         let mut rows: HashMap<(&[usize], u64), usize> = HashMap::new();
@@ -61,7 +61,7 @@ impl<E: Dtype, D: Device<E>, M: ScoreModel<Elem = E, Device = D>> ScoreModel for
             .collect();
         let dev = tokens.device().clone();
         let unique = dev.tensor_from_vec(unique_tokens, (unique_sigma.len(), l));
-        let scores = self.0.forward_with(params, &unique, &unique_sigma, tape);
-        scores.gather(dev.tensor_from_vec(index, (b,)))
+        let scores = self.0.forward_with(params, &unique, &unique_sigma, tape)?;
+        Ok(scores.gather(dev.tensor_from_vec(index, (b,))))
     }
 }

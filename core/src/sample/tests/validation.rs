@@ -193,13 +193,13 @@ impl ScoreModel for NanBelow {
         tokens: &Tokens<Cpu>,
         sigma_bar: &[f64],
         tape: T,
-    ) -> LogScores<f64, Cpu, T> {
-        let out = self.inner.forward_with(params, tokens, sigma_bar, tape);
-        if sigma_bar.iter().any(|&s| s < self.threshold) {
+    ) -> crate::Result<LogScores<f64, Cpu, T>> {
+        let out = self.inner.forward_with(params, tokens, sigma_bar, tape)?;
+        Ok(if sigma_bar.iter().any(|&s| s < self.threshold) {
             out * f64::NAN
         } else {
             out
-        }
+        })
     }
 }
 

@@ -10,7 +10,8 @@
 
 use dfdx::prelude::*;
 
-use crate::nn::{ParamId, ParamStore};
+use crate::error::Result;
+use crate::nn::{upload, ParamId, ParamStore};
 
 /// One `Conv1d` layer: parameter ids and sizes.
 #[derive(Debug, Clone, Copy)]
@@ -64,14 +65,15 @@ pub fn transposed_order(o: usize, c: usize, k: usize) -> Vec<usize> {
 }
 
 impl Conv1d {
-    /// `x [B·L, C] → y [B·L, O]` for `batch` sequences of length `len` (module docs).
+    /// `x [B·L, C] → y [B·L, O]` for `batch` sequences of length `len` (module docs). A failed upload
+    /// of the gather indices is [`crate::Error::Device`].
     pub fn forward<E: Dtype, D: Device<E>, T: Tape<E, D>>(
         &self,
         store: &ParamStore<E, D>,
         x: Tensor<(usize, usize), E, D, T>,
         batch: usize,
         len: usize,
-    ) -> Tensor<(usize, usize), E, D, T> {
+    ) -> Result<Tensor<(usize, usize), E, D, T>> {
         let (c, o, k) = (self.c_in, self.c_out, self.kernel);
         let rows = batch * len;
         let dev = store.device().clone();
@@ -79,8 +81,12 @@ impl Conv1d {
         // the flat weight recorded on a tape of its own (merged by the matmul), so the gradient
         // reaches the parameter. (A permute then reshape copies into an untaped tensor with a new
         // id, and the gradient was lost: caught by the finite-difference check.)
-        // Stays `tensor_from_vec`: the forward returns no `Result`; the length is `k·c·o`.
-        let order = dev.tensor_from_vec(transposed_order(o, c, k), (k * c * o,));
+        let order = upload(
+            &dev,
+            transposed_order(o, c, k),
+            (k * c * o,),
+            "Conv1d::forward (weight order)",
+        )?;
         let w = store
             .vector(self.weight)
             .put_tape(T::default())
@@ -91,13 +97,16 @@ impl Conv1d {
         } else {
             let zero: Tensor<(usize, usize), E, D> = dev.zeros_like(&(1, c));
             let padded = (x, zero).concat_along(Axis::<0>);
-            // Stays `tensor_from_vec`: the forward returns no `Result`; the length is `rows·k` by
-            // construction.
-            let idx = dev.tensor_from_vec(im2col_rows(batch, len, k, self.dilation), (rows * k,));
+            let idx = upload(
+                &dev,
+                im2col_rows(batch, len, k, self.dilation),
+                (rows * k,),
+                "Conv1d::forward (im2col rows)",
+            )?;
             padded.gather(idx).reshape_like(&(rows, k * c)).matmul(w)
         };
-        y + store
+        Ok(y + store
             .vector(self.bias)
-            .broadcast_like::<_, Axis<0>>(&(rows, o))
+            .broadcast_like::<_, Axis<0>>(&(rows, o)))
     }
 }

@@ -37,7 +37,7 @@ pub use io::DNACONV_DILATIONS;
 use dfdx::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::nn::{from_f64s, Init, LayerNorm, ParamId, ParamStore};
+use crate::nn::{upload_f64s, Init, LayerNorm, ParamId, ParamStore};
 use crate::score::{LogScores, ScoreHead, ScoreModel, Tokens};
 
 /// Sizes of a [`DnaConv`] (the names of the published `dnaconv` config in brackets).
@@ -241,21 +241,26 @@ impl<E: Dtype, D: Device<E>> DnaConv<E, D> {
     }
 
     /// The backbone's logits `ℓ [B, L, N]` (module docs) before the head: MDLM's "subs" reads
-    /// `log_softmax` of them with the mask column removed.
+    /// `log_softmax` of them with the mask column removed. A failed upload is [`Error::Device`].
     pub fn logits_with<T: Tape<E, D>>(
         &self,
         params: &ParamStore<E, D>,
         tokens: &Tokens<D>,
         sigma_bar: &[f64],
         tape: T,
-    ) -> LogScores<E, D, T> {
+    ) -> Result<LogScores<E, D, T>> {
         let (b, l) = *tokens.shape();
         let (n, h) = (self.config.vocab, self.config.hidden);
         let rows = b * l;
         let dev = params.device().clone();
         // Two tapes, merged at the first addition (as the transformer's σ path and embedding): `tape`
         // on the time path, a fresh one on the constant one-hot input.
-        let feats = dev.tensor_from_vec(from_f64s::<E>(&self.time_features(sigma_bar)), (b, h));
+        let feats = upload_f64s(
+            &dev,
+            &self.time_features(sigma_bar),
+            (b, h),
+            "DnaConv::logits_with (time features)",
+        )?;
         let w_t = params.matrix(self.time_weight).permute::<_, Axes2<1, 0>>();
         let emb = (feats.put_tape(tape).matmul(w_t)
             + params
@@ -266,9 +271,7 @@ impl<E: Dtype, D: Device<E>> DnaConv<E, D> {
         for (i, &x) in tokens.as_vec().iter().enumerate() {
             onehot[i * n + x] = 1.0;
         }
-        // Stays `tensor_from_vec`: the forward returns no `Result`; the buffers are sized from the shape.
-        let x = dev
-            .tensor_from_vec(from_f64s::<E>(&onehot), (rows, n))
+        let x = upload_f64s(&dev, &onehot, (rows, n), "DnaConv::logits_with (one-hot)")?
             .put_tape(T::default());
         // The per-layer shifts `A_i e + a_i` `[B, H]`: every layer reads `e` through a fresh-tape copy
         // except the last, which consumes it, so the time path's own tape (holding `time_embedder`'s
@@ -283,16 +286,16 @@ impl<E: Dtype, D: Device<E>> DnaConv<E, D> {
             .map(|&layer| shift(emb.with_empty_tape(), layer))
             .collect();
         shifts.push(shift(emb, last[0]));
-        let mut f = self.input.forward(params, x, b, l).relu();
+        let mut f = self.input.forward(params, x, b, l)?.relu();
         for ((conv, norm), shift) in self.convs.iter().zip(&self.norms).zip(shifts) {
             let shift = shift
                 .broadcast_like::<_, Axis<1>>(&(b, l, h))
                 .reshape_like(&(rows, h));
             let y = norm.forward(params, f.with_empty_tape() + shift);
-            f = f + conv.forward(params, y, b, l).relu();
+            f = f + conv.forward(params, y, b, l)?.relu();
         }
-        let f = self.out1.forward(params, f, b, l).relu();
-        self.out2.forward(params, f, b, l).reshape_like(&(b, l, n))
+        let f = self.out1.forward(params, f, b, l)?.relu();
+        Ok(self.out2.forward(params, f, b, l)?.reshape_like(&(b, l, n)))
     }
 }
 
@@ -322,8 +325,8 @@ impl<E: Dtype, D: Device<E>> ScoreModel for DnaConv<E, D> {
         tokens: &Tokens<D>,
         sigma_bar: &[f64],
         tape: T,
-    ) -> LogScores<E, D, T> {
-        let logits = self.logits_with(params, tokens, sigma_bar, tape);
+    ) -> Result<LogScores<E, D, T>> {
+        let logits = self.logits_with(params, tokens, sigma_bar, tape)?;
         ScoreHead::Absorbing.apply(logits, tokens, sigma_bar)
     }
 }

@@ -79,7 +79,7 @@ impl<E: Dtype, D: Kernels<E>> ScoreModel for ImportedDit<E, D> {
         tokens: &Tokens<D>,
         sigma_bar: &[f64],
         tape: T,
-    ) -> LogScores<E, D, T> {
+    ) -> Result<LogScores<E, D, T>> {
         let zeros;
         let sigma_in = if self.config.output.conditions_on_sigma() {
             sigma_bar
@@ -87,7 +87,7 @@ impl<E: Dtype, D: Kernels<E>> ScoreModel for ImportedDit<E, D> {
             zeros = vec![0.0; sigma_bar.len()];
             &zeros
         };
-        let logits = self.trunk.forward_with(params, tokens, sigma_in, tape);
+        let logits = self.trunk.forward_with(params, tokens, sigma_in, tape)?;
         self.config.output.apply(logits, tokens, sigma_bar)
     }
 }
@@ -127,7 +127,10 @@ mod tests {
             let dev = store.device();
             let b = self.sigma.len();
             let ids = dev.tensor_from_vec(self.tokens.clone(), (b, self.tokens.len() / b));
-            let out = self.model.forward_with(store, &ids, &self.sigma, tape);
+            let out = self
+                .model
+                .forward_with(store, &ids, &self.sigma, tape)
+                .unwrap();
             let n = self.model.num_states();
             let subs = matches!(self.model.output(), Output::MdlmSubs { .. });
             let w: Vec<f64> = (0..out.shape().num_elements())

@@ -5,26 +5,26 @@
 use dfdx::prelude::*;
 
 use super::config::{Output, NEG_INFINITY};
-use crate::nn::{from_f64, from_f64s};
+use crate::error::Result;
+use crate::nn::{from_f64, upload, upload_f64s};
 use crate::score::head::log_expm1;
 use crate::score::{LogScores, Tokens};
 
 impl Output {
     /// Applies the map to `logits [B, L, N]` for inputs `tokens [B, L]` at total noise
-    /// `sigma_bar [B]` (already validated; `σ̄ > 0` wherever a σ̄ scaling divides by `e^{σ̄} − 1`).
+    /// `sigma_bar [B]` (already validated; `σ̄ > 0` wherever a σ̄ scaling divides by `e^{σ̄} − 1`). A
+    /// failed upload of its constants is [`crate::Error::Device`].
     pub fn apply<E: Dtype, D: Device<E>, T: Tape<E, D>>(
         self,
         logits: LogScores<E, D, T>,
         tokens: &Tokens<D>,
         sigma_bar: &[f64],
-    ) -> LogScores<E, D, T> {
+    ) -> Result<LogScores<E, D, T>> {
         let shape = *logits.shape();
         let (_, l, n) = shape;
         let dev = logits.device().clone();
         let ids = tokens.as_vec();
-        // The uploads below stay `tensor_from_vec`: `apply` returns a tensor, and every buffer is
-        // built from `shape` (`b·l·n` entries).
-        match self {
+        Ok(match self {
             Output::Sedd {
                 scale_by_sigma: false,
             } => logits,
@@ -38,7 +38,7 @@ impl Output {
                     let c = -log_expm1(sigma_bar[i / l]) - log_states;
                     shift.extend((0..n).map(|v| if v == x { 0.0 } else { c }));
                 }
-                logits + dev.tensor_from_vec(from_f64s::<E>(&shift), shape)
+                logits + upload_f64s(&dev, &shift, shape, "Output::apply (SEDD shift)")?
             }
             Output::MdlmSubs { .. } => {
                 let mask = n - 1;
@@ -47,8 +47,9 @@ impl Output {
                 let bias: Vec<f64> = (0..ids.len() * n)
                     .map(|k| if k % n == mask { NEG_INFINITY } else { 0.0 })
                     .collect();
-                let log_p = (logits + dev.tensor_from_vec(from_f64s::<E>(&bias), shape))
-                    .log_softmax::<Axis<2>>();
+                let log_p = (logits
+                    + upload_f64s(&dev, &bias, shape, "Output::apply (mask bias)")?)
+                .log_softmax::<Axis<2>>();
                 // free: a masked position's real tokens, log p − log(e^{σ̄} − 1); elsewhere the
                 // constants of the map (0 at the own token and the mask, NEG_INFINITY otherwise).
                 let (mut free, mut shift, mut fixed) = (
@@ -74,11 +75,12 @@ impl Output {
                         });
                     }
                 }
-                let free = dev.tensor_from_vec(free, shape).gt(from_f64::<E>(0.5));
-                let scores = log_p + dev.tensor_from_vec(from_f64s::<E>(&shift), shape);
-                let fixed = dev.tensor_from_vec(from_f64s::<E>(&fixed), shape);
+                let free =
+                    upload(&dev, free, shape, "Output::apply (free)")?.gt(from_f64::<E>(0.5));
+                let scores = log_p + upload_f64s(&dev, &shift, shape, "Output::apply (shift)")?;
+                let fixed = upload_f64s(&dev, &fixed, shape, "Output::apply (fixed)")?;
                 free.choose(scores, fixed)
             }
-        }
+        })
     }
 }

@@ -14,7 +14,7 @@
 use dfdx::prelude::*;
 
 use crate::error::Result;
-use crate::nn::{from_f64s, Init, Linear, ParamId, ParamStore};
+use crate::nn::{upload_f64s, Init, Linear, ParamId, ParamStore};
 
 use crate::nn::kernels::Kernels;
 
@@ -42,8 +42,9 @@ pub struct Rope<E: Dtype, D: Device<E>> {
 }
 
 impl<E: Dtype, D: Device<E>> Rope<E, D> {
-    /// Tables for `len` positions and head width `head_dim` (even), computed on the host in f64.
-    pub fn new(dev: &D, len: usize, head_dim: usize) -> Self {
+    /// Tables for `len` positions and head width `head_dim` (even), computed on the host in f64; a
+    /// failed upload is [`crate::Error::Device`].
+    pub fn new(dev: &D, len: usize, head_dim: usize) -> Result<Self> {
         let half = head_dim / 2;
         let (mut cos, mut sin) = (
             Vec::with_capacity(len * head_dim),
@@ -59,11 +60,10 @@ impl<E: Dtype, D: Device<E>> Rope<E, D> {
                 }
             }
         }
-        // Stays `tensor_from_vec`: public `new` returns `Self`; both tables are `len·head_dim` by construction.
-        Self {
-            cos: dev.tensor_from_vec(from_f64s(&cos), (len, head_dim)),
-            sin: dev.tensor_from_vec(from_f64s(&sin), (len, head_dim)),
-        }
+        Ok(Self {
+            cos: upload_f64s(dev, &cos, (len, head_dim), "Rope::new (cos)")?,
+            sin: upload_f64s(dev, &sin, (len, head_dim), "Rope::new (sin)")?,
+        })
     }
 }
 

@@ -7,7 +7,7 @@
 use dfdx::prelude::*;
 
 use crate::error::Result;
-use crate::nn::{from_f64s, Init, Linear, ParamStore};
+use crate::nn::{upload_f64s, Init, Linear, ParamStore};
 
 /// Sinusoidal features `[rows, dim]` of scalar inputs `t` (DiT / SEDD `timestep_embedding`):
 /// with `h = dim/2` and `ω_j = P^{−j/h}` (`j < h`, `P = max_period`),
@@ -99,21 +99,23 @@ impl SigmaEmbedder {
     }
 
     /// `c [B, cond_dim]` for `sigma_bar [B]`; the tape starts on the (constant) features, so the first
-    /// recorded op is the product with `W₁`.
+    /// recorded op is the product with `W₁`. A failed upload is [`crate::Error::Device`].
     pub fn forward<E: Dtype, D: Device<E>, T: Tape<E, D>>(
         &self,
         store: &ParamStore<E, D>,
         sigma_bar: &[f64],
         tape: T,
-    ) -> Tensor<(usize, usize), E, D, T> {
+    ) -> Result<Tensor<(usize, usize), E, D, T>> {
         let feats = sinusoidal_features(sigma_bar, self.freq_dim, MAX_PERIOD);
-        // Stays `tensor_from_vec`: public `forward` returns a tensor; `feats` is `[B, freq_dim]` by construction.
-        let feats = store
-            .device()
-            .tensor_from_vec(from_f64s::<E>(&feats), (sigma_bar.len(), self.freq_dim))
-            .put_tape(tape);
+        let feats = upload_f64s(
+            store.device(),
+            &feats,
+            (sigma_bar.len(), self.freq_dim),
+            "SigmaEmbedder::forward (features)",
+        )?
+        .put_tape(tape);
         let h = silu(self.lin1.forward(store, feats));
-        silu(self.lin2.forward(store, h))
+        Ok(silu(self.lin2.forward(store, h)))
     }
 
     /// Number of scalar parameters.

@@ -302,22 +302,24 @@ impl<E: Dtype, D: Kernels<E>> ScoreModel for Transformer<E, D> {
         tokens: &Tokens<D>,
         sigma_bar: &[f64],
         tape: T,
-    ) -> LogScores<E, D, T> {
+    ) -> Result<LogScores<E, D, T>> {
         let len = tokens.shape().1;
-        let rope = Rope::new(params.device(), len, self.config.head_dim());
+        let rope = Rope::new(params.device(), len, self.config.head_dim())?;
         // `tape` starts at the σ map; the embedding starts a second tape, merged at the first adaLN
         // modulation. `c` feeds every block through `with_empty_tape` and the final layer itself.
-        let c = self.sigma_map.forward(params, sigma_bar, tape);
+        let c = self.sigma_map.forward(params, sigma_bar, tape)?;
         let mut x = params
             .matrix(self.vocab_embed)
             .put_tape(T::default())
             .gather(tokens.clone());
         if let Some(pos) = self.pos_embed {
             let (b, dim) = (tokens.shape().0, self.config.dim);
-            // Stays `tensor_from_vec`: `forward_with` returns no `Result`; `0..len` has `len` entries.
-            let positions = params
-                .device()
-                .tensor_from_vec((0..len).collect::<Vec<usize>>(), (len,));
+            let positions = crate::nn::upload(
+                params.device(),
+                (0..len).collect::<Vec<usize>>(),
+                (len,),
+                "Transformer::forward_with (positions)",
+            )?;
             // The table's gather must be recorded too (its own tape, merged by the addition): an
             // untaped gather would hand the gradient to the gathered copy, never to the table.
             x = x + params

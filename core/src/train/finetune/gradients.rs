@@ -390,7 +390,9 @@ mod tests {
                 let mut t = x[b * L..(b + 1) * L].to_vec();
                 t[p] = N - 1;
                 let ids = dev.tensor_from_vec(t, (1, L));
-                let logits = model.logits_with(model.params(), &ids, &[sigma], NoneTape);
+                let logits = model
+                    .logits_with(model.params(), &ids, &[sigma], NoneTape)
+                    .unwrap();
                 let row = &logits.as_vec()[p * N..p * N + N - 1];
                 let max = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let lse = max + row.iter().map(|v| (v - max).exp()).sum::<f64>().ln();

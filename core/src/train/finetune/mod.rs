@@ -39,34 +39,39 @@ use crate::train::Planner;
 use crate::train::{Checkpoint, MetricsWriter, Periodic, Trainer};
 
 /// A fine-tuning run: the policy, its reference, the forward process, the rewards and the optimiser.
+///
+/// Its state is private so that a round stays transactional and a resume checks what it restores:
+/// build it with [`Finetuner::new`] and the `with_*` builders, read it through the accessors
+/// ([`Finetuner::model`], [`Finetuner::config`], ...), and change it only by running rounds
+/// ([`Finetuner::round`], [`Finetuner::fit`]) or resuming ([`Finetuner::resume`]).
 pub struct Finetuner<M: ScoreModel, G: Graph, S: NoiseSchedule, R: Reward> {
     /// The policy (trainable score model).
-    pub model: M,
+    model: M,
     /// Reference weights for the KL.
-    pub reference: Params<M>,
+    reference: Params<M>,
     /// The forward process: graph and noise schedule.
-    pub diffusion: Diffusion<G, S>,
+    diffusion: Diffusion<G, S>,
     /// Training reward.
-    pub reward: R,
+    reward: R,
     /// Held-out evaluation reward.
-    pub eval_reward: Option<Box<dyn Reward>>,
+    eval_reward: Option<Box<dyn Reward>>,
     /// Optional prompt (fixed positions) shared by every sample, read by [`Finetuner::sample_with`] and
     /// by rounds without prompts (with prompts, each pass of a round builds its own, one row per draw).
-    pub condition: Option<Condition>,
+    condition: Option<Condition>,
     /// Hyper-parameters.
-    pub config: FinetuneConfig,
+    config: FinetuneConfig,
     /// AdamW state.
-    pub state: AdamWState<M::Elem, M::Device>,
+    state: AdamWState<M::Elem, M::Device>,
     /// Rounds completed.
-    pub round: u64,
+    round: u64,
     /// The prompts of [`Finetuner::with_prompts`] (empty: none).
-    pub prompts: Vec<Vec<usize>>,
+    prompts: Vec<Vec<usize>>,
     /// The allocation's state across rounds (with prompts), e.g. the pooled spreads of Neyman targets;
     /// rebuilt when `config.allocation` changes.
-    pub planner: Option<Planner>,
+    planner: Option<Planner>,
     /// Log the first completion of each group in the metrics of every round whose index is a
     /// multiple of this ([`RoundMetrics::completions`]); `None` (the default): never.
-    pub log_completions: Option<u64>,
+    log_completions: Option<u64>,
 }
 
 impl<M, G, S, R> Finetuner<M, G, S, R>
@@ -110,6 +115,94 @@ where
             planner: None,
             log_completions: None,
         })
+    }
+
+    /// The policy: the trainable score model.
+    pub fn model(&self) -> &M {
+        &self.model
+    }
+
+    /// Consumes the finetuner and hands back the trained model.
+    pub fn into_model(self) -> M {
+        self.model
+    }
+
+    /// The reference weights `θ_ref` of the KL: the starting weights, unless
+    /// [`Finetuner::with_reference`] set others (or a resume restored them).
+    pub fn reference(&self) -> &Params<M> {
+        &self.reference
+    }
+
+    /// The forward process: graph and noise schedule.
+    pub fn diffusion(&self) -> &Diffusion<G, S> {
+        &self.diffusion
+    }
+
+    /// The training reward.
+    pub fn reward(&self) -> &R {
+        &self.reward
+    }
+
+    /// The held-out evaluation reward, if any ([`Finetuner::with_eval_reward`]).
+    pub fn eval_reward(&self) -> Option<&dyn Reward> {
+        self.eval_reward.as_deref()
+    }
+
+    /// The prompt shared by every sample of [`Finetuner::sample_with`], if any
+    /// ([`Finetuner::with_condition`], or the uniform layout of [`Finetuner::with_prompts`]).
+    pub fn condition(&self) -> Option<&Condition> {
+        self.condition.as_ref()
+    }
+
+    /// The hyper-parameters (`groups` set by [`Finetuner::with_prompts`]).
+    pub fn config(&self) -> &FinetuneConfig {
+        &self.config
+    }
+
+    /// The optimiser's AdamW state (step count, first and second moments).
+    pub fn optimizer_state(&self) -> &AdamWState<M::Elem, M::Device> {
+        &self.state
+    }
+
+    /// Rounds completed (the [`Trainer::completed`] count; restored by a resume).
+    pub fn completed(&self) -> u64 {
+        self.round
+    }
+
+    /// The prompts of [`Finetuner::with_prompts`] (empty: none).
+    pub fn prompts(&self) -> &[Vec<usize>] {
+        &self.prompts
+    }
+
+    /// The allocation planner's state across rounds (with prompts; `None` without).
+    pub fn planner(&self) -> Option<&Planner> {
+        self.planner.as_ref()
+    }
+
+    /// Every how many rounds the metrics log each group's first completion
+    /// ([`Finetuner::with_log_completions`]); `None`: never.
+    pub fn log_completions(&self) -> Option<u64> {
+        self.log_completions
+    }
+
+    /// Logs the first completion of each group ([`RoundMetrics::completions`]) in the metrics of
+    /// every round whose index is a multiple of `every`; `None` (the default) never.
+    pub fn with_log_completions(mut self, every: Option<u64>) -> Self {
+        self.log_completions = every;
+        self
+    }
+
+    /// Takes a copy of `reference` (fresh parameter ids, so no gradient reaches it) as the KL's
+    /// reference weights instead of the starting ones.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] when `reference` does not have the model's parameter layout.
+    pub fn with_reference(mut self, reference: &Params<M>) -> Result<Self> {
+        self.model
+            .params()
+            .check_same_layout(reference, "Finetuner::with_reference")?;
+        self.reference = reference.snapshot();
+        Ok(self)
     }
 
     /// Sets a held-out evaluation reward (reported, never trained on).

@@ -108,8 +108,8 @@ pub fn main() {
     // `prompts` is wired to `with_prompts`: one group per prompt, then an adaptive round.
     let model = Mlp::<f32, Cpu>::new(MlpConfig::tiny(5, 4, ScoreHead::Absorbing), &Cpu::default(), 0).unwrap();
     let mut run = Prompted::build_with(model).unwrap();
-    assert_eq!(run.finetuner.prompts, vec![vec![0], vec![1, 2]]);
-    assert_eq!(run.finetuner.config.groups, 2);
+    assert_eq!(run.finetuner.prompts(), vec![vec![0], vec![1, 2]]);
+    assert_eq!(run.finetuner.config().groups, 2);
     let history = run.fit().unwrap();
     assert!(history[0].reward_calls <= 16);
     // An empty prompt list is a typed error when the run is built, not a panic.

@@ -85,7 +85,7 @@ pub fn main() {
     assert_eq!(full.estimator.sigma0, Full::schedule().total(1e-4));
     assert_eq!(Full::schedule(), Cosine { eps: 1e-2 });
     assert_eq!(full.ratio, RatioMode::Exact);
-    assert_eq!(full.beta, 1.0);
+    assert_eq!(full.kl, 1.0);
     assert_eq!(full.optimizer, AdamW { lr: 3e-4, weight_decay: 0.01, ..AdamW::with_lr(1e-3) });
     assert_eq!(full.lr_schedule, LrSchedule::InvSqrt { scale: 50.0 });
     assert_eq!(full.grad_clip, Some(0.5));
