@@ -7,9 +7,9 @@
 //! L(x₀) = ∫₀¹ σ(t) E_{x_t ~ p_{t|0}(·|x₀)} [ Σ_l Σ_{y≠x_t^l} Q(y, x_t^l) f(s_θ(x_t)_{l,y}, r_{l,y}) ] dt
 //! ```
 //!
-//! with `f(s, r) = s − r log s + r(log r − 1)` the score entropy ([`super::score_entropy`]). Since
-//! `σ(t) dt = dσ̄ = σ̄ d log σ̄`, the integral is `∫ σ̄·E_{x ~ p_{σ̄|0}}[SE(x, σ̄)] d log σ̄` over
-//! `(log σ̄(t_min), log σ̄(1))`. [`elbo`] estimates it by Monte Carlo in `log σ̄` (SEDD draws `t`
+//! with `f(s, r) = s − r log s + r(log r − 1)` the score entropy
+//! ([`score_entropy`](fn@super::score_entropy)). Since `σ(t) dt = dσ̄ = σ̄ d log σ̄`, the integral is
+//! `∫ σ̄·E_{x ~ p_{σ̄|0}}[SE(x, σ̄)] d log σ̄` over `(log σ̄(t_min), log σ̄(1))`. [`elbo`] estimates it by Monte Carlo in `log σ̄` (SEDD draws `t`
 //! uniformly): `K` levels `σ̄_k = σ̄_lo·(σ̄_hi/σ̄_lo)^{(u + k/K) mod 1}`, `σ̄_lo = σ̄(t_min)`,
 //! `σ̄_hi = σ̄(1)` (stratified, one `u ~ U(0,1)` per sequence, a fixed seed), one noised `x` each, and
 //! `L̂ = log(σ̄_hi/σ̄_lo)·(1/K) Σ_k σ̄_k·SE(x_k, σ̄_k)`, unbiased for `∫_{t_min}^1`. Why not `t`: a draw at
