@@ -88,6 +88,27 @@ fn check_identity<G: Graph>(graph: G, seed: u64) {
             -pi[i].ln()
         );
     }
+    // The full bound (DWDSE + prior) against the NLL, on average over x₀ ~ π: by the chain rule of KL,
+    // E_π[L + KL(p_{1|0} ‖ π_base)] = H(π) + KL(p₁ ‖ π_base) ≥ H(π). For the uniform graph the prior
+    // term is the same at every position (symmetry), so the per-sequence prior is L·prior_per_token.
+    if est.prior_per_token.is_finite() {
+        let bound: f64 = pi
+            .iter()
+            .zip(&est.per_sequence)
+            .map(|(p, l)| p * (l + len as f64 * est.prior_per_token))
+            .sum();
+        let entropy: f64 = pi.iter().map(|p| -p * p.ln()).sum();
+        let se = pi
+            .iter()
+            .zip(&est.per_sequence_se)
+            .map(|(p, s)| (p * s).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        let kl_base: f64 = p1.iter().map(|&q| q * (q * p1.len() as f64).ln()).sum();
+        eprintln!("E_π bound {bound:.4} ± {se:.4}, H(π) {entropy:.4}, KL(p₁ ‖ base) {kl_base:.2e}");
+        assert!(bound >= entropy - 4.0 * se);
+        assert!((bound - entropy - kl_base).abs() <= 4.0 * se + omitted);
+    }
     assert_eq!(est.tokens, count * len);
     let mean: f64 = est.per_sequence.iter().sum::<f64>() / est.tokens as f64;
     assert!((est.nats_per_token - mean).abs() < 1e-12);
