@@ -44,7 +44,7 @@ use crate::score::{log_scores_chunked, ScoreModel};
 pub struct ElboConfig {
     /// Noise levels `K` per sequence (stratified over `(σ̄(t_min), σ̄(1))`).
     pub draws: usize,
-    /// Lower end `t_min` of the time integral (SEDD's evaluation uses 1e-5); `∫₀^{t_min}` is left out.
+    /// Lower end `t_min` of the time integral; `∫₀^{t_min}` is left out (the tests bound what that costs).
     pub t_min: f64,
     /// Seed of the times and of the noised sequences.
     pub seed: u64,
