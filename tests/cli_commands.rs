@@ -178,9 +178,19 @@ fn pretrain_finetune_resume_sample_eval_plot() {
             "pre",
             "--num",
             "16",
+            "--elbo",
+            "s.txt",
+            "--elbo-draws",
+            "4",
         ],
     );
     let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    // The fine-tuned model's perplexity bound on the samples: 5 sequences of 32 tokens, a positive
+    // bound, and no finite prior term for the absorbing graph (JSON null).
+    assert_eq!(report["elbo"]["tokens"], 160);
+    let nats = report["elbo"]["nats_per_token"].as_f64().unwrap();
+    assert!(nats > 0.0 && nats.is_finite(), "{nats}");
+    assert!(report["elbo"]["prior_per_token"].is_null());
     assert_eq!(report["samples"], 5);
     // The reward of the file, recomputed here: the fraction of G and C.
     let gc: f64 = samples

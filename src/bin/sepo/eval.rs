@@ -1,6 +1,7 @@
 //! `sepo eval`: what a file of samples scores (rewards, k-mer correlation with a reference corpus,
 //! distinct-n, mean pairwise Hamming distance) and, given a model and a reference model, the path KL
-//! between them on fresh samples. Prints one JSON object.
+//! between them on fresh samples, and/or the DWDSE perplexity bound of the model on held-out sequences
+//! (`--elbo FILE`). Prints one JSON object.
 
 use std::path::PathBuf;
 
@@ -10,7 +11,7 @@ use serde_json::json;
 use sepo::config::{parse_value, RewardRegistry};
 use sepo::dfdx::prelude::Cpu;
 use sepo::graph::Absorbing;
-use sepo::loss::path_kl;
+use sepo::loss::{elbo, path_kl, Elbo, ElboConfig};
 use sepo::reward::evaluate;
 use sepo::sample::{first_hitting, SamplerConfig};
 use sepo::schedule::LogLinear;
@@ -43,8 +44,9 @@ pub struct Args {
     /// k of the k-mer correlation.
     #[arg(long, default_value_t = 3)]
     k: usize,
-    /// A model (checkpoint directory): with --reference-model, the path KL between the two.
-    #[arg(long, requires = "reference_model")]
+    /// A model (checkpoint directory): with --reference-model, the path KL between the two; with
+    /// --elbo, its perplexity bound.
+    #[arg(long)]
     model: Option<PathBuf>,
     /// The reference model (same architecture), e.g. the pretrained one.
     #[arg(long)]
@@ -52,9 +54,16 @@ pub struct Args {
     /// Fresh first-hitting samples the path KL is averaged over.
     #[arg(long, default_value_t = 256)]
     num: usize,
-    /// Seed of those samples.
+    /// Seed of those samples (and of the --elbo times).
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Held-out sequences, one per line (tokenised with --tokenizer): the model's DWDSE bound on them
+    /// (SEDD's perplexity bound: nats per token, perplexity = exp, and the prior term).
+    #[arg(long, requires = "model")]
+    elbo: Option<PathBuf>,
+    /// Monte Carlo times per held-out sequence for --elbo.
+    #[arg(long, default_value_t = 32)]
+    elbo_draws: usize,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -116,11 +125,39 @@ pub fn run(args: Args) -> Result<()> {
         )?;
         out.insert("path_kl".into(), json!(kl));
     }
+    if let (Some(model), Some(held_out)) = (&args.model, &args.elbo) {
+        let data = common::read_sequences(held_out, tok)?;
+        let config = ElboConfig {
+            draws: args.elbo_draws,
+            seed: args.seed,
+            ..ElboConfig::default()
+        };
+        let bound = common::with_model(model, Bound { data, config })?;
+        out.insert(
+            "elbo".into(),
+            json!({
+                "sequences": bound.sequences,
+                "tokens": bound.tokens,
+                "nats_per_token": bound.nats_per_token,
+                "se": bound.std_error,
+                "perplexity": bound.perplexity(),
+                // JSON has no infinity: the absorbing graph's prior term is reported as null.
+                "prior_per_token": bound.prior_per_token.is_finite().then_some(bound.prior_per_token),
+            }),
+        );
+    }
+    if args.model.is_some() && args.reference_model.is_none() && args.elbo.is_none() {
+        return Err(Error::invalid(
+            "sepo eval --model",
+            "alone",
+            "add --reference-model DIR (path KL) or --elbo FILE (perplexity bound)",
+        ));
+    }
     if out.is_empty() {
         return Err(Error::invalid(
             "sepo eval",
             "no input",
-            "give --samples FILE and/or --model DIR --reference-model DIR",
+            "give --samples FILE, --model DIR --reference-model DIR, or --model DIR --elbo FILE",
         ));
     }
     println!(
@@ -128,6 +165,29 @@ pub fn run(args: Args) -> Result<()> {
         serde_json::to_string_pretty(&out).expect("JSON values")
     );
     Ok(())
+}
+
+/// The DWDSE bound of a checkpoint on held-out sequences (absorbing graph, log-linear schedule).
+struct Bound {
+    data: Vec<Vec<usize>>,
+    config: ElboConfig,
+}
+
+impl WithModel for Bound {
+    type Out = Elbo;
+    fn run<M>(self, model: M) -> Result<Elbo>
+    where
+        M: ScoreModel<Elem = f32, Device = Cpu> + EnergyModel + ModelKind + Clone + 'static,
+    {
+        let graph = Absorbing::from_states(model.num_states())?;
+        elbo(
+            &model,
+            &graph,
+            &LogLinear::default(),
+            &self.data,
+            &self.config,
+        )
+    }
 }
 
 /// The mean path KL `Σ_k Σ_l KL(p_θ(·|x_k) ‖ p_ref(·|x_k))` along the model's own first-hitting
