@@ -235,12 +235,12 @@ fn main() -> sepo::Result<()> {
     let history = ft.fit(rounds, false, None)?;
     println!(
         "fine-tuned {rounds} rounds of {} completions: mean count of `good` {:.3} → {:.3} ({:.0} s)",
-        ft.config.batch(),
+        ft.config().batch(),
         history[0].reward,
         history[history.len() - 1].reward,
         clock.elapsed().as_secs_f64()
     );
-    let tuned = ft.model;
+    let tuned = ft.into_model();
 
     // 4. Win rate under the separate judge.
     let before = complete(&pretrained, &tok, &prompts, 100)?;

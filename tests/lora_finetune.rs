@@ -60,18 +60,18 @@ fn a_lora_fine_tune_raises_gc_content_with_the_trunk_frozen() {
         ..FinetuneConfig::new(demo::LEN)
     };
     let mut ft = Finetuner::new(model, graph, schedule, GcContent::default(), config).unwrap();
-    let moments: usize = ft
-        .state
+    let state = ft.optimizer_state();
+    let moments: usize = state
         .m
         .iter()
-        .chain(&ft.state.v)
+        .chain(&state.v)
         .map(|t| t.as_vec().len())
         .sum();
     assert_eq!(moments, 2 * 8192);
     let history = ft.fit(ROUNDS, false, None).unwrap();
-    let after = gc(&ft.model, 200);
+    let after = gc(ft.model(), 200);
     assert_eq!(
-        ft.model.base().params().flat_f64(),
+        ft.model().base().params().flat_f64(),
         frozen,
         "the trunk moved"
     );

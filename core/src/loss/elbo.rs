@@ -173,7 +173,7 @@ where
                 &noised[span.clone()],
                 len,
                 &sigma_bar[start..end],
-            );
+            )?;
             let se = score_entropy_host(
                 graph,
                 &scores,

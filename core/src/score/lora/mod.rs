@@ -320,13 +320,13 @@ impl<M: ScoreModel> ScoreModel for Lora<M> {
         tokens: &Tokens<M::Device>,
         sigma_bar: &[f64],
         tape: T,
-    ) -> LogScores<M::Elem, M::Device, T> {
+    ) -> Result<LogScores<M::Elem, M::Device, T>> {
         let (store, adapter_tape) = self.effective::<T>(params);
         let (out, tape) = self
             .base
-            .forward_with(&store, tokens, sigma_bar, tape)
+            .forward_with(&store, tokens, sigma_bar, tape)?
             .split_tape();
-        out.put_tape(tape.merge(adapter_tape))
+        Ok(out.put_tape(tape.merge(adapter_tape)))
     }
 
     fn exact_log_prob(
