@@ -188,9 +188,13 @@ fn interrupt_then_resume(kind: &str, sig: &str) {
     assert_eq!(end_state().1, 4, "round 4 was committed at the stop");
 
     let mut child = spawn(kind, &dir, None);
-    let out = BufReader::new(child.stdout.take().unwrap());
-    assert!(out.lines().any(|l| l.unwrap().contains("FINISHED")));
-    assert!(child.wait().unwrap().success());
+    // Read to the end: a reader that stopped early would break the child's later writes.
+    let out: Vec<String> = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map(Result::unwrap)
+        .collect();
+    assert!(child.wait().unwrap().success(), "{out:?}");
+    assert!(out.iter().any(|l| l.contains("FINISHED")), "{out:?}");
     let (state, round) = end_state();
     assert_eq!(round, ROUNDS);
     assert!(

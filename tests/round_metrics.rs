@@ -12,7 +12,7 @@ mod tiny_run;
 
 #[test]
 fn a_round_reports_clip_sides_and_reward_components() {
-    let model = Mlp::new(
+    let model = Mlp::<f32, Cpu>::new(
         MlpConfig::tiny(5, 3, ScoreHead::Absorbing),
         &Cpu::default(),
         1,
