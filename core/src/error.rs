@@ -242,6 +242,15 @@ pub enum Error {
         /// Its value in the resuming run (JSON).
         resuming: String,
     },
+    /// A run stopped by Ctrl-C / SIGTERM ([`crate::train::interrupt`]) at a step boundary, after
+    /// committing a checkpoint if one was configured.
+    #[error("interrupted after step {completed}{}", .checkpoint.as_ref().map_or(String::new(), |p| format!(": checkpoint committed to {}, resume from it", p.display())))]
+    Interrupted {
+        /// Steps (rounds, updates) completed, all of them in the checkpoint if there is one.
+        completed: u64,
+        /// The checkpoint directory committed at the stop, if the run had one.
+        checkpoint: Option<PathBuf>,
+    },
 
     // === Device ===
     /// The tensor backend failed (allocation, kernel launch).

@@ -350,7 +350,7 @@ pub fn estimator(input: TokenStream) -> TokenStream {
 /// | `seq_len` | sequence length | the model's length |
 /// | `seed` | run seed (round or update `k` uses `step_rng(seed, k)`) | `0` |
 /// | `metrics` | a path: one JSON line of `RoundMetrics` per round (SingleLoop: of `UpdateMetrics` per update) | none |
-/// | `checkpoint_dir` | TwoLoop: a path: the run is checkpointed there during `fit` (every `run.periodic.every` rounds and at the end) | none |
+/// | `checkpoint_dir` | a path: the run is checkpointed there during `fit` (every `run.periodic.every` rounds or updates, at the end, and on Ctrl-C); `run.resume()` continues it | none |
 /// | `progress` | `true`/`false`: the progress bar | `true` |
 ///
 /// # Errors, at the user's span

@@ -55,10 +55,6 @@ pub const TWO_LOOP_ONLY: &[(&str, &str)] = &[
         "eval_reward",
         "single-loop runs report the training reward of their particles only",
     ),
-    (
-        "checkpoint_dir",
-        "single-loop runs are not checkpointed, their particles live in memory",
-    ),
     ("prompts", "single-loop runs are unconditional"),
     (
         "allocation",

@@ -10,7 +10,10 @@ use sepo::graph::Absorbing;
 use sepo::prelude::*;
 use sepo::reward::FnReward;
 use sepo::sample::SamplerConfig;
-use sepo::train::{FinetuneConfig, Finetuner, SamplerKind};
+use sepo::train::{
+    FinetuneConfig, Finetuner, FlowRun, InitialParticles, RatioMode, RunOptions, SamplerKind,
+    SingleLoopConfig,
+};
 
 /// The run's reward: the number of `2`s.
 pub type Twos = FnReward<fn(&[usize]) -> f64>;
@@ -123,12 +126,119 @@ pub fn metric_lines(path: &Path) -> Vec<serde_json::Value> {
                 "time_sample",
                 "time_score",
                 "time_backward",
+                "seconds",
             ] {
                 obj.remove(k);
             }
             v
         })
         .collect()
+}
+
+/// A single-loop run on the same tiny MLP: 6 particles, tracked log-ratios with a KL (so each
+/// particle's `ℓ̂_b` carries its history), AdamW under warm-up/cosine, seed 13.
+pub type TinyFlow = FlowRun<Mlp<f32, Cpu>, Absorbing>;
+
+/// [`TinyFlow`] with `options`, its MLP initialised from `init`, its initial particles drawn from it
+/// (a resume must overwrite them all).
+pub fn tiny_flow(init: u64, options: RunOptions) -> TinyFlow {
+    let model = Mlp::new(
+        MlpConfig::tiny(5, 3, ScoreHead::Absorbing),
+        &Cpu::default(),
+        init,
+    )
+    .unwrap();
+    let mut config = SingleLoopConfig {
+        ratio: RatioMode::Tracked,
+        steps_per_update: 2,
+        optimizer: AdamW::with_lr(3e-2),
+        lr_schedule: LrSchedule::WarmupCosine {
+            warmup: 3,
+            total: 200,
+            min_ratio: 0.1,
+        },
+        seed: 13,
+        ..SingleLoopConfig::default()
+    };
+    config.beta = 0.1;
+    let init = InitialParticles {
+        sampler: SamplerKind::FirstHitting(SamplerConfig::default()),
+        count: 6,
+        seq_len: 3,
+    };
+    let diffusion = Diffusion::new(Absorbing::with_tokens(4).unwrap(), LogLinear::default());
+    FlowRun::start(model, diffusion, Box::new(twos()), config, init, options).unwrap()
+}
+
+/// Everything a single-loop update depends on, as bits: policy, reference, AdamW moments and step,
+/// particles, cached rewards, log-ratios, anchor, update and evaluation counters.
+pub fn flow_bits(run: &TinyFlow) -> Vec<u64> {
+    let sl = &run.single_loop;
+    let state = sl.optimizer_state();
+    let f32s = |v: Vec<u32>| v.into_iter().map(u64::from);
+    let mut out: Vec<u64> = f32s(bits(sl.model.params())).collect();
+    out.extend(f32s(bits(&sl.reference)));
+    out.extend(
+        state
+            .m
+            .iter()
+            .chain(&state.v)
+            .flat_map(|t| t.as_vec())
+            .map(|x| u64::from(x.to_bits())),
+    );
+    out.push(state.step);
+    out.extend(sl.particles().iter().map(|&t| t as u64));
+    out.extend(sl.rewards().iter().map(|x| x.to_bits()));
+    out.extend(sl.log_ratios().iter().map(|x| x.to_bits()));
+    out.extend(sl.anchor().iter().map(|&t| t as u64));
+    out.extend([sl.updates(), sl.evaluations()]);
+    out
+}
+
+/// The state a published single-loop checkpoint holds, as [`flow_bits`] lays it out, and its
+/// update counter; read straight from the files (a resume would clean the directory first).
+pub fn flow_bits_published(
+    committed: &sepo::train::commit::Committed,
+    checkpoint: &Checkpoint,
+) -> (Vec<u64>, u64) {
+    let file: serde_json::Value =
+        serde_json::from_slice(&committed.read("single_loop.json").unwrap()).unwrap();
+    let (model, _) = checkpoint
+        .load_model::<Mlp<f32, Cpu>>(&Cpu::default())
+        .unwrap();
+    let mut reference_store = model.params().clone();
+    reference_store
+        .load_bytes(
+            &committed.read("reference.safetensors").unwrap(),
+            &committed.path("reference.safetensors"),
+        )
+        .unwrap();
+    let state = checkpoint.load_optimizer(model.params()).unwrap();
+    let mut out: Vec<u64> = bits(model.params()).into_iter().map(u64::from).collect();
+    out.extend(bits(&reference_store).into_iter().map(u64::from));
+    out.extend(
+        state
+            .m
+            .iter()
+            .chain(&state.v)
+            .flat_map(|t| t.as_vec())
+            .map(|x| u64::from(x.to_bits())),
+    );
+    out.push(state.step);
+    let numbers = |key: &str| -> Vec<u64> {
+        file[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect()
+    };
+    for key in ["particles", "rewards", "log_ratio", "anchor"] {
+        out.extend(numbers(key));
+    }
+    let update = file["update"].as_u64().unwrap();
+    out.extend([update, file["evaluations"].as_u64().unwrap()]);
+    (out, update)
 }
 
 /// A fresh directory under the system's temporary one.

@@ -69,12 +69,18 @@ impl<'a> PpoObjective<'a> {
 pub struct PpoStats {
     /// Value of the loss `−J`.
     pub loss: f64,
-    /// Weight fraction of terms whose clipped branch was active (TRL's `clip_ratio`).
+    /// Weight fraction of terms whose clipped branch was active (TRL's `clip_ratio/region_mean`):
+    /// `clip_low + clip_high`.
     pub clip_ratio: f64,
+    /// Weight fraction clipped below: `ρ < 1 − ε` with `A < 0` (TRL's `clip_ratio/low_mean`).
+    pub clip_low: f64,
+    /// Weight fraction clipped above: `ρ > 1 + ε` with `A > 0` (TRL's `clip_ratio/high_mean`).
+    pub clip_high: f64,
     /// Weighted mean of `ρ`.
     pub ratio_mean: f64,
     /// Total term weight `Σ_i w_i` behind the two weighted statistics, so that statistics of pieces
-    /// of a batch combine exactly: `clip_ratio = Σ_c w_c·clip_ratio_c / Σ_c w_c`, likewise `ratio_mean`.
+    /// of a batch combine exactly: `clip_ratio = Σ_c w_c·clip_ratio_c / Σ_c w_c`, likewise
+    /// `clip_low`, `clip_high` and `ratio_mean`.
     pub weight: f64,
 }
 
@@ -84,6 +90,8 @@ impl PpoStats {
     pub fn add_chunk(&mut self, share: f64, s: &PpoStats) {
         self.loss += share * s.loss;
         self.clip_ratio += s.weight * s.clip_ratio;
+        self.clip_low += s.weight * s.clip_low;
+        self.clip_high += s.weight * s.clip_high;
         self.ratio_mean += s.weight * s.ratio_mean;
         self.weight += s.weight;
     }
@@ -94,6 +102,8 @@ impl PpoStats {
     pub fn finish(mut self) -> Self {
         if self.weight > 0.0 {
             self.clip_ratio /= self.weight;
+            self.clip_low /= self.weight;
+            self.clip_high /= self.weight;
             self.ratio_mean /= self.weight;
         } else {
             self.ratio_mean = 1.0;
@@ -158,7 +168,10 @@ pub fn ppo_coefficients(
         });
     }
     let mut coeff = vec![0.0; batch * k];
-    let (mut value, mut clipped_w, mut total_w, mut ratio_w) = (0.0, 0.0, 0.0, 0.0);
+    let (mut value, mut total_w, mut ratio_w) = (0.0, 0.0, 0.0);
+    // Clipped weight with A < 0 (ρ < 1 − ε) and with A > 0 (ρ > 1 + ε): the clipped branch is the
+    // smaller only on those sides.
+    let (mut low_w, mut high_w) = (0.0, 0.0);
     for i in 0..batch * k {
         let w = terms.weight[i];
         let rho = (terms.log_offset[i] + delta[i]).exp();
@@ -171,7 +184,11 @@ pub fn ppo_coefficients(
                 .clip
                 .map_or(unclipped, |eps| rho.clamp(1.0 - eps, 1.0 + eps) * a);
             if clipped < unclipped {
-                clipped_w += o.scale * w;
+                if a < 0.0 {
+                    low_w += o.scale * w;
+                } else {
+                    high_w += o.scale * w;
+                }
                 value -= o.scale * w * clipped / batch as f64;
             } else {
                 // ρ = c·e^Δ: the offset enters as a constant factor of the coefficient.
@@ -181,13 +198,18 @@ pub fn ppo_coefficients(
         }
     }
     let total_scale: f64 = terms.objectives.iter().map(|o| o.scale).sum();
-    let stats = PpoStats {
-        loss: value,
-        clip_ratio: if total_w > 0.0 && total_scale > 0.0 {
-            clipped_w / (total_w * total_scale)
+    let fraction = |clipped: f64| {
+        if total_w > 0.0 && total_scale > 0.0 {
+            clipped / (total_w * total_scale)
         } else {
             0.0
-        },
+        }
+    };
+    let stats = PpoStats {
+        loss: value,
+        clip_ratio: fraction(low_w + high_w),
+        clip_low: fraction(low_w),
+        clip_high: fraction(high_w),
         ratio_mean: if total_w > 0.0 {
             ratio_w / total_w
         } else {
@@ -270,6 +292,9 @@ mod tests {
         assert_eq!(g[1], 0.0);
         assert!((g[2] + (-0.5f64).exp() / 3.0).abs() < 1e-15);
         assert!((stats.clip_ratio - 2.0 / 3.0).abs() < 1e-15);
+        // TRL's split: term 1 above (A > 0, ρ > 1 + ε), term 2 below (A < 0, ρ < 1 − ε).
+        assert!((stats.clip_high - 1.0 / 3.0).abs() < 1e-15);
+        assert!((stats.clip_low - 1.0 / 3.0).abs() < 1e-15);
         // The loss value is −(1/B) Σ min(...).
         let expect = -(1.2 + (-0.8) + (-0.5f64).exp()) / 3.0;
         assert!(

@@ -37,6 +37,16 @@ pub trait Reward: Send + Sync {
     fn range(&self) -> Option<(f64, f64)> {
         None
     }
+
+    /// The named terms of a reward that is a sum of them, each scored on `batch` as it enters the
+    /// total (`r = Σ_j c_j`, `c_j` already weighted), for the per-component metrics
+    /// `rewards/<name>/mean` and `/std`. `None`, the default, for a reward of one term. [`Sum`]
+    /// lists its terms' components (or the terms themselves), [`Scaled`] scales its inner reward's
+    /// and names them `w*<name>`. Scores each term again: metrics only, never the trained value.
+    fn components(&self, batch: &[&[usize]]) -> Option<Vec<(String, Vec<f64>)>> {
+        let _ = batch;
+        None
+    }
 }
 
 /// A reward defined one sequence at a time; [`Reward`] follows, scoring batches in parallel.
@@ -75,6 +85,9 @@ impl Reward for BoxedReward {
     }
     fn range(&self) -> Option<(f64, f64)> {
         self.0.range()
+    }
+    fn components(&self, batch: &[&[usize]]) -> Option<Vec<(String, Vec<f64>)>> {
+        self.0.components(batch)
     }
 }
 
@@ -149,6 +162,22 @@ impl<R: Reward> Reward for Scaled<R> {
             (x.min(y), x.max(y))
         })
     }
+    fn components(&self, batch: &[&[usize]]) -> Option<Vec<(String, Vec<f64>)>> {
+        let w = self.weight;
+        let parts = self.inner.components(batch)?;
+        Some(
+            parts
+                .into_iter()
+                .map(|(n, v)| (format!("{w}*{n}"), v.into_iter().map(|x| w * x).collect()))
+                .collect(),
+        )
+    }
+}
+
+/// The components of `r` on `batch`, or `r` itself as one.
+fn terms<R: Reward + ?Sized>(r: &R, batch: &[&[usize]]) -> Vec<(String, Vec<f64>)> {
+    r.components(batch)
+        .unwrap_or_else(|| vec![(r.name(), r.score_batch(batch))])
 }
 
 /// `r_a(x) + r_b(x)`.
@@ -175,6 +204,11 @@ impl<A: Reward, B: Reward> Reward for Sum<A, B> {
     fn range(&self) -> Option<(f64, f64)> {
         let (a, b) = (self.a.range()?, self.b.range()?);
         Some((a.0 + b.0, a.1 + b.1))
+    }
+    fn components(&self, batch: &[&[usize]]) -> Option<Vec<(String, Vec<f64>)>> {
+        let mut out = terms(&self.a, batch);
+        out.extend(terms(&self.b, batch));
+        Some(out)
     }
 }
 
@@ -289,6 +323,30 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    /// A sum lists its terms (nested sums flattened, a scaled sum's terms scaled and renamed), each
+    /// as it enters the total, so the components add up to the score; a single reward has none.
+    #[test]
+    fn a_sum_lists_its_weighted_terms() {
+        let a = FnReward::new("a", |s: &[usize]| s[0] as f64);
+        let b = FnReward::new("b", |s: &[usize]| s.len() as f64);
+        let c = FnReward::new("c", |_: &[usize]| 1.0);
+        let batch: Vec<&[usize]> = vec![&[2, 0, 0], &[4, 1]];
+        assert!(a.components(&batch).is_none());
+        let r = (a.plus(b)).scaled(2.0) + c;
+        let parts = r.components(&batch).unwrap();
+        let names: Vec<&str> = parts.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["2*a", "2*b", "c"]);
+        assert_eq!(parts[0].1, vec![4.0, 8.0]);
+        assert_eq!(parts[1].1, vec![6.0, 4.0]);
+        assert_eq!(parts[2].1, vec![1.0, 1.0]);
+        let total = evaluate(&r, &batch).unwrap();
+        for (i, t) in total.iter().enumerate() {
+            assert_eq!(parts.iter().map(|(_, v)| v[i]).sum::<f64>(), *t);
+        }
+        let boxed = BoxedReward(Box::new(r));
+        assert_eq!(boxed.components(&batch).unwrap().len(), 3);
     }
 
     #[test]

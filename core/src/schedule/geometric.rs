@@ -13,7 +13,7 @@ pub struct Geometric {
 }
 
 impl Geometric {
-    /// Requires `0 < σ_min < σ_max < ∞`.
+    /// Requires `0 < σ_min < σ_max < ∞` with a finite rate `σ_max·ln(σ_max/σ_min)`.
     pub fn new(sigma_min: f64, sigma_max: f64) -> Result<Self> {
         if !(sigma_min > 0.0 && sigma_min.is_finite()) {
             return Err(Error::invalid(
@@ -27,6 +27,16 @@ impl Geometric {
                 "sigma_max",
                 sigma_max,
                 "must be finite and > sigma_min",
+            ));
+        }
+        // The rate σ(1) = σ_max·ln(σ_max/σ_min) must be finite too (found by
+        // tests/proptest_rewards_schedules.rs: σ_min ≈ 1e-308 with σ_max ≈ 1e308 overflowed it).
+        let rate = sigma_max * (sigma_max / sigma_min).ln();
+        if !rate.is_finite() {
+            return Err(Error::invalid(
+                "sigma_max",
+                sigma_max,
+                "σ_max·ln(σ_max/σ_min) overflows f64: narrow the range",
             ));
         }
         Ok(Self {

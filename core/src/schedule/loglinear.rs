@@ -13,10 +13,18 @@ pub struct LogLinear {
 }
 
 impl LogLinear {
-    /// Requires `0 < ε < 1`.
+    /// Requires `0 < ε < 1` with `1 − ε < 1` in f64 (`ε ≥ 2⁻⁵³`): below that `σ̄(1) = −ln ε`
+    /// computes as `−ln(1 − 1) = ∞` (found by `tests/proptest_rewards_schedules.rs`).
     pub fn new(eps: f64) -> Result<Self> {
         if !(eps > 0.0 && eps < 1.0) {
             return Err(Error::invalid("eps", eps, "must be in (0, 1)"));
+        }
+        if 1.0 - eps == 1.0 {
+            return Err(Error::invalid(
+                "eps",
+                eps,
+                "must be ≥ 2^-53: below, 1 − eps rounds to 1 and σ̄(1) is infinite",
+            ));
         }
         Ok(Self { eps })
     }

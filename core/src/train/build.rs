@@ -154,8 +154,10 @@ where
 
     /// Runs the remaining rounds (up to [`RunOptions::rounds`] in total) with the configured progress
     /// bar and metrics file (a header line first, [`MetricsWriter::for_run`]), committing a checkpoint at the start, every [`Run::periodic`] rounds and
-    /// at the end if a directory is configured ([`Finetuner::fit_checkpointed`]). Returns the metrics
-    /// of the rounds run by this call. On error the finetuner keeps the last completed round.
+    /// at the end if a directory is configured ([`Finetuner::fit_checkpointed`]). With a directory it
+    /// also installs the Ctrl-C handler ([`crate::train::interrupt`]): a signal stops the run at the
+    /// next round boundary, saved, with [`Error::Interrupted`]. Returns the metrics of the rounds run
+    /// by this call. On error the finetuner keeps the last completed round.
     pub fn fit(&mut self) -> Result<Vec<RoundMetrics>> {
         let mut writer = match &self.options.metrics {
             Some(path) => Some(MetricsWriter::for_run(path, &self.header())?),
@@ -166,6 +168,10 @@ where
             .rounds
             .saturating_sub(self.finetuner.completed());
         let checkpoint = self.options.checkpoint.as_ref().map(Checkpoint::new);
+        if checkpoint.is_some() {
+            // A program with its own handler keeps it (and may call `interrupt::request`).
+            let _ = crate::train::interrupt::install();
+        }
         self.finetuner.fit_checkpointed(
             remaining,
             self.options.progress,

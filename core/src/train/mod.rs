@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod commit;
 pub mod finetune;
 pub mod flow_run;
+pub mod interrupt;
 pub mod metrics;
 pub mod planner;
 pub mod pretrain;
@@ -29,7 +30,7 @@ pub use flow_run::{FlowRun, InitialParticles};
 pub use metrics::{progress_bar, MetricsMark, MetricsWriter};
 pub use planner::{Adaptive, Planner};
 pub use pretrain::{Corpus, PretrainConfig, Pretrainer, StepStats};
-pub use single_loop::{RatioMode, SingleLoop, SingleLoopConfig, UpdateMetrics};
+pub use single_loop::{RatioMode, SingleLoop, SingleLoopConfig, UpdateMetrics, SINGLE_LOOP_FILE};
 pub use trainer::{fit, Periodic, Trainer};
 
 use rand::SeedableRng;

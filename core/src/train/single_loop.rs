@@ -12,6 +12,9 @@
 //! `+ log s_θ(x)_y − log s_ref(x)_y` per jump; `+ h_b(θ_new) − h_b(θ)` per update, the first-order
 //! `Δθ·ĥ_b` with the weights of `h_b` frozen; with `Conditional` ĥ that is a change of pseudo-likelihood,
 //! so two particles in the same state can carry different values: docs/gradient_flow.md §3).
+//!
+//! Saving and resuming the whole state, and the [`Trainer`](crate::train::Trainer) impl that lets
+//! [`fit`](crate::train::fit) checkpoint it: `single_loop/persist.rs`.
 
 use std::time::Instant;
 
@@ -29,6 +32,9 @@ use crate::reward::{evaluate_flat, Reward};
 use crate::score::{Params, Policy};
 use crate::sequences::Sequences;
 use crate::train::step_rng;
+
+mod persist;
+pub use persist::SINGLE_LOOP_FILE;
 
 /// How `log(π_θ/p_ref)(x_b)` is obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -575,26 +581,5 @@ impl<M: EnergyModel, G: Graph> SingleLoop<M, G> {
     /// Mean cached reward of the particles.
     pub fn mean_reward(&self) -> f64 {
         self.rewards.iter().sum::<f64>() / self.batch as f64
-    }
-}
-
-impl<M: EnergyModel, G: Graph> crate::train::Trainer for SingleLoop<M, G> {
-    type Metrics = UpdateMetrics;
-    const LABEL: &'static str = "flow";
-
-    /// [`SingleLoop::step`]: `k` chain steps and one update.
-    fn step(&mut self) -> Result<UpdateMetrics> {
-        SingleLoop::step(self)
-    }
-
-    fn completed(&self) -> u64 {
-        self.update
-    }
-
-    fn message(&mut self, m: &UpdateMetrics) -> String {
-        format!(
-            "reward {:.3} log-ratio {:.3} evals {}",
-            m.reward, m.log_ratio, m.evaluations
-        )
     }
 }

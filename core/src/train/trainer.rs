@@ -5,7 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::train::commit::{fault_point, DEFAULT_KEEP_LAST};
-use crate::train::{progress_bar, Checkpoint, MetricsWriter};
+use crate::train::{interrupt, progress_bar, Checkpoint, MetricsWriter};
 
 /// A trainer [`fit`] can drive.
 pub trait Trainer {
@@ -25,8 +25,7 @@ pub trait Trainer {
     fn message(&mut self, metrics: &Self::Metrics) -> String;
 
     /// Commits a checkpoint to `checkpoint` recording how much of `metrics` it covers, keeping
-    /// `keep_last` generations. The default refuses: not every trainer's state can be saved (the
-    /// single loop's particles live in memory).
+    /// `keep_last` generations. The default refuses: a trainer whose state cannot be saved says so.
     fn save(
         &self,
         checkpoint: &Checkpoint,
@@ -82,6 +81,11 @@ impl Periodic {
 /// after every step whose count is a multiple of `periodic.every` and after the last: a crash loses at
 /// most `every` steps, and the trainer's resume continues as if it had not happened. Stops at the
 /// first error, with the state of the last completed step intact (steps are transactional).
+///
+/// A stop requested by Ctrl-C / SIGTERM ([`crate::train::interrupt`], once its handler is installed)
+/// or [`crate::train::interrupt::request`] is honoured at the next step boundary: the completed steps
+/// are committed (if a checkpoint is configured and the last commit does not already hold them) and
+/// `fit` returns [`Error::Interrupted`].
 pub fn fit<T: Trainer>(
     trainer: &mut T,
     steps: u64,
@@ -89,13 +93,29 @@ pub fn fit<T: Trainer>(
     mut metrics: Option<&mut MetricsWriter>,
     checkpoint: Option<(&Checkpoint, Periodic)>,
 ) -> Result<Vec<T::Metrics>> {
+    let _active = interrupt::Active::enter();
+    let mut saved_at = None;
     if let Some((ckpt, periodic)) = checkpoint {
         periodic.check()?;
         trainer.save(ckpt, metrics.as_deref_mut(), periodic.keep_last)?;
+        saved_at = Some(trainer.completed());
     }
     let bar = progress_bar(steps, T::LABEL, progress);
     let mut out = Vec::with_capacity(steps.min(1 << 20) as usize);
     for i in 0..steps {
+        if interrupt::take() {
+            bar.abandon();
+            let completed = trainer.completed();
+            if let Some((ckpt, periodic)) = checkpoint {
+                if saved_at != Some(completed) {
+                    trainer.save(ckpt, metrics.as_deref_mut(), periodic.keep_last)?;
+                }
+            }
+            return Err(Error::Interrupted {
+                completed,
+                checkpoint: checkpoint.map(|(c, _)| c.dir.clone()),
+            });
+        }
         let m = trainer.step()?;
         bar.set_message(trainer.message(&m));
         bar.inc(1);
@@ -109,6 +129,7 @@ pub fn fit<T: Trainer>(
             })?;
             if trainer.completed().is_multiple_of(periodic.every) || i + 1 == steps {
                 trainer.save(ckpt, metrics.as_deref_mut(), periodic.keep_last)?;
+                saved_at = Some(trainer.completed());
             }
         }
         out.push(m);

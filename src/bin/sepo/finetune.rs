@@ -191,8 +191,8 @@ impl Job {
         Ok(())
     }
 
-    /// `mode = "SingleLoop"`: the gradient-flow single loop (updates instead of rounds; not
-    /// checkpointed).
+    /// `mode = "SingleLoop"`: the gradient-flow single loop (updates instead of rounds), checkpointed
+    /// and resumed like a two-loop run.
     fn flow<M, G>(self, model: M) -> Result<()>
     where
         M: ScoreModel<Elem = f32, Device = Cpu> + EnergyModel + 'static,
@@ -211,13 +211,6 @@ impl Job {
             );
             return Ok(());
         }
-        if args.resume || args.checkpoint_dir.is_some() {
-            return Err(Error::invalid(
-                "--resume/--checkpoint-dir",
-                "given",
-                "single-loop runs are not checkpointed, their particles live in memory",
-            ));
-        }
         let mut run = config.build_flow_with::<M, G, AnySchedule>(
             model,
             schedule,
@@ -229,8 +222,27 @@ impl Job {
         if let Some(m) = args.metrics {
             run.options.metrics = Some(m);
         }
+        if let Some(c) = args.checkpoint_dir {
+            run.options.checkpoint = Some(c);
+        }
         if args.no_progress {
             run.options.progress = false;
+        }
+        if let Some(every) = args.save_every {
+            run.periodic.every = every;
+        }
+        if args.resume {
+            if run.resume()? {
+                println!("resumed at update {}", run.single_loop.updates());
+            }
+        } else if let Some(dir) = &run.options.checkpoint {
+            if sepo::train::Checkpoint::new(dir).open().is_ok() {
+                return Err(Error::invalid(
+                    "checkpoint_dir",
+                    dir.display(),
+                    "holds a committed run: pass --resume to continue it, or choose another directory",
+                ));
+            }
         }
         let history = run.fit()?;
         if let (Some(first), Some(last)) = (history.first(), history.last()) {

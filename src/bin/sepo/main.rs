@@ -46,6 +46,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Ctrl-C during a run's `fit` stops it at the next round boundary, saved; elsewhere it exits.
+    let _ = sepo::train::interrupt::install();
     let result = match cli.command {
         Command::Pretrain(a) => pretrain::run(a),
         Command::Finetune(a) => finetune::run(a),
@@ -55,6 +57,10 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e @ sepo::Error::Interrupted { .. }) => {
+            eprintln!("{e}");
+            ExitCode::from(sepo::train::interrupt::EXIT_STATUS as u8)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

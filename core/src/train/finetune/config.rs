@@ -275,7 +275,8 @@ pub(super) fn last_steps(
 }
 
 /// Metrics of one round, written under the names TRL's `GRPOTrainer` logs (`reward`, `reward_std`,
-/// `frac_reward_zero_std`, `kl`, `entropy`, `clip_ratio/region_mean`, `grad_norm`, `learning_rate`,
+/// `frac_reward_zero_std`, `kl`, `entropy`, `clip_ratio/region_mean`, `clip_ratio/low_mean`,
+/// `clip_ratio/high_mean`, `grad_norm`, `learning_rate`,
 /// `loss`, `rewards/<name>/mean` and `/std`) where it logs one, and sepo's own names for the rest
 /// (`eval_reward`, `reward_calls`, `samples_per_s`, `time_*`, `completions`).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -302,6 +303,14 @@ pub struct RoundMetrics {
     /// minibatches: TRL's `clip_ratio/region_mean`.
     #[serde(rename = "clip_ratio/region_mean", alias = "clip_ratio")]
     pub clip_ratio: f64,
+    /// Fraction clipped below (`ρ < 1 − ε` with a negative advantage), averaged over minibatches:
+    /// TRL's `clip_ratio/low_mean`. `clip_low + clip_high = clip_ratio`.
+    #[serde(rename = "clip_ratio/low_mean", default)]
+    pub clip_low: f64,
+    /// Fraction clipped above (`ρ > 1 + ε` with a positive advantage), averaged over minibatches:
+    /// TRL's `clip_ratio/high_mean`.
+    #[serde(rename = "clip_ratio/high_mean", default)]
+    pub clip_high: f64,
     /// Gradient norm before clipping, averaged over minibatches.
     pub grad_norm: f64,
     /// Learning rate of the last step.
@@ -313,8 +322,10 @@ pub struct RoundMetrics {
     #[serde(rename = "frac_reward_zero_std", alias = "zero_std_fraction")]
     pub zero_std_fraction: f64,
     /// Per reward function, TRL's `rewards/<name>/mean` and `rewards/<name>/std` (the sample
-    /// standard deviation over the batch, `n − 1` in the denominator), `<name>` the training
-    /// reward's [`Reward::name`](crate::reward::Reward::name). Written as top-level keys.
+    /// standard deviation over the batch, `n − 1` in the denominator), `<name>` each component's
+    /// name when the training reward is a sum of named terms
+    /// ([`Reward::components`](crate::reward::Reward::components)), else the training reward's
+    /// [`Reward::name`](crate::reward::Reward::name). Written as top-level keys.
     #[serde(flatten)]
     pub rewards: std::collections::BTreeMap<String, f64>,
     /// Training-reward evaluations this round (`groups × group_size` unless the allocation is
@@ -371,6 +382,8 @@ mod metric_tests {
         let v = serde_json::to_value(&m).unwrap();
         for k in [
             "clip_ratio/region_mean",
+            "clip_ratio/low_mean",
+            "clip_ratio/high_mean",
             "frac_reward_zero_std",
             "rewards/gc/mean",
         ] {

@@ -21,6 +21,7 @@ mod round;
 
 pub use crate::sample::SamplerKind;
 pub use config::{FinetuneConfig, KlMode, LogProb, RoundMetrics};
+pub(crate) use persist::first_difference;
 pub use persist::{Resumed, REFERENCE_FILE, TRAINER_FILE};
 pub use round::GradientEstimate;
 

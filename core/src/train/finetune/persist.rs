@@ -234,7 +234,7 @@ fn show(v: Option<&Value>) -> String {
 
 /// The first key (in key order, depth first) where `saved` and `now` differ, with both values:
 /// `a.b[2].c`. Arrays of different lengths differ at the array itself.
-fn first_difference(saved: &Value, now: &Value) -> Option<(String, String, String)> {
+pub(crate) fn first_difference(saved: &Value, now: &Value) -> Option<(String, String, String)> {
     fn walk(path: &str, a: Option<&Value>, b: Option<&Value>) -> Option<(String, String, String)> {
         let here = || Some((path.to_string(), show(a), show(b)));
         match (a, b) {

@@ -131,6 +131,7 @@ where
         let clock = Instant::now();
         let (mut clip_sum, mut norm_sum, mut loss_sum, mut kl_sum, mut updates) =
             (0.0, 0.0, 0.0, 0.0, 0usize);
+        let (mut low_sum, mut high_sum) = (0.0, 0.0);
         let mut lr = c.optimizer.lr;
         let optimizer = c.to_optimizer();
         let mut order: Vec<usize> = (0..batch.div_ceil(c.minibatch)).collect();
@@ -146,6 +147,8 @@ where
                 let (norm, rate) = (update.grad_norm, update.lr);
                 lr = rate;
                 clip_sum += stats.clip_ratio;
+                low_sum += stats.clip_low;
+                high_sum += stats.clip_high;
                 norm_sum += norm;
                 loss_sum += stats.loss;
                 kl_sum += kl.unwrap_or(0.0);
@@ -177,14 +180,23 @@ where
         }
         let n = updates.max(1) as f64;
         let mean = rewards.iter().sum::<f64>() / batch as f64;
-        let name = self.reward.name();
-        let per_reward = [
-            (format!("rewards/{name}/mean"), mean),
-            (
-                format!("rewards/{name}/std"),
-                super::config::sample_std(rewards),
-            ),
-        ];
+        // TRL's `rewards/<name>/mean` and `/std`: per component when the reward is a sum of named
+        // terms, else of the reward itself.
+        let seqs: Vec<&[usize]> = samples.tokens.chunks(c.seq_len).collect();
+        let parts = self
+            .reward
+            .components(&seqs)
+            .unwrap_or_else(|| vec![(self.reward.name(), rewards.to_vec())]);
+        let per_reward: Vec<(String, f64)> = parts
+            .iter()
+            .flat_map(|(name, v)| {
+                let m = v.iter().sum::<f64>() / v.len().max(1) as f64;
+                [
+                    (format!("rewards/{name}/mean"), m),
+                    (format!("rewards/{name}/std"), super::config::sample_std(v)),
+                ]
+            })
+            .collect();
         let log_completions = self
             .log_completions
             .is_some_and(|every| every > 0 && (self.round - 1).is_multiple_of(every));
@@ -206,6 +218,8 @@ where
             kl: kl_in_reward.or((c.kl > 0.0 && c.kl_mode == KlMode::Path).then_some(kl_sum / n)),
             entropy,
             clip_ratio: clip_sum / n,
+            clip_low: low_sum / n,
+            clip_high: high_sum / n,
             grad_norm: norm_sum / n,
             learning_rate: lr,
             loss: loss_sum / n,

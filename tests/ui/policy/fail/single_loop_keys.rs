@@ -13,7 +13,6 @@ policy! {
         kl_mode: Path,
         kl_last_steps: 4,
         eval_reward: sepo::reward::GcContent::default(),
-        checkpoint_dir: "runs/flow",
         prompts: vec![vec![0]],
         allocation: Uniform,
     }
