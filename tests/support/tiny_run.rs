@@ -160,7 +160,7 @@ pub fn tiny_flow(init: u64, options: RunOptions) -> TinyFlow {
         seed: 13,
         ..SingleLoopConfig::default()
     };
-    config.beta = 0.1;
+    config.kl = 0.1;
     let init = InitialParticles {
         sampler: SamplerKind::FirstHitting(SamplerConfig::default()),
         count: 6,

@@ -30,7 +30,7 @@ fn trainer(init: usize) -> Loop {
         seed: 5,
         ..SingleLoopConfig::default()
     };
-    config.beta = 0.2;
+    config.kl = 0.2;
     let particles = (0..16).map(|i| (i * 7 + init) % 3).collect();
     SingleLoop::new(model, graph, Box::new(reward), config, particles, 8).unwrap()
 }
