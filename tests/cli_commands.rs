@@ -213,7 +213,8 @@ fn pretrain_finetune_resume_sample_eval_plot() {
     );
     assert!(dir.join("again.svg").exists());
 
-    // The single loop from a file: three updates, their metrics, a plot of the particles' reward.
+    // The single loop from a file: three updates, their metrics after the same header line as the
+    // two-loop file's (resolved config, run id), a plot of the particles' reward.
     std::fs::write(
         dir.join("flow.toml"),
         "mode = \"SingleLoop\"\nmodel = 'Mlp(checkpoint = \"pre\")'\nreward = \"gc_content\"\n\
@@ -227,7 +228,9 @@ fn pretrain_finetune_resume_sample_eval_plot() {
     );
     assert!(out.contains("update 2"), "{out}");
     let updates = lines(&dir.join("flow.jsonl"));
-    assert_eq!(updates.len(), 3);
+    assert_eq!(updates.len(), 4, "a header and three updates");
+    assert_eq!(updates[0]["header"]["config"]["kl"], 0.01);
+    assert!(updates[1..].iter().all(|u| u.get("header").is_none()));
     assert!(dir.join("flow.svg").exists());
     std::fs::remove_dir_all(&dir).ok();
 }
