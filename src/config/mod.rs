@@ -503,7 +503,7 @@ impl RunConfig {
             seq_len,
         };
         let diffusion = Diffusion::new(graph, schedule);
-        FlowRun::start(model, diffusion, reward.0, config, init, self.run_options())
+        FlowRun::start(model, diffusion, reward, config, init, self.run_options())
     }
 
     /// `G` is the graph the file names.
