@@ -164,9 +164,9 @@ impl RunConfig {
         ];
         let flow = match single_loop {
             true => {
-                if let Some((key, why)) = single::TWO_LOOP_ONLY
-                    .iter()
-                    .find(|(k, _)| table.contains_key(*k))
+                if let Some((key, why)) = table
+                    .keys()
+                    .find_map(|k| single::two_loop_only(k).map(|why| (k, why)))
                 {
                     return Err(error(
                         key,
