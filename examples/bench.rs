@@ -329,7 +329,7 @@ fn flow_benches(small: bool) {
     let mut sl = SingleLoop::new(
         Counting::new(model.clone()),
         graph,
-        Box::new(reward.clone()),
+        reward.clone(),
         flow_config(0.05, positions),
         x.clone(),
         b,
@@ -451,7 +451,7 @@ fn flow_benches(small: bool) {
     let mut sl = SingleLoop::new(
         counted,
         graph,
-        Box::new(reward),
+        reward,
         SingleLoopConfig {
             optimizer: AdamW::with_lr(lr),
             steps_per_update: flow_steps,

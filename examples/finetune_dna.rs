@@ -366,14 +366,7 @@ fn single_loop(
         "   single loop: B = {batch} particles, heat bath k = {}, Conditional ĥ on 4 masked positions, ρ̂ {:?}, β = {}, lr {lr}, until {budget} evaluations",
         config.steps_per_update, config.ratio, config.kl
     );
-    let mut sl = SingleLoop::new(
-        model,
-        graph,
-        Box::new(reward.clone()),
-        config,
-        start.tokens,
-        batch,
-    )?;
+    let mut sl = SingleLoop::new(model, graph, reward.clone(), config, start.tokens, batch)?;
     let first = sl.mean_reward();
     let mut last = None;
     while sl.model.evaluations() < budget {

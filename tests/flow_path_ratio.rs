@@ -46,7 +46,7 @@ fn trainer(tokens: usize, len: usize, batch: usize, config: SingleLoopConfig) ->
     SingleLoop::new(
         model,
         graph,
-        Box::new(FnReward::new("twos", twos)),
+        FnReward::new("twos", twos),
         config,
         particles,
         batch,
@@ -299,7 +299,7 @@ fn path_subset_sizes_are_checked() {
     assert!(config(4).check(4).is_ok());
     let graph = Absorbing::with_tokens(3).unwrap();
     let model = Tabular::<f64, Cpu>::new(&graph, 2, vec![0.0; 9], &Cpu::default()).unwrap();
-    let reward = Box::new(FnReward::new("twos", twos));
+    let reward = FnReward::new("twos", twos);
     let err = SingleLoop::new(model, graph, reward, config(3), vec![0, 1, 2, 0], 2);
     assert!(
         matches!(

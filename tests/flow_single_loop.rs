@@ -78,7 +78,7 @@ fn trainer(
     SingleLoop::new(
         model,
         graph,
-        Box::new(FnReward::new("twos", twos)),
+        FnReward::new("twos", twos),
         config,
         particles,
         batch,
@@ -166,15 +166,7 @@ fn a_failed_update_changes_nothing() {
         }
     });
     let particles = t.particles().to_vec();
-    t = SingleLoop::new(
-        model,
-        graph,
-        Box::new(reward),
-        t.config().clone(),
-        particles,
-        64,
-    )
-    .unwrap();
+    t = SingleLoop::new(model, graph, reward, t.config().clone(), particles, 64).unwrap();
     t.step().unwrap();
     let before = (
         t.particles().to_vec(),

@@ -170,7 +170,7 @@ fn single_loop_raises_training_and_held_out_reward_on_a_transformer() {
     let mut sl = SingleLoop::new(
         Counting::new(model),
         graph,
-        Box::new(MotifCount::new(TATA.to_vec())),
+        MotifCount::new(TATA.to_vec()),
         config,
         start.tokens,
         batch,

@@ -164,9 +164,9 @@ impl RunConfig {
         ];
         let flow = match single_loop {
             true => {
-                if let Some((key, why)) = single::TWO_LOOP_ONLY
-                    .iter()
-                    .find(|(k, _)| table.contains_key(*k))
+                if let Some((key, why)) = table
+                    .keys()
+                    .find_map(|k| single::two_loop_only(k).map(|why| (k, why)))
                 {
                     return Err(error(
                         key,
@@ -503,7 +503,7 @@ impl RunConfig {
             seq_len,
         };
         let diffusion = Diffusion::new(graph, schedule);
-        FlowRun::start(model, diffusion, reward.0, config, init, self.run_options())
+        FlowRun::start(model, diffusion, reward, config, init, self.run_options())
     }
 
     /// `G` is the graph the file names.

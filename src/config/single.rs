@@ -24,43 +24,30 @@ const STATE_GRADIENTS: &[&str] = &["Conditional", "Energy", "Neighbour"];
 /// `Ift(ratio = ..)`.
 const RATIOS: &[&str] = &["Tracked", "Exact", "Path", "PathSubset"];
 
-/// The keys that mean nothing in a single loop, each with why.
-pub const TWO_LOOP_ONLY: &[(&str, &str)] = &[
-    (
-        "estimator",
-        "its gradient is the IFT covariance, set by `log_prob = \"Ift(..)\"`",
-    ),
-    (
-        "epochs",
-        "each update is one gradient step on all particles",
-    ),
-    (
-        "minibatch",
-        "each update is one gradient step on all particles",
-    ),
-    (
-        "groups",
-        "the particles are one population: set their number with `batch`",
-    ),
-    (
-        "group_size",
-        "the particles are one population: set their number with `batch`",
-    ),
-    ("kl_mode", "the KL term enters ρ̂ exactly; set β with `kl`"),
-    (
-        "kl_last_steps",
-        "the KL term enters ρ̂ exactly; set β with `kl`",
-    ),
-    (
-        "eval_reward",
-        "single-loop runs report the training reward of their particles only",
-    ),
-    ("prompts", "single-loop runs are unconditional"),
-    (
-        "allocation",
-        "single-loop runs are unconditional, with no prompts to allocate draws to",
-    ),
-];
+/// The keys that mean nothing in a single loop, and why: `policy!`'s own list (`sepo_dsl`), with its
+/// code spans in a file's syntax ([`file_syntax`]).
+pub fn two_loop_only(key: &str) -> Option<String> {
+    sepo_dsl::keys::TWO_LOOP_ONLY
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, why)| file_syntax(why))
+}
+
+/// A reason written for `policy!` in a run file's syntax: every code span `` `key: Value` `` naming a key
+/// becomes `` `key = "Value"` `` (the file writes values as strings); other text is kept.
+fn file_syntax(reason: &str) -> String {
+    reason
+        .split('`')
+        .enumerate()
+        .map(|(i, part)| match part.split_once(": ") {
+            Some((key, value)) if i % 2 == 1 && super::KEYS.contains(&key) => {
+                format!("{key} = \"{value}\"")
+            }
+            _ => part.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("`")
+}
 
 /// The single-loop values of a file.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -190,5 +177,20 @@ impl Flow {
             config.ratio = r;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_name_values_in_file_syntax() {
+        assert_eq!(
+            two_loop_only("estimator").unwrap(),
+            "its gradient is the IFT covariance, set by `log_prob = \"Ift(..)\"`"
+        );
+        assert_eq!(file_syntax("set β with `kl`"), "set β with `kl`");
+        assert_eq!(two_loop_only("seed"), None);
     }
 }

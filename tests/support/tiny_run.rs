@@ -167,7 +167,7 @@ pub fn tiny_flow(init: u64, options: RunOptions) -> TinyFlow {
         seq_len: 3,
     };
     let diffusion = Diffusion::new(Absorbing::with_tokens(4).unwrap(), LogLinear::default());
-    FlowRun::start(model, diffusion, Box::new(twos()), config, init, options).unwrap()
+    FlowRun::start(model, diffusion, twos(), config, init, options).unwrap()
 }
 
 /// Everything a single-loop update depends on, as bits: policy, reference, AdamW moments and step,

@@ -63,10 +63,10 @@ where
     ///
     /// # Errors
     /// Invalid configuration or sizes, a failing reward on the initial particles.
-    pub fn start<S: NoiseSchedule>(
+    pub fn start<S: NoiseSchedule, R: Reward + 'static>(
         model: M,
         diffusion: Diffusion<G, S>,
-        reward: Box<dyn Reward>,
+        reward: R,
         config: SingleLoopConfig,
         init: InitialParticles,
         options: RunOptions,
@@ -188,7 +188,7 @@ mod tests {
         };
         let diffusion = Diffusion::new(graph, LogLinear::default());
         let config = SingleLoopConfig::default();
-        FlowRun::start(model, diffusion, Box::new(reward), config, init, options)
+        FlowRun::start(model, diffusion, reward, config, init, options)
     }
 
     /// The parameters, AdamW moments and step, particles, rewards and log-ratios as bits.
@@ -289,7 +289,7 @@ mod tests {
         other.single_loop = SingleLoop::new(
             other.single_loop.model.clone(),
             Absorbing::with_tokens(3).unwrap(),
-            Box::new(FnReward::new("zeros", |s: &[usize]| s.len() as f64)),
+            FnReward::new("zeros", |s: &[usize]| s.len() as f64),
             config,
             other.single_loop.particles().to_vec(),
             16,

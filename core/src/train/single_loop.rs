@@ -197,10 +197,10 @@ pub struct SingleLoop<M: EnergyModel, G: Graph> {
 impl<M: EnergyModel, G: Graph> SingleLoop<M, G> {
     /// Starts from `model` (also the reference) and `batch` particles (flat `[batch, L]`, drawn from the
     /// pretrained sampler by the caller).
-    pub fn new(
+    pub fn new<R: Reward + 'static>(
         model: M,
         graph: G,
-        reward: Box<dyn Reward>,
+        reward: R,
         config: SingleLoopConfig,
         particles: Vec<usize>,
         batch: usize,
@@ -221,14 +221,14 @@ impl<M: EnergyModel, G: Graph> SingleLoop<M, G> {
                 ));
             }
         }
-        let rewards = evaluate_flat(reward.as_ref(), &particles, l)?;
+        let rewards = evaluate_flat(&reward, &particles, l)?;
         let anchor = consensus(&particles, batch, graph.num_tokens());
         let state = config.optimizer.init(model.params());
         Ok(Self {
             reference: model.params().snapshot(),
             model,
             graph,
-            reward,
+            reward: Box::new(reward),
             config,
             particles,
             batch,

@@ -97,7 +97,7 @@ fn build_with(policy: &Policy, graph: &TokenStream) -> TokenStream {
             seq_len,
         };
         let diffusion = #root::Diffusion::new(graph, Self::schedule());
-        #root::FlowRun::start(model, diffusion, reward.0, config, init, options)
+        #root::FlowRun::start(model, diffusion, reward, config, init, options)
     }
 }
 

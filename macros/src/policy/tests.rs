@@ -123,7 +123,7 @@ fn expansion_of_a_small_single_loop_policy() {
                     seq_len,
                 };
                 let diffusion = ::sepo::__private::Diffusion::new(graph, Self::schedule());
-                ::sepo::__private::FlowRun::start(model, diffusion, reward.0, config, init, options)
+                ::sepo::__private::FlowRun::start(model, diffusion, reward, config, init, options)
             }
             /// The single-loop configuration (`t0` read as `σ̄(t0)` under [`Self::schedule`]). It does
             /// not depend on `seq_len`, taken so that both modes' `config` have one signature.

@@ -18,6 +18,7 @@ mod config;
 mod gradients;
 mod persist;
 mod round;
+mod stages;
 
 pub use crate::sample::SamplerKind;
 pub use config::{FinetuneConfig, KlMode, LogProb, RoundMetrics};

@@ -1,9 +1,9 @@
-//! One round: draw (one pass, or several under an adaptive allocation), score, advantages, then
-//! `epochs` passes of AdamW steps over minibatches.
+//! One round, as stages: **draw** (one pass, or several under an adaptive allocation) and score the
+//! training rewards, **shape** them with the KL, the **advantages** (this file); then the evaluation
+//! **score**, the **epochs** of AdamW updates over minibatches and the **metrics** (`stages.rs`).
 
 use std::time::Instant;
 
-use rand::seq::SliceRandom;
 use rand::Rng;
 
 use super::config::last_steps;
@@ -23,12 +23,12 @@ use crate::train::Planner;
 /// A round's draws: the samples grouped by prompt, their training rewards, the group sizes (with
 /// prompts) and the planner that allocated them (to be committed with the round).
 pub(super) struct Drawn {
-    samples: Samples,
-    rewards: Vec<f64>,
-    sizes: Option<Vec<usize>>,
-    planner: Option<Planner>,
-    time_sample: f64,
-    time_score: f64,
+    pub(super) samples: Samples,
+    pub(super) rewards: Vec<f64>,
+    pub(super) sizes: Option<Vec<usize>>,
+    pub(super) planner: Option<Planner>,
+    pub(super) time_sample: f64,
+    pub(super) time_score: f64,
 }
 
 /// One draw of the policy-gradient estimate ([`Finetuner::gradient_estimate`]).
@@ -96,140 +96,37 @@ where
         })
     }
 
+    /// One round as its stages, each a function: **draw** the samples and score their training rewards,
+    /// **shape** the rewards and compute the **advantages** ([`Self::prepare`]); **score** the evaluation
+    /// reward ([`Self::score_eval`]); commit the allocation; the **epochs** of AdamW updates
+    /// ([`Self::epochs`]); then the round's **metrics** ([`Self::metrics`]).
     pub(super) fn round_inner(&mut self) -> Result<RoundMetrics> {
-        let c = self.config.clone();
-        let mut rng = step_rng(c.seed, self.round);
+        let mut rng = step_rng(self.config.seed, self.round);
         let Prepared {
             old,
-            drawn,
+            mut drawn,
             shaped,
             kl_in_reward,
-            advantages: adv,
+            advantages,
         } = self.prepare(&mut rng)?;
-        let (samples, rewards) = (&drawn.samples, &drawn.rewards);
-        let batch = samples.batch;
-        let (time_sample, mut time_score) = (drawn.time_sample, drawn.time_score);
-        let clock = Instant::now();
-        let eval = match &self.eval_reward {
-            Some(r) => {
-                let v = evaluate_flat(r.as_ref(), &samples.tokens, c.seq_len)?;
-                Some(v.iter().sum::<f64>() / v.len() as f64)
-            }
-            None => None,
-        };
-        time_score += clock.elapsed().as_secs_f64();
+        let scored = self.score_eval(&drawn)?;
         let groups = self.commit_allocation(
-            drawn.planner,
+            drawn.planner.take(),
             &drawn.sizes,
             &old,
-            samples,
+            &drawn.samples,
             &shaped,
             &mut rng,
         )?;
-        let zero_groups = zero_std_groups(&groups, rewards);
-
-        let clock = Instant::now();
-        let (mut clip_sum, mut norm_sum, mut loss_sum, mut kl_sum, mut updates) =
-            (0.0, 0.0, 0.0, 0.0, 0usize);
-        let (mut low_sum, mut high_sum) = (0.0, 0.0);
-        let mut lr = c.optimizer.lr;
-        let optimizer = c.to_optimizer();
-        let mut order: Vec<usize> = (0..batch.div_ceil(c.minibatch)).collect();
-        for _ in 0..c.epochs {
-            order.shuffle(&mut rng);
-            for &chunk in &order {
-                let rows = chunk * c.minibatch..((chunk + 1) * c.minibatch).min(batch);
-                let (mut grads, stats, kl) =
-                    self.minibatch_grads(&old, samples, rows, &adv, &mut rng)?;
-                let index = self.state.step;
-                let params = self.model.params_mut();
-                let update = optimizer.apply(index, params, &mut self.state, &mut grads)?;
-                let (norm, rate) = (update.grad_norm, update.lr);
-                lr = rate;
-                clip_sum += stats.clip_ratio;
-                low_sum += stats.clip_low;
-                high_sum += stats.clip_high;
-                norm_sum += norm;
-                loss_sum += stats.loss;
-                kl_sum += kl.unwrap_or(0.0);
-                updates += 1;
-            }
-        }
-        let time_backward = clock.elapsed().as_secs_f64();
-        // A finite gradient can still give non-finite parameters (an update that overflows the
-        // parameters' dtype); `round` then restores the state from before the round.
-        if self
-            .model
-            .params()
-            .flat_f64()
-            .iter()
-            .any(|v| !v.is_finite())
-        {
-            return Err(Error::Diverged {
-                what: "parameters",
-                step: self.state.step,
-            });
-        }
-
-        let entropy = self.entropy(samples)?;
+        let stats = self.epochs(&old, &drawn.samples, &advantages, &mut rng)?;
+        let entropy = self.entropy(&drawn.samples)?;
         self.round += 1;
-        if let Some(every) = c.reference_refresh {
+        if let Some(every) = self.config.reference_refresh {
             if self.round.is_multiple_of(every) {
                 self.reference = self.model.params().snapshot();
             }
         }
-        let n = updates.max(1) as f64;
-        let mean = rewards.iter().sum::<f64>() / batch as f64;
-        // TRL's `rewards/<name>/mean` and `/std`: per component when the reward is a sum of named
-        // terms, else of the reward itself.
-        let seqs: Vec<&[usize]> = samples.tokens.chunks(c.seq_len).collect();
-        let parts = self
-            .reward
-            .components(&seqs)
-            .unwrap_or_else(|| vec![(self.reward.name(), rewards.to_vec())]);
-        let per_reward: Vec<(String, f64)> = parts
-            .iter()
-            .flat_map(|(name, v)| {
-                let m = v.iter().sum::<f64>() / v.len().max(1) as f64;
-                [
-                    (format!("rewards/{name}/mean"), m),
-                    (format!("rewards/{name}/std"), super::config::sample_std(v)),
-                ]
-            })
-            .collect();
-        let log_completions = self
-            .log_completions
-            .is_some_and(|every| every > 0 && (self.round - 1).is_multiple_of(every));
-        let completions = match log_completions {
-            true => groups
-                .iter()
-                .take(8)
-                .map(|g| samples.tokens[g.start * c.seq_len..(g.start + 1) * c.seq_len].to_vec())
-                .collect(),
-            false => Vec::new(),
-        };
-        Ok(RoundMetrics {
-            round: self.round - 1,
-            reward: mean,
-            reward_std: super::config::mean_group_std(&groups, rewards),
-            rewards: per_reward.into_iter().collect(),
-            completions,
-            eval_reward: eval,
-            kl: kl_in_reward.or((c.kl > 0.0 && c.kl_mode == KlMode::Path).then_some(kl_sum / n)),
-            entropy,
-            clip_ratio: clip_sum / n,
-            clip_low: low_sum / n,
-            clip_high: high_sum / n,
-            grad_norm: norm_sum / n,
-            learning_rate: lr,
-            loss: loss_sum / n,
-            zero_std_fraction: zero_groups as f64 / groups.len() as f64,
-            reward_calls: batch,
-            samples_per_s: batch as f64 / time_sample.max(1e-9),
-            time_sample,
-            time_score,
-            time_backward,
-        })
+        Ok(self.metrics(&drawn, &groups, scored, kl_in_reward, entropy, &stats))
     }
 
     /// Reward shaping: the rewards the gradient sees. With the KL in the reward, `r − β·[log P_θ_old(path) −
@@ -532,7 +429,7 @@ where
 }
 
 /// Groups (row ranges of `rewards`) whose rewards are all equal: they carry no GRPO signal.
-fn zero_std_groups(groups: &[std::ops::Range<usize>], rewards: &[f64]) -> usize {
+pub(super) fn zero_std_groups(groups: &[std::ops::Range<usize>], rewards: &[f64]) -> usize {
     groups
         .iter()
         .filter(|g| rewards[(*g).clone()].iter().all(|&r| r == rewards[g.start]))

@@ -32,7 +32,7 @@ fn trainer(init: usize) -> Loop {
     };
     config.kl = 0.2;
     let particles = (0..16).map(|i| (i * 7 + init) % 3).collect();
-    SingleLoop::new(model, graph, Box::new(reward), config, particles, 8).unwrap()
+    SingleLoop::new(model, graph, reward, config, particles, 8).unwrap()
 }
 
 /// Every piece of state as bits (the reference path cache included).
@@ -176,8 +176,7 @@ fn mismatches_and_corrupt_populations_are_refused() {
     let model = run.model.clone();
     let reward = FnReward::new("zeros", |_: &[usize]| 0.0);
     let config = run.config.clone();
-    let mut fewer =
-        SingleLoop::new(model, graph, Box::new(reward), config, vec![0; 12], 6).unwrap();
+    let mut fewer = SingleLoop::new(model, graph, reward, config, vec![0; 12], 6).unwrap();
     match fewer.resume(&ckpt) {
         Err(Error::ResumeMismatch { key, .. }) => assert_eq!(key, "particles"),
         e => panic!("{e:?}"),
