@@ -54,6 +54,24 @@ impl Checkpoint {
         })
     }
 
+    /// What a resume reads: removes what killed writers left ([`Self::clean`]), then opens the published
+    /// generation, which must be verified by its manifest. [`Error::NoCheckpoint`] if nothing was
+    /// committed; [`Error::CheckpointIntegrity`] (manifest missing) for a directory of the older
+    /// per-file layout, which has no manifest to trust.
+    pub fn resumable(&self) -> Result<Committed> {
+        self.clean()?;
+        match Committed::open(&self.dir)? {
+            Some(c) if c.is_verified() => Ok(c),
+            Some(_) => Err(Error::CheckpointIntegrity {
+                path: self.dir.join(commit::MANIFEST),
+                problem: crate::error::Integrity::Missing,
+            }),
+            None => Err(Error::NoCheckpoint {
+                path: self.dir.clone(),
+            }),
+        }
+    }
+
     /// Commits `files` (name, bytes) as one new generation, keeping the `keep_last` newest
     /// ([`commit::commit`]); returns the generation's number.
     pub fn commit(&self, files: &[(&str, &[u8])], keep_last: usize) -> Result<u64> {

@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::{Error, Integrity, Result};
+use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::nn::io::{adamw_to_bytes, load_adamw_bytes};
 use crate::reward::Reward;
@@ -33,7 +33,7 @@ use crate::schedule::NoiseSchedule;
 use crate::score::dtype_name;
 use crate::score::ScoreModel;
 use crate::train::checkpoint::{MODEL_FILE, OPTIMIZER_FILE};
-use crate::train::commit::{crc64_hex, Committed, DEFAULT_KEEP_LAST, MANIFEST};
+use crate::train::commit::{crc64_hex, DEFAULT_KEEP_LAST};
 use crate::train::Planner;
 use crate::train::{Checkpoint, MetricsMark, MetricsWriter};
 
@@ -161,21 +161,7 @@ where
     /// [`Error::ResumeMismatch`] naming the first key of the resolved configuration that differs;
     /// [`Error::CheckpointMismatch`] for weights of another shape.
     pub fn resume(&mut self, checkpoint: &Checkpoint) -> Result<Resumed> {
-        checkpoint.clean()?;
-        let committed = match Committed::open(&checkpoint.dir)? {
-            Some(c) if c.is_verified() => c,
-            Some(_) => {
-                return Err(Error::CheckpointIntegrity {
-                    path: checkpoint.dir.join(MANIFEST),
-                    problem: Integrity::Missing,
-                })
-            }
-            None => {
-                return Err(Error::NoCheckpoint {
-                    path: checkpoint.dir.clone(),
-                })
-            }
-        };
+        let committed = checkpoint.resumable()?;
         let path = committed.path(TRAINER_FILE);
         let file: TrainerFile =
             serde_json::from_slice(&committed.read(TRAINER_FILE)?).map_err(|e| {

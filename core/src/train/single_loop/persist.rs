@@ -24,13 +24,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{SingleLoop, UpdateMetrics};
-use crate::error::{Error, Integrity, Result};
+use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::nn::io::{adamw_to_bytes, load_adamw_bytes};
 use crate::policy::EnergyModel;
 use crate::score::dtype_name;
 use crate::train::checkpoint::{MODEL_FILE, OPTIMIZER_FILE};
-use crate::train::commit::{crc64_hex, Committed, DEFAULT_KEEP_LAST, MANIFEST};
+use crate::train::commit::{crc64_hex, DEFAULT_KEEP_LAST};
 use crate::train::finetune::first_difference;
 use crate::train::finetune::REFERENCE_FILE;
 use crate::train::{Checkpoint, MetricsWriter, Resumed, Trainer};
@@ -151,21 +151,7 @@ impl<M: EnergyModel, G: Graph> SingleLoop<M, G> {
     /// another shape; [`Error::CorruptCheckpoint`] for a state file that does not parse or whose
     /// population does not fit the configuration.
     pub fn resume(&mut self, checkpoint: &Checkpoint) -> Result<Resumed> {
-        checkpoint.clean()?;
-        let committed = match Committed::open(&checkpoint.dir)? {
-            Some(c) if c.is_verified() => c,
-            Some(_) => {
-                return Err(Error::CheckpointIntegrity {
-                    path: checkpoint.dir.join(MANIFEST),
-                    problem: Integrity::Missing,
-                })
-            }
-            None => {
-                return Err(Error::NoCheckpoint {
-                    path: checkpoint.dir.clone(),
-                })
-            }
-        };
+        let committed = checkpoint.resumable()?;
         let path = committed.path(SINGLE_LOOP_FILE);
         let corrupt = |reason: String| Error::CorruptCheckpoint {
             path: path.clone(),
